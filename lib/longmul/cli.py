@@ -1,0 +1,162 @@
+"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``data``.
+
+Errors in what the user asked for (bad operands, missing model directories, unknown recipes, …)
+print one line ``longmul: error: …`` and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .train import RECIPES, TrainConfig
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _heads(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(h) for h in text.split(",") if h.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated head indices, got {text!r}") from None
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--recipe", choices=RECIPES, required=True, help="training recipe")
+    parser.add_argument("--preset", default=defaults.preset, help="model preset: cpu (width 128), paper (width 768), tiny")
+    for f in fields(TrainConfig):
+        if f.name in ("recipe", "preset"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if f.name == "aux_heads":
+            parser.add_argument(flag, type=_heads, default=default, help="comma-separated heads for hook_z/hook_result sites")
+        elif isinstance(default, bool):
+            parser.add_argument(flag, type=_bool, default=default, metavar="BOOL", help=f"(default {default})")
+        elif default is None:
+            parser.add_argument(flag, type=float if f.name == "dropout" else int, default=None, help="override the preset")
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="longmul", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model with one of the recipes", description="Train (or resume) a model.")
+    train.add_argument("--out", required=True, type=Path, help="output directory (the saved model ends up here)")
+    train.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
+    train.add_argument("--drop-checkpoint", action="store_true", help="delete the resumable checkpoint once the model is saved")
+    _add_train_options(train)
+
+    ev = sub.add_parser("eval", help="exact match and per-digit accuracy of a saved model", description="Evaluate a saved model with greedy decoding.")
+    ev.add_argument("model_dir", type=Path)
+    ev.add_argument("--problems", help="ICoT-format file, or 'random' for fresh random problems (default: the ICoT test set)")
+    ev.add_argument("--n", type=int, default=1000, help="number of random problems (with --problems random)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the random problems")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    pr = sub.add_parser("predict", help="the model's answer to a × b, digit by digit", description="Show a model's answer digit by digit.")
+    pr.add_argument("model_dir", type=Path)
+    pr.add_argument("a", help="first operand, written normally (most-significant digit first)")
+    pr.add_argument("b", help="second operand")
+
+    data = sub.add_parser("data", help="write ICoT-format problem files", description="Write random problems in the ICoT line format.")
+    data.add_argument("--out", required=True, type=Path)
+    data.add_argument("--n", type=int, required=True, help="number of problems")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--digits", type=int, default=4, help="digits per operand")
+    data.add_argument("--exclude-eval", type=_bool, default=True, metavar="BOOL", help="never emit a problem of the shipped ICoT sets (4x4 only)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    config = TrainConfig(**values)
+    command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = train(config, args.out, resume=args.resume, command=command, keep_checkpoint=not args.drop_checkpoint)
+    print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
+
+
+def _problems(args: argparse.Namespace):
+    from .datasets import evaluation_problems, icot_problems
+    from .task import random_problems, read_problems
+
+    if args.problems is None:
+        return icot_problems("test")
+    if args.problems == "random":
+        return random_problems(args.n, args.seed, exclude=evaluation_problems())
+    return read_problems(args.problems)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+    from .saved import load_model
+
+    loaded = load_model(args.model_dir)
+    problems = _problems(args)
+    result = evaluate(loaded.model, problems, progress=not args.json)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"{args.model_dir}: exact match {100 * result.exact_match:.2f}% on {result.n} problems")
+        print("per digit  " + "  ".join(f"c{k}={acc:.3f}" for k, acc in enumerate(result.per_digit)))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .evaluate import predict
+    from .saved import load_model
+    from .task import problem_from_strings
+
+    problem = problem_from_strings(args.a, args.b)
+    loaded = load_model(args.model_dir)
+    prediction = predict(loaded.model, problem)
+    print(f"{problem.a} × {problem.b} = {problem.product}")
+    print("digit  true  model")
+    for k, (true, got, ok) in enumerate(zip(problem.c_digits, prediction.digits, prediction.correct)):
+        print(f"c{k:<5}{true:>4}  {'?' if got < 0 else got:>5}  {'ok' if ok else 'WRONG'}")
+    shown = "".join("?" if d < 0 else str(d) for d in reversed(prediction.digits))
+    print(f"model answer {shown} ({'exact' if prediction.exact else 'wrong'}); generated: {' '.join(prediction.tokens)}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from .datasets import evaluation_problems
+    from .task import random_problems, write_problems
+
+    exclude = evaluation_problems() if args.exclude_eval and args.digits == 4 else []
+    problems = random_problems(args.n, args.seed, n_digits=args.digits, exclude=exclude)
+    write_problems(problems, args.out)
+    print(f"wrote {len(problems)} problems to {args.out}")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except ValueError as err:
+        parser.exit(2, f"longmul: error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "longmul: interrupted (a resumable checkpoint was saved where training was running)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The ``README.md`` written beside each saved model."""
+
+from __future__ import annotations
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def model_card(name: str, training: dict, metrics: dict) -> str:
+    mc = training["model_config"]
+    lines = [
+        f"# longmul model `{name}`: {training['recipe']} recipe",
+        "",
+        f"A GPT-2 ({mc['n_layers']} layers, {mc['n_heads']} heads, width {mc['d_model']}, "
+        f"{training['n_parameters']:,} parameters) trained from scratch on {mc['n_a']}x{mc['n_b']}-digit "
+        f"multiplication with the `{training['recipe']}` recipe of the `longmul` library, reproducing "
+        "Bai et al. (2025), *Why Can't Transformers Learn Multiplication?* (arXiv:2510.00184).",
+        "",
+        "Digits are written least-significant first. Prompt: `a0 a1 a2 a3 * b0 b1 b2 b3 ||`; the model",
+        "generates `#### c0 c1 … c7 <eos>`.",
+        "",
+        "## Scores (greedy decoding, exact match of all digits)",
+        "",
+        "| evaluation set | problems | exact match | per-digit accuracy c0…c7 |",
+        "|---|---|---|---|",
+    ]
+    for key, result in metrics.items():
+        digits = " ".join(f"{d:.3f}" for d in result["per_digit"])
+        lines.append(f"| {key} | {result['n']:,} | {_pct(result['exact_match'])} | {digits} |")
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- command: `{training['command']}`",
+        f"- seed {training['seed']}, {training['steps']:,} steps, {training['examples']:,} examples, "
+        f"{training['wall_time_s'] / 60:.1f} min of wall time over {len(training['sessions'])} session(s)",
+        f"- hardware (last session): {training['sessions'][-1]['hardware']}",
+        "",
+        "## Load it",
+        "",
+        "```python",
+        "from longmul.saved import load_model          # verifies the sha256 manifest",
+        "from longmul.evaluate import predict",
+        "from longmul.task import problem_from_strings",
+        f"loaded = load_model('models/{name}')",
+        "print(predict(loaded.model, problem_from_strings('2365', '4347')).digits)",
+        "```",
+        "",
+        "With plain `transformers` (no longmul):",
+        "",
+        "```python",
+        "from transformers import AutoTokenizer, GPT2LMHeadModel",
+        f"tok = AutoTokenizer.from_pretrained('models/{name}')",
+        f"model = GPT2LMHeadModel.from_pretrained('models/{name}')",
+        "ids = tok('5 6 3 2 * 7 4 3 4 ||', return_tensors='pt').input_ids",
+        "skip = getattr(model.config, 'longmul_position_skip', 0)  # ICoT: removed chain-of-thought positions",
+        "for _ in range(10):",
+        "    T = ids.shape[1]",
+        "    pos = [list(range(10)) + [10 + skip + t for t in range(T - 10)]]",
+        "    import torch",
+        "    nxt = model(ids, position_ids=torch.tensor(pos), attention_mask=torch.ones_like(ids)).logits[0, -1].argmax()",
+        "    ids = torch.cat([ids, nxt.view(1, 1)], 1)",
+        "print(tok.decode(ids[0]))  # … #### 5 5 6 0 8 2 0 1 <eos>",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Saved models: the Hugging Face layout plus our records, with a sha256 manifest checked on load.
+
+A model directory holds::
+
+    config.json  generation_config.json  model.safetensors     (plain transformers can load these)
+    tokenizer.json  tokenizer_config.json  special_tokens_map.json
+    training.json   recipe, hyperparameters, seed, command, steps, examples, wall time, hardware
+    metrics.json    exact match and per-digit accuracy on the evaluation sets
+    history.jsonl   training log (loss, per-digit loss and gradient norm, validation accuracy)
+    README.md       model card (optional)
+    manifest.json   sha256 of every other file
+
+Nothing is pickled. Directories are written to a temporary sibling and renamed into place, so a
+failure never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import GenerationConfig, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+from .sequences import EOS_ID, PAD_ID
+from .tokenizer import build_tokenizer
+
+MANIFEST = "manifest.json"
+REQUIRED = ("config.json", "model.safetensors", "training.json", MANIFEST)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {str(p.relative_to(directory)): sha256_file(p) for p in files}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def verify_manifest(directory: Path) -> None:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"model directory {directory} has no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"model directory {directory}: {MANIFEST} is not valid JSON ({err})") from None
+    for name, expected in manifest.items():
+        file = directory / name
+        if not file.is_file():
+            raise ValueError(f"model directory {directory}: {name} listed in the manifest is missing")
+        if sha256_file(file) != expected:
+            raise ValueError(f"model directory {directory}: {name} does not match its sha256 in the manifest")
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def save_model(
+    directory: str | Path,
+    model: GPT2LMHeadModel,
+    training: dict,
+    metrics: dict | None = None,
+    extra_files: dict[str, Path] | None = None,
+    model_card: str | None = None,
+) -> Path:
+    """Write a complete model directory atomically (replacing an existing one)."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".saving")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        GenerationConfig(
+            eos_token_id=EOS_ID, pad_token_id=PAD_ID, bos_token_id=EOS_ID, do_sample=False
+        ).save_pretrained(tmp)
+        build_tokenizer().save_pretrained(tmp)
+        write_json(tmp / "training.json", training)
+        if metrics is not None:
+            write_json(tmp / "metrics.json", metrics)
+        for name, src in (extra_files or {}).items():
+            shutil.copyfile(src, tmp / name)
+        if model_card is not None:
+            (tmp / "README.md").write_text(model_card)
+        write_manifest(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    if directory.exists():
+        # Keep whatever else lives there (a resumable checkpoint) but replace the model files.
+        for item in tmp.iterdir():
+            target = directory / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+        tmp.rmdir()
+        write_manifest_subset(directory, [p.name for p in directory.iterdir() if p.is_file()])
+    else:
+        tmp.replace(directory)
+    return directory
+
+
+def write_manifest_subset(directory: Path, names: list[str]) -> None:
+    """Manifest over the model's own files (skips checkpoints and other sub-folders)."""
+    manifest = {n: sha256_file(directory / n) for n in sorted(names) if n != MANIFEST}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+@dataclass
+class LoadedModel:
+    """A saved model with its records."""
+
+    path: Path
+    model: GPT2LMHeadModel
+    tokenizer: PreTrainedTokenizerFast
+    training: dict
+    metrics: dict
+    history: list[dict]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
+    """Load a model directory written by :func:`save_model`; ``ValueError`` names what is wrong."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"model directory not found: {directory}")
+    missing = [name for name in REQUIRED if not (directory / name).is_file()]
+    if missing:
+        raise ValueError(f"{directory} is not a longmul model directory (missing {', '.join(missing)})")
+    if verify:
+        verify_manifest(directory)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model clutters notebooks
+    try:
+        model = GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager")
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
+        training = json.loads((directory / "training.json").read_text())
+        metrics_path = directory / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"could not load the model in {directory}: {err}") from None
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    return LoadedModel(directory, model, tokenizer, training, metrics, read_history(directory / "history.jsonl"))

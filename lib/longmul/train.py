@@ -1,0 +1,609 @@
+"""One training loop, three recipes.
+
+* ``sft``  — standard fine-tuning: ``a * b || #### c <eos>``, loss on everything after ``||``.
+* ``icot`` — implicit chain of thought by stepwise internalization (Deng et al., 2024): train with the
+  full chain of thought, then remove its tokens from the left, ``icot_tokens_per_stage`` at a time.
+  A stage advances either every ``icot_stage_examples`` examples (the paper's fixed pace) or, with
+  ``icot_stage_examples = 0``, when free-running accuracy in the current format reaches ``icot_gate``
+  (a pace that suits a CPU). Each example removes a few extra tokens with probability
+  ∝ exp(-λ·extra) (removal smoothing, λ = ``icot_smoothing``); the optimizer is reset when the
+  removal count grows; training continues once the chain of thought is gone.
+* ``aux``  — SFT plus ``aux_weight`` · MSE of a linear probe that reads the activation ``aux_site`` at
+  the positions predicting each ``c_k`` and regresses ``ĉ_k / aux_scale`` (FACTS §3).
+
+Runs checkpoint every ``checkpoint_minutes`` and resume bit-for-bit (``resume=True``). Every
+``log_every`` steps a row goes to ``history.jsonl``: loss, per-output-digit loss and the gradient norm
+of each digit's loss; every ``eval_every`` steps, validation exact match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import GPT2LMHeadModel
+
+from . import __version__
+from .checkpoint import find_checkpoint, load_checkpoint, load_optimizer_tensors, save_checkpoint
+from .datasets import evaluation_problems, icot_problems
+from .evaluate import evaluate_pairs
+from .hooks import capture, hook_names
+from .model import ModelConfig, build_model, count_parameters, model_config_from_preset
+from .saved import save_model
+from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
+from .task import random_problems, sample_operands
+
+RECIPES = ("sft", "icot", "aux")
+AUX_TARGETS = ("running_sum", "shuffled")
+# Fields that may change when a run is resumed: they do not alter the trajectory up to the old end.
+RESUME_MUTABLE = {"max_steps", "stop_exact_match", "checkpoint_minutes", "threads", "final_eval_random", "device", "progress"}
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = "sft"
+    preset: str = "cpu"
+    d_model: int | None = None  # overrides of the preset
+    n_layers: int | None = None
+    n_heads: int | None = None
+    dropout: float | None = None
+    n_digits: int = 4
+    seed: int = 0
+    # optimisation (AdamW, linear warmup then constant, as in ICoT's constant lr)
+    batch_size: int = 256
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 1.0
+    max_steps: int = 20_000
+    stop_exact_match: float = 0.0  # > 0: stop once validation exact match reaches it (ICoT: with no CoT left)
+    # bookkeeping
+    log_every: int = 100
+    eval_every: int = 1_000
+    n_val: int = 500
+    checkpoint_minutes: float = 5.0
+    final_eval_random: int = 10_000
+    threads: int = 0  # 0: torch's default
+    device: str = "auto"
+    progress: bool = True
+    # icot
+    icot_tokens_per_stage: int = 8
+    icot_stage_examples: int = 0  # > 0: fixed pace; 0: advance on icot_gate
+    icot_gate: float = 0.9
+    icot_gate_every: int = 150
+    icot_gate_problems: int = 256
+    icot_smoothing: float = 4.0  # λ of the removal smoothing; 0 turns it off
+    icot_keep_position: bool = True
+    icot_reset_optimizer: bool = True
+    # aux
+    aux_site: str = "blocks.1.hook_resid_mid"
+    aux_heads: tuple[int, ...] = ()  # for attn.hook_z / attn.hook_result sites: heads to read
+    aux_weight: float = 1.0
+    aux_scale: float = 10.0
+    aux_target: str = "running_sum"  # "shuffled": control with ĉ permuted across the batch
+
+    def model_config(self) -> ModelConfig:
+        return model_config_from_preset(
+            self.preset,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            dropout=self.dropout,
+            n_a=self.n_digits,
+            n_b=self.n_digits,
+        )
+
+    def validate(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
+        model_config = self.model_config()  # validates preset and overrides
+        positive = ("batch_size", "max_steps", "log_every", "eval_every", "n_val", "n_digits", "icot_tokens_per_stage")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip <= 0:
+            raise ValueError("lr and grad_clip must be positive and warmup_steps non-negative")
+        if self.recipe == "aux":
+            names = hook_names(model_config.n_layers)
+            if self.aux_site not in names or "pattern" in self.aux_site or self.aux_site == "logits":
+                raise ValueError(f"aux_site {self.aux_site!r} is not an activation the probe can read; try one of {names[2:-2]}")
+            if self.aux_site.endswith(("hook_z", "hook_result")):
+                if not self.aux_heads or any(not 0 <= h < model_config.n_heads for h in self.aux_heads):
+                    raise ValueError(f"aux_site {self.aux_site} needs aux_heads, each in 0..{model_config.n_heads - 1}")
+            if self.aux_target not in AUX_TARGETS:
+                raise ValueError(f"unknown aux_target {self.aux_target!r}; choose one of {list(AUX_TARGETS)}")
+            if self.aux_scale <= 0:
+                raise ValueError("aux_scale must be positive")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["aux_heads"] = list(self.aux_heads)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        d = dict(d)
+        if "aux_heads" in d:
+            d["aux_heads"] = tuple(d["aux_heads"])
+        return cls(**d)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def hardware_description(device: torch.device) -> dict:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+class AuxProbe(torch.nn.Module):
+    """One bias-free linear readout per output digit: ĉ_k / scale ≈ w_k · activation at position k."""
+
+    def __init__(self, d_in: int, n_c: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(n_c, d_in))
+
+    def forward(self, acts: torch.Tensor) -> torch.Tensor:  # acts (B, n_c, d_in)
+        return (acts * self.weight).sum(-1)  # (B, n_c)
+
+
+def aux_features(activation: torch.Tensor, positions: torch.Tensor, heads: tuple[int, ...]) -> torch.Tensor:
+    """Gather the probe's input at the answer positions: (B, n_c, d_in)."""
+    B, n_c = positions.shape
+    index = positions.view(B, n_c, *([1] * (activation.dim() - 2)))
+    index = index.expand(B, n_c, *activation.shape[2:])
+    picked = activation.gather(1, index)  # (B, n_c, ...) per position
+    if heads:  # (B, n_c, H, d) -> (B, n_c, len(heads) * d)
+        picked = picked[:, :, list(heads)].flatten(2)
+    return picked
+
+
+def aux_input_dim(config: TrainConfig, model_config: ModelConfig) -> int:
+    if config.aux_site.endswith("hook_z"):
+        return len(config.aux_heads) * model_config.d_head
+    if config.aux_site.endswith("hook_result"):
+        return len(config.aux_heads) * model_config.d_model
+    return model_config.d_model
+
+
+def make_optimizer(params, config: TrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
+
+
+def per_digit_grad_norms(digit_loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[float]:
+    """‖∂ loss(c_k) / ∂θ‖ for each output digit k (the training-dynamics figure)."""
+    norms = []
+    for k in range(digit_loss.shape[0]):
+        grads = torch.autograd.grad(digit_loss[k], params, retain_graph=True, allow_unused=True)
+        norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
+    return norms
+
+
+class Trainer:
+    """Holds the state of one run; :meth:`run` trains to ``max_steps`` from wherever the state is."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, command: str):
+        config.validate()
+        self.config = config
+        self.out_dir = out_dir
+        self.command = command
+        self.device = pick_device(config.device)
+        self.model_config = config.model_config()
+        self.layout: Layout = self.model_config.layout
+        self.model = build_model(self.model_config, seed=config.seed).to(self.device)
+        self.model.train()
+        self.probe = None
+        if config.recipe == "aux":
+            self.probe = AuxProbe(aux_input_dim(config, self.model_config), self.layout.n_c).to(self.device)
+        self.optimizer = make_optimizer(self.parameters(), config)
+        self.data_rng = np.random.default_rng(config.seed)
+        self.smoothing_rng = np.random.default_rng(config.seed + 1)
+        torch.manual_seed(config.seed)  # dropout
+        self.exclude = frozenset((p.a, p.b) for p in evaluation_problems()) if config.n_digits == 4 else frozenset()
+        if config.n_digits == 4:
+            val = icot_problems("valid")
+        else:
+            val = random_problems(max(config.n_val, config.icot_gate_problems), seed=10_000 + config.seed, n_digits=config.n_digits)
+        self.val_pairs = problems_to_pairs(val[: config.n_val])
+        self.gate_pairs = problems_to_pairs(val[: config.icot_gate_problems])
+        self.step = 0
+        self.examples = 0
+        self.removed = 0  # ICoT: chain-of-thought tokens removed at the current stage
+        self.stage_start_step = 0
+        self.stages: list[dict] = [{"step": 0, "removed": 0}] if config.recipe == "icot" else []
+        self.elapsed_before = 0.0
+        self.sessions: list[dict] = []
+        self.history_path = out_dir / "history.jsonl"
+        self.stopped_early = False
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        params = list(self.model.parameters())
+        return params + (list(self.probe.parameters()) if self.probe is not None else [])
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "examples": self.examples,
+            "removed": self.removed,
+            "stage_start_step": self.stage_start_step,
+            "stages": self.stages,
+            "elapsed_s": self.elapsed(),
+            "sessions": self.sessions + [self.session_record()],
+            "data_rng": self.data_rng.bit_generator.state,
+            "smoothing_rng": self.smoothing_rng.bit_generator.state,
+        }
+
+    def save_checkpoint(self) -> None:
+        extra = {"torch_rng": torch.get_rng_state()}
+        if self.probe is not None:
+            extra["probe.weight"] = self.probe.weight
+        save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, extra, self.state())
+
+    def restore(self) -> None:
+        found = find_checkpoint(self.out_dir / "checkpoint")
+        if found is None:
+            raise ValueError(f"nothing to resume: no checkpoint in {self.out_dir}")
+        model_sd, opt_tensors, extra, state = load_checkpoint(found)
+        self.model.load_state_dict(model_sd, strict=False)
+        if self.model.config.tie_word_embeddings:
+            self.model.tie_weights()
+        if self.probe is not None:
+            self.probe.weight.data.copy_(extra["probe.weight"])
+        load_optimizer_tensors(self.optimizer, opt_tensors, state["optimizer"])
+        torch.set_rng_state(extra["torch_rng"])
+        self.data_rng.bit_generator.state = state["data_rng"]
+        self.smoothing_rng.bit_generator.state = state["smoothing_rng"]
+        self.step, self.examples = state["step"], state["examples"]
+        self.removed, self.stage_start_step = state["removed"], state["stage_start_step"]
+        self.stages = state["stages"]
+        self.elapsed_before = state["elapsed_s"]
+        self.sessions = state["sessions"]
+        # Drop history rows logged after the checkpoint: the resumed run logs them again.
+        rows = [r for r in _read_jsonl(self.history_path) if r["step"] <= self.step]
+        _write_jsonl(self.history_path, rows)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + (time.monotonic() - self.session_start)
+
+    def session_record(self) -> dict:
+        return {
+            "started": self.session_started,
+            "wall_time_s": time.monotonic() - self.session_start,
+            "hardware": hardware_description(self.device),
+            "command": self.command,
+        }
+
+    # ------------------------------------------------------------------ one step
+    def removal_counts(self, batch_size: int) -> np.ndarray:
+        cot_len = self.layout.cot_len
+        removed = np.full(batch_size, self.removed)
+        if self.config.icot_smoothing > 0 and self.removed < cot_len:
+            extra_max = cot_len - self.removed
+            offsets = np.arange(extra_max + 1)
+            weights = np.exp(-self.config.icot_smoothing * offsets)
+            removed = removed + self.smoothing_rng.choice(offsets, size=batch_size, p=weights / weights.sum())
+        return np.minimum(removed, cot_len)
+
+    def lr_now(self) -> float:
+        since = self.step - self.stage_start_step
+        warm = self.config.warmup_steps
+        return self.config.lr * (min(1.0, (since + 1) / warm) if warm else 1.0)
+
+    def train_step(self, log: bool) -> dict:
+        config = self.config
+        pairs = sample_operands(self.data_rng, config.batch_size, config.n_digits, config.n_digits, self.exclude)
+        removed = self.removal_counts(len(pairs)) if config.recipe == "icot" else None
+        batch = make_batch(pairs, self.layout, removed, keep_position=config.icot_keep_position)
+        ids = batch.input_ids.to(self.device)  # (B, T)
+        labels = batch.labels.to(self.device)  # (B, T)
+        answer_pos = batch.answer_positions.to(self.device)  # (B, n_c)
+        names = [config.aux_site] if self.probe is not None else []
+        with capture(self.model, names) as cache:
+            logits = self.model(
+                input_ids=ids,
+                position_ids=batch.position_ids.to(self.device),
+                attention_mask=batch.attention_mask.to(self.device),
+            ).logits  # (B, T, V)
+        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")  # (B, T)
+        n_targets = (labels != IGNORE_INDEX).sum()
+        loss = token_loss.sum() / n_targets
+        digit_loss = token_loss.gather(1, answer_pos).mean(0)  # (n_c,)
+        total = loss
+        aux_loss = None
+        if self.probe is not None:
+            features = aux_features(cache[config.aux_site], answer_pos, config.aux_heads)  # (B, n_c, d_in)
+            target = torch.tensor(running_sums_batch(pairs, self.layout), dtype=torch.float32, device=self.device)
+            if config.aux_target == "shuffled":
+                target = target[torch.randperm(len(target), device=self.device)]
+            aux_loss = F.mse_loss(self.probe(features), target / config.aux_scale)
+            total = loss + config.aux_weight * aux_loss
+        row = {}
+        if log:
+            row["digit_grad_norm"] = per_digit_grad_norms(digit_loss, list(self.model.parameters()))
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters(), config.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_now()
+        self.optimizer.step()
+        self.step += 1
+        self.examples += len(pairs)
+        if log:
+            row.update(
+                kind="train",
+                step=self.step,
+                examples=self.examples,
+                elapsed_s=round(self.elapsed(), 2),
+                lr=self.lr_now(),
+                loss=float(loss.detach()),
+                digit_loss=[float(x) for x in digit_loss.detach()],
+                grad_norm=float(grad_norm),
+            )
+            if aux_loss is not None:
+                row["aux_loss"] = float(aux_loss.detach())
+            if config.recipe == "icot":
+                row["removed"] = self.removed
+        return row
+
+    # ------------------------------------------------------------------ schedule
+    def position_skip(self) -> int:
+        return self.removed if self.config.icot_keep_position else 0
+
+    def cot_tokens(self) -> int:
+        return self.layout.cot_len - self.removed if self.config.recipe == "icot" else 0
+
+    def advance_icot(self) -> bool:
+        """Move to the next removal stage when the schedule says so; True if it moved."""
+        config, cot_len = self.config, self.layout.cot_len
+        if config.recipe != "icot" or self.removed >= cot_len:
+            return False
+        if config.icot_stage_examples > 0:
+            target = min(cot_len, (self.examples // config.icot_stage_examples) * config.icot_tokens_per_stage)
+        elif self.step % config.icot_gate_every == 0:
+            accuracy = evaluate_pairs(
+                self.model, self.gate_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
+            ).exact_match
+            target = min(cot_len, self.removed + config.icot_tokens_per_stage) if accuracy >= config.icot_gate else self.removed
+        else:
+            return False
+        if target <= self.removed:
+            return False
+        self.removed = target
+        self.stage_start_step = self.step
+        self.stages.append({"step": self.step, "examples": self.examples, "removed": target, "elapsed_s": round(self.elapsed(), 1)})
+        if config.icot_reset_optimizer:
+            self.optimizer = make_optimizer(self.parameters(), config)
+        return True
+
+    def validate_now(self) -> dict:
+        result = evaluate_pairs(
+            self.model, self.val_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
+        )
+        row = {"kind": "eval", "step": self.step, "examples": self.examples, "elapsed_s": round(self.elapsed(), 2)}
+        row.update(val_exact_match=result.exact_match, val_per_digit=result.per_digit)
+        if self.config.recipe == "icot":
+            row["removed"] = self.removed
+        return row
+
+    def reached_target(self, val_exact_match: float) -> bool:
+        target = self.config.stop_exact_match
+        cot_gone = self.config.recipe != "icot" or self.removed >= self.layout.cot_len
+        return target > 0 and cot_gone and val_exact_match >= target
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        config = self.config
+        last_checkpoint = time.monotonic()
+        bar = tqdm(
+            total=config.max_steps,
+            initial=self.step,
+            desc=f"train {config.recipe}",
+            unit="step",
+            disable=not config.progress,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        with open(self.history_path, "a") as history:
+            try:
+                while self.step < config.max_steps:
+                    log = (self.step + 1) % config.log_every == 0 or self.step == 0
+                    row = self.train_step(log)
+                    if row:
+                        history.write(json.dumps(row) + "\n")
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
+                    if self.advance_icot():
+                        history.write(json.dumps({"kind": "stage", **self.stages[-1]}) + "\n")
+                        bar.set_postfix(removed=self.removed, refresh=False)
+                    if self.step % config.eval_every == 0 or self.step == config.max_steps:
+                        row = self.validate_now()
+                        history.write(json.dumps(row) + "\n")
+                        bar.set_postfix(val_em=f"{row['val_exact_match']:.3f}", refresh=False)
+                        if self.reached_target(row["val_exact_match"]):
+                            self.stopped_early = True
+                            break
+                    bar.update(1)
+                    if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
+                        history.flush()
+                        self.save_checkpoint()
+                        last_checkpoint = time.monotonic()
+            except KeyboardInterrupt:
+                history.flush()
+                self.save_checkpoint()
+                bar.close()
+                raise
+        bar.close()
+        self.save_checkpoint()
+
+    # ------------------------------------------------------------------ final model
+    def finalize(self, keep_checkpoint: bool) -> Path:
+        config = self.config
+        self.model.config.longmul_position_skip = self.position_skip()
+        self.model.config.longmul_cot_tokens = self.cot_tokens()
+        self.model.config.longmul_recipe = config.recipe
+        metrics = final_metrics(self.model, config, self.layout)
+        training = {
+            "recipe": config.recipe,
+            "config": config.to_dict(),
+            "model_config": self.model_config.to_dict(),
+            "n_parameters": count_parameters(self.model),
+            "seed": config.seed,
+            "command": self.command,
+            "steps": self.step,
+            "examples": self.examples,
+            "stopped_early": self.stopped_early,
+            "wall_time_s": round(self.elapsed(), 1),
+            "sessions": self.sessions + [self.session_record()],
+            "icot_stages": self.stages,
+            "library_version": __version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        extra = {"history.jsonl": self.history_path}
+        probe_file = None
+        if self.probe is not None:
+            from safetensors.torch import save_file
+
+            probe_file = self.out_dir / "aux_probe.safetensors.tmp"
+            save_file({"weight": self.probe.weight.detach().cpu().contiguous()}, probe_file)
+            extra["aux_probe.safetensors"] = probe_file
+        from .model_card import model_card
+
+        save_model(self.out_dir, self.model, training, metrics, extra, model_card(self.out_dir.name, training, metrics))
+        if probe_file is not None:
+            probe_file.unlink()
+        if not keep_checkpoint:
+            import shutil
+
+            shutil.rmtree(self.out_dir / "checkpoint", ignore_errors=True)
+        return self.out_dir
+
+
+def running_sums_batch(pairs: np.ndarray, layout: Layout) -> np.ndarray:
+    """ĉ_k for a batch of operand pairs (B, n_c), vectorised."""
+    a = (pairs[:, :1] // 10 ** np.arange(layout.n_a)) % 10  # (B, n_a)
+    b = (pairs[:, 1:2] // 10 ** np.arange(layout.n_b)) % 10  # (B, n_b)
+    s = np.zeros((len(pairs), layout.n_c), dtype=np.int64)
+    for i in range(layout.n_a):
+        s[:, i : i + layout.n_b] += a[:, i : i + 1] * b
+    out = np.empty_like(s)
+    carry = np.zeros(len(pairs), dtype=np.int64)
+    for k in range(layout.n_c):
+        out[:, k] = s[:, k] + carry
+        carry = out[:, k] // 10
+    return out
+
+
+def final_metrics(model: GPT2LMHeadModel, config: TrainConfig, layout: Layout) -> dict:
+    """Exact match and per-digit accuracy on the ICoT test sets and on fresh random problems."""
+    metrics: dict[str, dict] = {}
+    if config.n_digits == 4:
+        for name in ("test", "test2"):
+            metrics[f"icot_{name}"] = evaluate_pairs(model, problems_to_pairs(icot_problems(name)), layout).to_dict()
+        exclude = evaluation_problems()
+    else:
+        exclude = []
+    if config.final_eval_random > 0:
+        fresh = random_problems(config.final_eval_random, seed=987_654 + config.seed, n_digits=config.n_digits, exclude=exclude)
+        metrics["random"] = evaluate_pairs(model, problems_to_pairs(fresh), layout).to_dict()
+        metrics["random"]["seed"] = 987_654 + config.seed
+    return metrics
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(path)
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    command: str | None = None,
+    keep_checkpoint: bool = True,
+) -> Path:
+    """Train (or resume) a run in ``out_dir`` and save the final model there."""
+    out_dir = Path(out_dir)
+    command = command or " ".join(sys.argv)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    if resume:
+        found = find_checkpoint(out_dir / "checkpoint")
+        if found is None:
+            raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
+        saved = TrainConfig.from_dict(json.loads((found / "state.json").read_text())["config"])
+        differing = [f.name for f in fields(TrainConfig) if f.name not in RESUME_MUTABLE and getattr(saved, f.name) != getattr(config, f.name)]
+        if differing:
+            raise ValueError(
+                f"cannot resume {out_dir} with different settings: {', '.join(differing)} "
+                f"(only {sorted(RESUME_MUTABLE)} may change)"
+            )
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f"output directory {out_dir} is not empty; pass resume=True (--resume) or pick another")
+    config.validate()
+    trainer = Trainer(config, out_dir, command)
+    trainer.session_start = time.monotonic()
+    trainer.session_started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        trainer.restore()
+    trainer.run()
+    return trainer.finalize(keep_checkpoint)
+
+
+def seconds_per_step(config: TrainConfig, steps: int = 20) -> float:
+    """Time ``steps`` training steps (after 3 warm-up steps) without touching the disk."""
+    trainer = Trainer(config, Path(os.devnull), "benchmark")
+    trainer.session_start = time.monotonic()
+    trainer.session_started = ""
+    for _ in range(3):
+        trainer.train_step(log=False)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(log=False)
+    return (time.perf_counter() - start) / steps
+
+
+def tokens_per_sequence(config: TrainConfig) -> float:
+    layout = config.model_config().layout
+    if config.recipe == "icot":
+        return layout.max_len
+    return layout.prompt_len + layout.answer_len
+
+
+__all__ = ["RECIPES", "TrainConfig", "train", "seconds_per_step", "running_sums_batch"]

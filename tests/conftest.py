@@ -1,0 +1,33 @@
+import pytest
+
+from longmul.train import TrainConfig, train
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A run that takes a second or two: tiny model, 2x2-digit problems, small batches."""
+    base = dict(
+        preset="tiny",
+        n_digits=2,
+        batch_size=16,
+        max_steps=12,
+        log_every=3,
+        eval_every=6,
+        n_val=32,
+        final_eval_random=64,
+        icot_gate_problems=16,
+        icot_gate_every=4,
+        icot_tokens_per_stage=4,
+        icot_gate=0.0,
+        progress=False,
+        threads=1,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_model(tmp_path_factory):
+    """A saved (untrained-ish) 4x4 model directory shared by tests that only need the format."""
+    out = tmp_path_factory.mktemp("models") / "sft"
+    config = tiny_config(n_digits=4, max_steps=4, final_eval_random=20)
+    return train(config, out, command="pytest fixture")

@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from longmul.cli import main
+from longmul.task import read_problems
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "longmul.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["data"]])
+def test_help_everywhere(command):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+
+
+def test_data_and_eval_json(tmp_path, tiny_sft_model, capsys):
+    out = tmp_path / "problems.txt"
+    assert main(["data", "--out", str(out), "--n", "25", "--seed", "1"]) == 0
+    assert len(read_problems(out)) == 25
+    capsys.readouterr()
+    assert main(["eval", str(tiny_sft_model), "--problems", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 25 and len(result["per_digit"]) == 8
+
+
+def test_predict_prints_digits(tiny_sft_model, capsys):
+    assert main(["predict", str(tiny_sft_model), "2365", "4347"]) == 0
+    out = capsys.readouterr().out
+    assert "2365 × 4347 = 10280655" in out and "c7" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["predict", "{model}", "12a4", "5678"], "characters other than the digits"),
+        (["predict", "{model}", "-123", "5678"], "negative"),
+        (["predict", "{model}", "", "5678"], "empty"),
+        (["predict", "{model}", "123", "5678"], "4-digit"),
+        (["predict", "{tmp}/missing", "1234", "5678"], "model directory not found"),
+        (["eval", "{model}", "--problems", "{tmp}/bad.txt"], "bad.txt:1: malformed"),
+        (["train", "--recipe", "sft", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args, message, tmp_path, tiny_sft_model):
+    (tmp_path / "bad.txt").write_text("1 2 3 4 * 5 6 7\n")
+    args = [a.format(model=tiny_sft_model, tmp=tmp_path) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_unknown_recipe_is_rejected_by_the_parser(tmp_path):
+    result = run_cli("train", "--recipe", "rl", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "invalid choice: 'rl'" in result.stderr

@@ -1,0 +1,69 @@
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from longmul.evaluate import answer_digits, evaluate_pairs, predict
+from longmul.saved import load_model
+from longmul.sequences import ANSWER_ID, DIGIT_ID0, EOS_ID, PAD_ID, VOCAB, Layout, problems_to_pairs
+from longmul.task import Problem, random_problems
+
+
+class Oracle(torch.nn.Module):
+    """Writes the right answer, with ``wrong_digit`` replaced by (c+1) mod 10, from the prompt alone."""
+
+    def __init__(self, layout: Layout, wrong_digit: int | None = None):
+        super().__init__()
+        self.layout, self.wrong_digit = layout, wrong_digit
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, position_ids=None, attention_mask=None):
+        L = self.layout
+        B, T = input_ids.shape
+        digits = input_ids[:, : L.prompt_len] - DIGIT_ID0
+        a = sum(digits[:, i] * 10**i for i in range(L.n_a))
+        b = sum(digits[:, L.n_a + 1 + j] * 10**j for j in range(L.n_b))
+        logits = torch.zeros(B, T, len(VOCAB))
+        generated = T - L.prompt_len  # tokens already written after '||'
+        if generated == 0:
+            nxt = torch.full((B,), ANSWER_ID)
+        elif generated <= L.n_c:
+            k = generated - 1
+            c_k = (a * b // 10**k) % 10
+            if k == self.wrong_digit:
+                c_k = (c_k + 1) % 10
+            nxt = DIGIT_ID0 + c_k
+        else:
+            nxt = torch.full((B,), EOS_ID)
+        logits[torch.arange(B), -1, nxt] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_oracle_scores_perfectly_and_per_digit_accuracy_is_per_digit():
+    layout = Layout()
+    pairs = problems_to_pairs(random_problems(300, seed=0))
+    perfect = evaluate_pairs(Oracle(layout), pairs, layout, batch_size=128, position_skip=0, cot_tokens=0)
+    assert perfect.exact_match == 1.0 and perfect.per_digit == [1.0] * 8
+    flawed = evaluate_pairs(Oracle(layout, wrong_digit=3), pairs, layout, position_skip=0, cot_tokens=0)
+    assert flawed.exact_match == 0.0
+    assert flawed.per_digit == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_answer_digits_reads_after_the_first_marker():
+    gen = np.array(
+        [
+            [DIGIT_ID0 + 1, ANSWER_ID, DIGIT_ID0 + 3, DIGIT_ID0 + 4, EOS_ID],
+            [DIGIT_ID0 + 1, DIGIT_ID0 + 2, DIGIT_ID0 + 3, EOS_ID, PAD_ID],  # no '####'
+            [ANSWER_ID, DIGIT_ID0 + 7, ANSWER_ID, PAD_ID, PAD_ID],  # a non-digit in the answer
+        ]
+    )
+    assert answer_digits(gen, 3).tolist() == [[3, 4, -1], [-1, -1, -1], [7, -1, -1]]
+
+
+def test_predict_on_a_saved_model(tiny_sft_model):
+    loaded = load_model(tiny_sft_model)
+    p = Problem(2365, 4347)
+    prediction = predict(loaded.model, p)
+    assert len(prediction.digits) == 8 and len(prediction.correct) == 8
+    assert prediction.correct == [d == c for d, c in zip(prediction.digits, p.c_digits)]
+    assert len(prediction.tokens) <= Layout().answer_len

@@ -1,0 +1,55 @@
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoTokenizer, GPT2LMHeadModel
+
+from longmul.saved import load_model
+
+
+def test_saved_model_has_the_hugging_face_layout_and_records(tiny_sft_model):
+    names = {p.name for p in tiny_sft_model.iterdir()}
+    for required in ["config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "training.json", "metrics.json", "history.jsonl", "manifest.json", "README.md"]:
+        assert required in names
+    assert not any(p.suffix in {".bin", ".pt", ".pkl", ".pth"} for p in tiny_sft_model.rglob("*"))
+    training = json.loads((tiny_sft_model / "training.json").read_text())
+    for key in ["recipe", "config", "seed", "command", "steps", "examples", "wall_time_s", "sessions", "library_version"]:
+        assert key in training
+    assert "hardware" in training["sessions"][-1]
+    metrics = json.loads((tiny_sft_model / "metrics.json").read_text())
+    assert set(metrics) == {"icot_test", "icot_test2", "random"} and metrics["icot_test"]["n"] == 1000
+
+
+def test_plain_transformers_can_load_it(tiny_sft_model):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_sft_model)
+    model = GPT2LMHeadModel.from_pretrained(tiny_sft_model)
+    ids = tokenizer("5 6 3 2 * 7 4 3 4||", return_tensors="pt").input_ids
+    assert ids.shape == (1, 10)
+    loaded = load_model(tiny_sft_model)
+    torch.testing.assert_close(model(ids).logits, loaded.model(ids).logits)  # sdpa vs eager: float noise
+
+
+def test_load_round_trip_and_records(tiny_sft_model):
+    loaded = load_model(tiny_sft_model)
+    assert loaded.training["recipe"] == "sft" and loaded.metrics["random"]["n"] == 20
+    assert loaded.history and loaded.history[0]["kind"] == "train"
+
+
+def test_tampering_is_detected(tiny_sft_model, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_sft_model, copy)
+    (copy / "metrics.json").write_text("{}")
+    with pytest.raises(ValueError, match="metrics.json does not match its sha256"):
+        load_model(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="missing manifest.json"):
+        load_model(copy)
+
+
+def test_missing_and_foreign_directories(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        load_model(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a longmul model directory"):
+        load_model(tmp_path / "empty")

@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import tiny_config
+from longmul.train import Trainer, TrainConfig, running_sums_batch, train
+from longmul.sequences import Layout
+from longmul.task import Problem
+
+
+def _history(path):
+    rows = [json.loads(line) for line in (path / "history.jsonl").read_text().splitlines()]
+    for row in rows:
+        row.pop("elapsed_s", None)
+    return rows
+
+
+@pytest.mark.parametrize("recipe", ["sft", "icot", "aux"])
+def test_loss_falls(recipe, tmp_path):
+    config = tiny_config(recipe=recipe, max_steps=80, lr=3e-3, warmup_steps=5, log_every=10, eval_every=80, icot_gate=2.0)
+    out = train(config, tmp_path / recipe, command="pytest")
+    rows = [r for r in _history(out) if r["kind"] == "train"]
+    assert rows[-1]["loss"] < 0.85 * rows[0]["loss"]
+    assert len(rows[-1]["digit_loss"]) == len(rows[-1]["digit_grad_norm"]) == 4
+    if recipe == "aux":
+        assert rows[-1]["aux_loss"] < rows[0]["aux_loss"]
+
+
+@pytest.mark.parametrize("recipe", ["sft", "icot", "aux"])
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(recipe, tmp_path, monkeypatch):
+    config = tiny_config(recipe=recipe, dropout=0.1, checkpoint_minutes=0.0)
+    whole = train(config, tmp_path / "whole", command="pytest")
+
+    original = Trainer.train_step
+
+    def dies_at_step_7(self, log):
+        if self.step == 7:
+            raise RuntimeError("simulated kill")
+        return original(self, log)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_step_7)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(config, tmp_path / "resumed", command="pytest")
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = train(config, tmp_path / "resumed", resume=True, command="pytest")
+
+    a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(whole) == _history(resumed)
+    training = json.loads((resumed / "training.json").read_text())
+    assert training["steps"] == 12 and training["examples"] == 12 * 16
+    assert len(training["sessions"]) == 2
+    if recipe == "icot":
+        assert training["icot_stages"][-1]["removed"] == Layout(2, 2).cot_len
+
+
+def test_same_seed_same_result_and_other_seed_differs(tmp_path):
+    runs = [train(tiny_config(seed=s), tmp_path / f"run{i}", command="pytest") for i, s in enumerate([5, 5, 6])]
+    weights = [load_file(r / "model.safetensors")["transformer.wte.weight"] for r in runs]
+    assert torch.equal(weights[0], weights[1])
+    assert not torch.equal(weights[0], weights[2])
+
+
+def test_running_sums_batch_matches_problem():
+    rng = np.random.default_rng(0)
+    pairs = np.stack([rng.integers(1000, 10000, 50), rng.integers(1000, 10000, 50)], 1)
+    expected = [Problem(int(a), int(b)).running_sums for a, b in pairs]
+    assert running_sums_batch(pairs, Layout()).tolist() == [list(e) for e in expected]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"recipe": "rl"}, "unknown recipe"),
+        ({"preset": "huge"}, "unknown preset"),
+        ({"d_model": 30}, "not divisible"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"recipe": "aux", "aux_site": "blocks.7.hook_resid_mid"}, "aux_site"),
+        ({"recipe": "aux", "aux_site": "blocks.1.attn.hook_z"}, "needs aux_heads"),
+        ({"recipe": "aux", "aux_target": "noise"}, "unknown aux_target"),
+    ],
+)
+def test_bad_configs_fail_before_anything_is_written(overrides, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_config(**overrides), tmp_path / "out", command="pytest")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
+    out = train(tiny_config(max_steps=3), tmp_path / "run", command="pytest")
+    with pytest.raises(ValueError, match="not empty"):
+        train(tiny_config(max_steps=3), out, command="pytest")
+    with pytest.raises(ValueError, match="different settings: lr"):
+        train(tiny_config(max_steps=6, lr=0.5), out, resume=True, command="pytest")
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(tiny_config(), tmp_path / "empty", resume=True, command="pytest")
+
+
+def test_extending_a_finished_run(tmp_path):
+    out = train(tiny_config(max_steps=6), tmp_path / "run", command="pytest")
+    train(tiny_config(max_steps=12), out, resume=True, command="pytest")
+    assert json.loads((out / "training.json").read_text())["steps"] == 12
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig(recipe="aux", aux_site="blocks.1.attn.hook_z", aux_heads=(0, 2))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown training options"):
+        TrainConfig.from_dict({"lr": 1e-3, "learning_rate": 1})
