@@ -67,3 +67,20 @@ def test_predict_on_a_saved_model(tiny_sft_model):
     assert len(prediction.digits) == 8 and len(prediction.correct) == 8
     assert prediction.correct == [d == c for d, c in zip(prediction.digits, p.c_digits)]
     assert len(prediction.tokens) <= Layout().answer_len
+
+
+def test_teacher_forced_batch_follows_the_model_format(tiny_sft_model):
+    from longmul.evaluate import teacher_forced_batch
+
+    model = load_model(tiny_sft_model).model
+    pairs = problems_to_pairs([Problem(2365, 4347)])
+    sft = teacher_forced_batch(model, pairs)
+    assert sft.input_ids.shape == (1, 20) and sft.position_ids[0, 10].item() == 10
+    model.config.longmul_position_skip = 46  # an ICoT model with its chain of thought internalised
+    icot = teacher_forced_batch(model, pairs)
+    assert icot.input_ids.shape == (1, 20) and icot.position_ids[0, 10].item() == 56
+    assert icot.answer_positions[0].tolist() == list(range(10, 18))
+    model.config.longmul_cot_tokens, model.config.longmul_position_skip = 6, 40  # mid-way through ICoT
+    mid = teacher_forced_batch(model, pairs)
+    assert mid.input_ids.shape == (1, 26) and mid.answer_positions[0, 0].item() == 16
+    assert VOCAB[mid.input_ids[0, 16]] == "####"

@@ -111,3 +111,26 @@ def test_config_round_trips_through_json():
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="unknown training options"):
         TrainConfig.from_dict({"lr": 1e-3, "learning_rate": 1})
+
+
+def test_snapshot_of_a_run_in_progress(tmp_path, monkeypatch):
+    from longmul.saved import load_model
+    from longmul.train import export_snapshot
+
+    config = tiny_config(checkpoint_minutes=0.0)
+    original = Trainer.train_step
+
+    def dies_at_step_5(self, log):
+        if self.step == 5:
+            raise RuntimeError("simulated kill")
+        return original(self, log)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_step_5)
+    with pytest.raises(RuntimeError):
+        train(config, tmp_path / "run", command="pytest")
+    snapshot = export_snapshot(tmp_path / "run", tmp_path / "snap", final_eval_random=10)
+    loaded = load_model(snapshot)
+    assert loaded.training["steps"] == 5 and loaded.training["snapshot_of_unfinished_run"]
+    assert loaded.training["command"] == "pytest"
+    with pytest.raises(ValueError, match="no checkpoint"):
+        export_snapshot(tmp_path / "snap", tmp_path / "other")

@@ -1,4 +1,4 @@
-"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``data``.
+"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``snapshot``, ``data``.
 
 Errors in what the user asked for (bad operands, missing model directories, unknown recipes, …)
 print one line ``longmul: error: …`` and exit with status 2, without a traceback.
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("a", help="first operand, written normally (most-significant digit first)")
     pr.add_argument("b", help="second operand")
 
+    snap = sub.add_parser("snapshot", help="save a run's latest checkpoint as a model directory", description="Export the latest checkpoint of a (possibly unfinished) run as a saved model.")
+    snap.add_argument("run_dir", type=Path)
+    snap.add_argument("--out", required=True, type=Path)
+    snap.add_argument("--n-random", type=int, default=1000, help="fresh random problems to evaluate it on")
+
     data = sub.add_parser("data", help="write ICoT-format problem files", description="Write random problems in the ICoT line format.")
     data.add_argument("--out", required=True, type=Path)
     data.add_argument("--n", type=int, required=True, help="number of problems")
@@ -133,6 +138,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"model answer {shown} ({'exact' if prediction.exact else 'wrong'}); generated: {' '.join(prediction.tokens)}")
 
 
+def cmd_snapshot(args: argparse.Namespace) -> None:
+    from .train import export_snapshot
+
+    path = export_snapshot(args.run_dir, args.out, args.n_random)
+    print(f"wrote {path}")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from .datasets import evaluation_problems
     from .task import random_problems, write_problems
@@ -143,7 +155,7 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"wrote {len(problems)} problems to {args.out}")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "snapshot": cmd_snapshot, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from .model import model_config_of
-from .sequences import ANSWER_ID, DIGIT_ID0, EOS_ID, PAD_ID, Layout, decode_tokens, full_ids, problems_to_pairs
+from .sequences import ANSWER_ID, DIGIT_ID0, EOS_ID, PAD_ID, Batch, Layout, decode_tokens, full_ids, make_batch, problems_to_pairs
 from .task import Problem
 
 
@@ -31,6 +31,18 @@ def position_skip_of(model: GPT2LMHeadModel) -> int:
 def cot_tokens_of(model: GPT2LMHeadModel) -> int:
     """Chain-of-thought tokens the model writes before ``####`` (0 once internalised)."""
     return int(getattr(model.config, "longmul_cot_tokens", 0))
+
+
+def teacher_forced_batch(model: GPT2LMHeadModel, pairs: np.ndarray) -> Batch:
+    """The full correct sequences of ``pairs`` in the format ``model`` reads and writes (its chain of
+    thought, if it still writes one, and its position skip): the input of every activation analysis.
+    ``batch.answer_positions[:, k]`` is the position whose next-token prediction is ``c_k``."""
+    layout = model_config_of(model).layout
+    cot_tokens, skip = cot_tokens_of(model), position_skip_of(model)
+    if cot_tokens == 0 and skip == 0:
+        return make_batch(pairs, layout, removed=None)
+    removed = np.full(len(pairs), layout.cot_len - cot_tokens)
+    return make_batch(pairs, layout, removed=removed, keep_position=skip > 0)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import GPT2LMHeadModel
 
@@ -39,6 +41,7 @@ from .datasets import evaluation_problems, icot_problems
 from .evaluate import evaluate_pairs
 from .hooks import capture, hook_names
 from .model import ModelConfig, build_model, count_parameters, model_config_from_preset
+from .model_card import model_card
 from .saved import save_model
 from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
 from .task import random_problems, sample_operands
@@ -268,7 +271,7 @@ class Trainer:
             extra["probe.weight"] = self.probe.weight
         save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, extra, self.state())
 
-    def restore(self) -> None:
+    def restore(self, truncate_history: bool = True) -> None:
         found = find_checkpoint(self.out_dir / "checkpoint")
         if found is None:
             raise ValueError(f"nothing to resume: no checkpoint in {self.out_dir}")
@@ -287,9 +290,10 @@ class Trainer:
         self.stages = state["stages"]
         self.elapsed_before = state["elapsed_s"]
         self.sessions = state["sessions"]
-        # Drop history rows logged after the checkpoint: the resumed run logs them again.
-        rows = [r for r in _read_jsonl(self.history_path) if r["step"] <= self.step]
-        _write_jsonl(self.history_path, rows)
+        if truncate_history:
+            # Drop history rows logged after the checkpoint: the resumed run logs them again.
+            rows = [r for r in _read_jsonl(self.history_path) if r["step"] <= self.step]
+            _write_jsonl(self.history_path, rows)
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.session_start)
@@ -463,7 +467,8 @@ class Trainer:
         self.save_checkpoint()
 
     # ------------------------------------------------------------------ final model
-    def finalize(self, keep_checkpoint: bool) -> Path:
+    def finalize(self, target: Path, keep_checkpoint: bool, snapshot: bool = False) -> Path:
+        """Evaluate and save the model in ``target`` (a snapshot of a run still in progress if asked)."""
         config = self.config
         self.model.config.longmul_position_skip = self.position_skip()
         self.model.config.longmul_cot_tokens = self.cot_tokens()
@@ -478,33 +483,28 @@ class Trainer:
             "command": self.command,
             "steps": self.step,
             "examples": self.examples,
+            "snapshot_of_unfinished_run": snapshot,
             "stopped_early": self.stopped_early,
             "wall_time_s": round(self.elapsed(), 1),
-            "sessions": self.sessions + [self.session_record()],
+            "sessions": self.sessions + ([] if snapshot else [self.session_record()]),
             "icot_stages": self.stages,
             "library_version": __version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         extra = {"history.jsonl": self.history_path}
         probe_file = None
         if self.probe is not None:
-            from safetensors.torch import save_file
-
             probe_file = self.out_dir / "aux_probe.safetensors.tmp"
             save_file({"weight": self.probe.weight.detach().cpu().contiguous()}, probe_file)
             extra["aux_probe.safetensors"] = probe_file
-        from .model_card import model_card
-
-        save_model(self.out_dir, self.model, training, metrics, extra, model_card(self.out_dir.name, training, metrics))
+        save_model(target, self.model, training, metrics, extra, model_card(target.name, training, metrics))
         if probe_file is not None:
             probe_file.unlink()
         if not keep_checkpoint:
-            import shutil
-
             shutil.rmtree(self.out_dir / "checkpoint", ignore_errors=True)
-        return self.out_dir
+        return target
 
 
 def running_sums_batch(pairs: np.ndarray, layout: Layout) -> np.ndarray:
@@ -583,7 +583,25 @@ def train(
     if resume:
         trainer.restore()
     trainer.run()
-    return trainer.finalize(keep_checkpoint)
+    return trainer.finalize(out_dir, keep_checkpoint)
+
+
+def export_snapshot(run_dir: str | Path, target: str | Path, final_eval_random: int = 1_000) -> Path:
+    """Save the latest checkpoint of a run (finished or not) as a model directory in ``target``."""
+    run_dir, target = Path(run_dir), Path(target)
+    found = find_checkpoint(run_dir / "checkpoint")
+    if found is None:
+        raise ValueError(f"no checkpoint in {run_dir}")
+    if target.resolve() == run_dir.resolve():
+        raise ValueError("export the snapshot to another directory than the run itself")
+    config = TrainConfig.from_dict(json.loads((found / "state.json").read_text())["config"])
+    config.final_eval_random = final_eval_random
+    trainer = Trainer(config, run_dir, command=json.loads((found / "state.json").read_text())["sessions"][-1]["command"])
+    trainer.session_start = time.monotonic()
+    trainer.session_started = ""
+    trainer.restore(truncate_history=False)
+    trainer.elapsed_before -= time.monotonic() - trainer.session_start  # a snapshot adds no training time
+    return trainer.finalize(target, keep_checkpoint=True, snapshot=True)
 
 
 def seconds_per_step(config: TrainConfig, steps: int = 20) -> float:
@@ -606,4 +624,4 @@ def tokens_per_sequence(config: TrainConfig) -> float:
     return layout.prompt_len + layout.answer_len
 
 
-__all__ = ["RECIPES", "TrainConfig", "train", "seconds_per_step", "running_sums_batch"]
+__all__ = ["RECIPES", "TrainConfig", "train", "export_snapshot", "seconds_per_step", "running_sums_batch"]
