@@ -47,13 +47,21 @@ def test_predict_prints_digits(tiny_sft_model, capsys):
         (["train", "--recipe", "sft", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),
     ],
 )
-def test_bad_input_gives_one_clear_line(args, message, tmp_path, tiny_sft_model):
+def test_bad_input_gives_one_clear_line(args, message, tmp_path, tiny_sft_model, capsys):
     (tmp_path / "bad.txt").write_text("1 2 3 4 * 5 6 7\n")
     args = [a.format(model=tiny_sft_model, tmp=tmp_path) for a in args]
-    result = run_cli(*args)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("longmul: error:") and message in err
     assert not (tmp_path / "x").exists()
+
+
+def test_errors_reach_the_shell_without_a_traceback(tmp_path):
+    result = run_cli("predict", str(tmp_path / "missing"), "1234", "5678")
+    assert result.returncode == 2
+    assert result.stderr == f"longmul: error: model directory not found: {tmp_path / 'missing'}\n"
 
 
 def test_unknown_recipe_is_rejected_by_the_parser(tmp_path):

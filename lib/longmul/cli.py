@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .train import RECIPES, TrainConfig
+from .config import RECIPES, TrainConfig
 
 
 def _bool(text: str) -> bool:

@@ -1,0 +1,113 @@
+"""Training options (a dataclass), importable without torch so that the CLI starts quickly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import ModelConfig
+
+RECIPES = ("sft", "icot", "aux")
+AUX_TARGETS = ("running_sum", "shuffled")
+# Fields that may change when a run is resumed: they do not alter the trajectory up to the old end.
+RESUME_MUTABLE = {"max_steps", "stop_exact_match", "checkpoint_minutes", "threads", "final_eval_random", "device", "progress"}
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = "sft"
+    preset: str = "cpu"
+    d_model: int | None = None  # overrides of the preset
+    n_layers: int | None = None
+    n_heads: int | None = None
+    dropout: float | None = None
+    n_digits: int = 4
+    seed: int = 0
+    # optimisation (AdamW, linear warmup then constant, as in ICoT's constant lr)
+    batch_size: int = 256
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.98
+    grad_clip: float = 1.0
+    max_steps: int = 20_000
+    stop_exact_match: float = 0.0  # > 0: stop once validation exact match reaches it (ICoT: with no CoT left)
+    # bookkeeping
+    log_every: int = 100
+    eval_every: int = 1_000
+    n_val: int = 500
+    checkpoint_minutes: float = 5.0
+    final_eval_random: int = 10_000
+    threads: int = 0  # 0: torch's default
+    device: str = "auto"
+    progress: bool = True
+    # icot
+    icot_tokens_per_stage: int = 8
+    icot_stage_examples: int = 0  # > 0: fixed pace; 0: advance on icot_gate
+    icot_gate: float = 0.9
+    icot_gate_every: int = 150
+    icot_gate_problems: int = 256
+    icot_smoothing: float = 4.0  # λ of the removal smoothing; 0 turns it off
+    icot_keep_position: bool = True
+    icot_reset_optimizer: bool = True
+    # aux
+    aux_site: str = "blocks.1.hook_resid_mid"
+    aux_heads: tuple[int, ...] = ()  # for attn.hook_z / attn.hook_result sites: heads to read
+    aux_weight: float = 1.0
+    aux_scale: float = 10.0
+    aux_target: str = "running_sum"  # "shuffled": control with ĉ permuted across the batch
+
+    def model_config(self) -> ModelConfig:
+        from .model import model_config_from_preset
+
+        return model_config_from_preset(
+            self.preset,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            dropout=self.dropout,
+            n_a=self.n_digits,
+            n_b=self.n_digits,
+        )
+
+    def validate(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
+        model_config = self.model_config()  # validates preset and overrides
+        positive = ("batch_size", "max_steps", "log_every", "eval_every", "n_val", "n_digits", "icot_tokens_per_stage")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip <= 0:
+            raise ValueError("lr and grad_clip must be positive and warmup_steps non-negative")
+        if self.recipe == "aux":
+            from .hooks import hook_names
+
+            names = hook_names(model_config.n_layers)
+            if self.aux_site not in names or "pattern" in self.aux_site or self.aux_site == "logits":
+                raise ValueError(f"aux_site {self.aux_site!r} is not an activation the probe can read; try one of {names[2:-2]}")
+            if self.aux_site.endswith(("hook_z", "hook_result")):
+                if not self.aux_heads or any(not 0 <= h < model_config.n_heads for h in self.aux_heads):
+                    raise ValueError(f"aux_site {self.aux_site} needs aux_heads, each in 0..{model_config.n_heads - 1}")
+            if self.aux_target not in AUX_TARGETS:
+                raise ValueError(f"unknown aux_target {self.aux_target!r}; choose one of {list(AUX_TARGETS)}")
+            if self.aux_scale <= 0:
+                raise ValueError("aux_scale must be positive")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["aux_heads"] = list(self.aux_heads)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        d = dict(d)
+        if "aux_heads" in d:
+            d["aux_heads"] = tuple(d["aux_heads"])
+        return cls(**d)
