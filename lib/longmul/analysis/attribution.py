@@ -1,0 +1,235 @@
+"""Logit attribution: which operand digits each output digit depends on (paper Fig. 2, FACTS §5.1).
+
+For output digit ``c_k`` and operand digit ``x`` (one of ``a_0 … a_{n_a-1}, b_0 … b_{n_b-1}``):
+
+1. run the teacher-forced correct sequence and note the token the model predicts for ``c_k`` and its
+   logit;
+2. replace ``x``'s token by a uniformly random *different* digit (a leading digit stays in 1–9),
+   leaving every other token as it was, so the prefix before ``c_k`` is still the original one;
+3. the attribution is the drop of the logit of the originally predicted token, averaged over problems.
+
+A model that computes ``c_k`` from ``x`` shows a large drop; one that ignores ``x`` shows none. A
+single forward pass of the whole teacher-forced sequence scores every ``c_k`` at once: the model is
+causal, so the logits at the position predicting ``c_k`` see exactly the prefix before ``c_k``.
+
+Everything is vectorised over problems and deterministic in ``seed``: the replacement digits are drawn
+for all problems up front, so the result does not depend on ``batch_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import GPT2LMHeadModel
+
+from ..evaluate import teacher_forced_batch
+from ..model import model_config_of
+from ..sequences import DIGIT_ID0, Batch, Layout, operand_digits, problems_to_pairs
+from ..task import Problem, sample_operands
+
+DEFAULT_PROBLEMS = 1_000
+
+
+@dataclass
+class Attribution:
+    """Mean logit drop of each output digit (rows) when each operand digit (columns) is replaced."""
+
+    matrix: np.ndarray  # (n_c, n_a + n_b) mean drop of the originally predicted token's logit
+    sem: np.ndarray  # (n_c, n_a + n_b) standard error of that mean
+    outputs: list[str]  # row labels c0 … c_{n_c-1}
+    operands: list[str]  # column labels a0 … b_{n_b-1}
+    accuracy: np.ndarray  # (n_c,) how often the originally predicted token is the correct c_k
+    n_samples: int  # problems (or, for one problem, replacements per operand digit) averaged
+
+    def to_records(self) -> list[dict]:
+        """One dict per cell (output, operand, drop, sem): the tidy form for altair / pandas."""
+        return [
+            {"output": out, "operand": op, "drop": float(self.matrix[r, c]), "sem": float(self.sem[r, c])}
+            for r, out in enumerate(self.outputs)
+            for c, op in enumerate(self.operands)
+        ]
+
+
+def replacement_digits(digits: np.ndarray, leading: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each digit, a uniformly random *different* digit; where ``leading`` is True the new digit
+    is in 1–9 (an operand keeps its length). ``leading`` broadcasts against ``digits``."""
+    digits = np.asarray(digits, dtype=np.int64)
+    leading = np.broadcast_to(np.asarray(leading, dtype=bool), digits.shape)
+    if digits.size and (digits.min() < 0 or digits.max() > 9):
+        raise ValueError("digits must be in 0-9")
+    if np.any(leading & (digits == 0)):
+        raise ValueError("a leading digit is 0: operands must not have a leading zero")
+    low = leading.astype(np.int64)  # smallest allowed digit: 1 for a leading digit, else 0
+    span = 10 - low  # number of allowed digits (9 or 10)
+    offset = rng.integers(1, span)  # 1 … span-1: never 0, so never the original digit
+    return low + (digits - low + offset) % span
+
+
+def _operand_slots(layout: Layout) -> list[tuple[int, bool]]:
+    """(sequence position, is the leading digit) of a_0 … a_{n_a-1}, b_0 … b_{n_b-1}."""
+    return [(layout.a_position(i), i == layout.n_a - 1) for i in range(layout.n_a)] + [
+        (layout.b_position(j), j == layout.n_b - 1) for j in range(layout.n_b)
+    ]
+
+
+def analysis_pairs(
+    layout: Layout,
+    problems: np.ndarray | Sequence[Problem] | None,
+    n_problems: int,
+    seed: int,
+    minimum: int,
+) -> np.ndarray:
+    """The (N, 2) operand pairs an analysis runs on: ``problems`` (pairs or :class:`Problem` objects),
+    checked against the model's operand sizes, or else ``n_problems`` uniform random pairs drawn with
+    ``seed``. Fewer than ``minimum`` is a ``ValueError``."""
+    if problems is None:
+        pairs = sample_operands(np.random.default_rng(seed), max(n_problems, 0), layout.n_a, layout.n_b)
+    elif isinstance(problems, np.ndarray):
+        pairs = problems.astype(np.int64)
+    else:
+        problems = list(problems)
+        pairs = problems_to_pairs(problems)
+        if (problems[0].n_a, problems[0].n_b) != (layout.n_a, layout.n_b):
+            raise ValueError(f"model reads {layout.n_a}x{layout.n_b} problems, got {problems[0].n_a}x{problems[0].n_b}")
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"expected operand pairs of shape (N, 2), got {pairs.shape}")
+    if len(pairs) < minimum:
+        raise ValueError(f"this analysis needs at least {minimum} problems, got {len(pairs)}")
+    for col, width in ((0, layout.n_a), (1, layout.n_b)):
+        if np.any(pairs[:, col] < 10 ** (width - 1)) or np.any(pairs[:, col] >= 10**width):
+            raise ValueError(f"every operand {'ab'[col]} must have exactly {width} digits for this model")
+    return pairs
+
+
+def _answer_logits(model: GPT2LMHeadModel, batch: Batch, input_ids: torch.Tensor) -> torch.Tensor:
+    """Logits at the positions predicting c_0 … c_{n_c-1}: (B, n_c, V)."""
+    device = next(model.parameters()).device
+    logits = model(
+        input_ids=input_ids.to(device),
+        position_ids=batch.position_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+    ).logits  # (B, T, V)
+    rows = torch.arange(len(input_ids), device=device)[:, None]  # (B, 1)
+    return logits[rows, batch.answer_positions.to(device)].float()  # (B, n_c, V)
+
+
+@dataclass
+class _Baseline:
+    """The clean teacher-forced run of a batch of problems."""
+
+    batch: Batch
+    predicted: torch.Tensor  # (B, n_c, 1) token the model predicts for each c_k
+    logit: torch.Tensor  # (B, n_c) its logit
+    correct: np.ndarray  # (B, n_c) whether that token is the right digit
+
+
+def _baseline(model: GPT2LMHeadModel, pairs: np.ndarray) -> _Baseline:
+    batch = teacher_forced_batch(model, pairs)
+    logits = _answer_logits(model, batch, batch.input_ids)  # (B, n_c, V)
+    predicted = logits.argmax(-1, keepdim=True)  # (B, n_c, 1)
+    rows = torch.arange(len(pairs))[:, None]  # (B, 1)
+    targets = batch.labels[rows, batch.answer_positions]  # (B, n_c): the token after each position is c_k
+    correct = (predicted[..., 0].cpu() == targets).numpy()
+    return _Baseline(batch, predicted, logits.gather(-1, predicted)[..., 0], correct)
+
+
+def _logit_drop(model: GPT2LMHeadModel, clean: _Baseline, positions: np.ndarray, new_digits: np.ndarray) -> np.ndarray:
+    """Drop (B, n_c) of each originally predicted token's logit when row r's token at ``positions[r]``
+    (an operand digit) becomes ``new_digits[r]``; every other token stays the original one."""
+    rows = torch.arange(len(positions))  # (B,)
+    corrupted_ids = clean.batch.input_ids.clone()  # (B, T)
+    corrupted_ids[rows, torch.from_numpy(positions)] = DIGIT_ID0 + torch.from_numpy(new_digits)
+    corrupted = _answer_logits(model, clean.batch, corrupted_ids).gather(-1, clean.predicted)[..., 0]  # (B, n_c)
+    return (clean.logit - corrupted).cpu().numpy()
+
+
+def _labelled(matrix: np.ndarray, sem: np.ndarray, correct: np.ndarray, n_samples: int, layout: Layout) -> Attribution:
+    return Attribution(
+        matrix=matrix,
+        sem=sem,
+        outputs=[f"c{k}" for k in range(layout.n_c)],
+        operands=layout.operand_labels(),
+        accuracy=correct.mean(0),
+        n_samples=n_samples,
+    )
+
+
+def _in_eval_mode(model: GPT2LMHeadModel, fn):
+    """Call ``fn()`` without gradients and with dropout off, restoring the model's mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return fn()
+    finally:
+        model.train(was_training)
+
+
+def logit_attribution(
+    model: GPT2LMHeadModel,
+    problems: np.ndarray | Sequence[Problem] | None = None,
+    n_problems: int = DEFAULT_PROBLEMS,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> Attribution:
+    """The (n_c × (n_a + n_b)) attribution matrix of ``model``, averaged over problems.
+
+    ``problems`` (operand pairs (N, 2) or :class:`Problem` objects) defaults to ``n_problems`` uniform
+    random problems drawn with ``seed``; the replacement digits are drawn with ``seed`` too."""
+    layout = model_config_of(model).layout
+    pairs = analysis_pairs(layout, problems, n_problems, seed, minimum=2)  # (N, 2); 2 for a standard error
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    a_digits, b_digits = operand_digits(pairs, layout)
+    originals = np.concatenate([a_digits, b_digits], axis=1)  # (N, n_ops)
+    positions, leading = (np.array(column) for column in zip(*_operand_slots(layout)))  # (n_ops,) each
+    replacements = replacement_digits(originals, leading, np.random.default_rng([seed, 1]))  # (N, n_ops)
+
+    def run() -> Attribution:
+        drops = np.empty((len(pairs), layout.n_c, len(positions)))  # (N, n_c, n_ops)
+        correct = np.empty((len(pairs), layout.n_c), dtype=bool)  # (N, n_c)
+        for start in range(0, len(pairs), batch_size):
+            rows = slice(start, start + batch_size)
+            clean = _baseline(model, pairs[rows])
+            correct[rows] = clean.correct
+            for slot, position in enumerate(positions):
+                at = np.full(len(clean.correct), position)  # (B,)
+                drops[rows, :, slot] = _logit_drop(model, clean, at, replacements[rows, slot])
+        sem = drops.std(0, ddof=1) / np.sqrt(len(pairs))  # (n_c, n_ops)
+        return _labelled(drops.mean(0), sem, correct, len(pairs), layout)
+
+    return _in_eval_mode(model, run)
+
+
+def problem_attribution(model: GPT2LMHeadModel, problem: Problem | tuple[int, int]) -> Attribution:
+    """The attribution matrix of one problem (for the interactive widget).
+
+    Each operand digit is replaced by *every* allowed different digit in turn (9, or 8 for a leading
+    digit) and the drops are averaged: the exact expectation of the random replacement that
+    :func:`logit_attribution` samples, so the result needs no seed. ``sem`` is over those replacements;
+    ``n_samples`` is the number of replacements of a non-leading digit."""
+    layout = model_config_of(model).layout
+    problems = [problem] if isinstance(problem, Problem) else np.array([problem], dtype=np.int64)
+    pair = analysis_pairs(layout, problems, 1, 0, minimum=1)  # (1, 2)
+    a_digits, b_digits = operand_digits(pair, layout)
+    originals = np.concatenate([a_digits, b_digits], axis=1)[0]  # (n_ops,)
+    slots, positions, new_digits = [], [], []  # one row per (operand digit, alternative digit)
+    for slot, (position, is_leading) in enumerate(_operand_slots(layout)):
+        alternatives = [d for d in range(int(is_leading), 10) if d != originals[slot]]  # 9, or 8 if leading
+        slots += [slot] * len(alternatives)
+        positions += [position] * len(alternatives)
+        new_digits += alternatives
+    slots = np.array(slots)  # (R,)
+
+    def run() -> Attribution:
+        clean = _baseline(model, np.repeat(pair, len(slots), axis=0))  # R identical clean rows, one pass
+        drops = _logit_drop(model, clean, np.array(positions), np.array(new_digits))  # (R, n_c)
+        per_slot = [drops[slots == slot] for slot in range(len(originals))]  # each (9 or 8, n_c)
+        matrix = np.stack([d.mean(0) for d in per_slot], axis=1)  # (n_c, n_ops)
+        sem = np.stack([d.std(0, ddof=1) / np.sqrt(len(d)) for d in per_slot], axis=1)  # (n_c, n_ops)
+        return _labelled(matrix, sem, clean.correct[:1], 9, layout)
+
+    return _in_eval_mode(model, run)
