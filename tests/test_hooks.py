@@ -101,7 +101,7 @@ def test_knockout_of_a_head_that_copies_a_token_changes_the_prediction():
     unembedding reads what it copied; knocking that edge out must change the answer."""
     torch.manual_seed(0)
     m = build_model(PRESETS["tiny"], seed=0).eval()
-    d, H, dh = 32, 4, 8
+    d, dh = 32, 8
     with torch.no_grad():
         for p in m.parameters():
             p.zero_()

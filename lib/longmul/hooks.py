@@ -24,6 +24,7 @@ Activations keep their autograd graph unless ``detach=True``: the auxiliary loss
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class ActivationCache:
 
 
 def _as_list(x: int | Iterable[int]) -> list[int]:
-    return [int(x)] if isinstance(x, int) else [int(v) for v in x]
+    return [int(x)] if isinstance(x, numbers.Integral) else [int(v) for v in x]
 
 
 def _knockout_mask(knockouts: list[Knockout], layer: int, n_heads: int, T: int, device) -> torch.Tensor | None:

@@ -196,5 +196,29 @@ def problems_to_pairs(problems: list[Problem]) -> np.ndarray:
     return np.array([(p.a, p.b) for p in problems], dtype=np.int64)
 
 
+def pairs_for_layout(problems, layout: Layout) -> np.ndarray:
+    """Operand pairs (B, 2) int64 from an array or a list of :class:`~longmul.task.Problem`, checked
+    against the operand sizes of ``layout`` (``ValueError`` naming the first bad operand otherwise)."""
+    if isinstance(problems, np.ndarray):
+        pairs = problems
+    else:
+        problems = list(problems)
+        if not problems:
+            raise ValueError("no problems given")
+        pairs = problems_to_pairs(problems) if isinstance(problems[0], Problem) else np.asarray(problems)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0:
+        raise ValueError(f"expected operand pairs of shape (B, 2) with B >= 1, got shape {pairs.shape}")
+    if not np.issubdtype(pairs.dtype, np.integer):
+        raise ValueError(f"operand pairs must be integers, got dtype {pairs.dtype}")
+    for column, (name, width) in enumerate((("a", layout.n_a), ("b", layout.n_b))):
+        bad = (pairs[:, column] < 10 ** (width - 1)) | (pairs[:, column] >= 10**width)
+        if bad.any():
+            raise ValueError(
+                f"operand {name}={int(pairs[bad, column][0])} is not a {width}-digit number; "
+                f"the model multiplies {layout.n_a}x{layout.n_b}-digit operands"
+            )
+    return pairs.astype(np.int64)
+
+
 def decode_tokens(ids: list[int] | torch.Tensor) -> list[str]:
     return [VOCAB[int(i)] for i in ids]

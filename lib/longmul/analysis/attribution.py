@@ -27,7 +27,7 @@ from transformers import GPT2LMHeadModel
 
 from ..evaluate import teacher_forced_batch
 from ..model import model_config_of
-from ..sequences import DIGIT_ID0, Batch, Layout, operand_digits, problems_to_pairs
+from ..sequences import DIGIT_ID0, Batch, Layout, operand_digits, pairs_for_layout
 from ..task import Problem, sample_operands
 
 DEFAULT_PROBLEMS = 1_000
@@ -87,20 +87,10 @@ def analysis_pairs(
     ``seed``. Fewer than ``minimum`` is a ``ValueError``."""
     if problems is None:
         pairs = sample_operands(np.random.default_rng(seed), max(n_problems, 0), layout.n_a, layout.n_b)
-    elif isinstance(problems, np.ndarray):
-        pairs = problems.astype(np.int64)
     else:
-        problems = list(problems)
-        pairs = problems_to_pairs(problems)
-        if (problems[0].n_a, problems[0].n_b) != (layout.n_a, layout.n_b):
-            raise ValueError(f"model reads {layout.n_a}x{layout.n_b} problems, got {problems[0].n_a}x{problems[0].n_b}")
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise ValueError(f"expected operand pairs of shape (N, 2), got {pairs.shape}")
+        pairs = pairs_for_layout(problems, layout)
     if len(pairs) < minimum:
         raise ValueError(f"this analysis needs at least {minimum} problems, got {len(pairs)}")
-    for col, width in ((0, layout.n_a), (1, layout.n_b)):
-        if np.any(pairs[:, col] < 10 ** (width - 1)) or np.any(pairs[:, col] >= 10**width):
-            raise ValueError(f"every operand {'ab'[col]} must have exactly {width} digits for this model")
     return pairs
 
 
