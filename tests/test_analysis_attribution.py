@@ -158,9 +158,9 @@ def test_bad_input_is_refused(tiny):
         logit_attribution(tiny, n_problems=1)
     with pytest.raises(ValueError, match="batch_size"):
         logit_attribution(tiny, n_problems=10, batch_size=0)
-    with pytest.raises(ValueError, match="exactly 4 digits"):
+    with pytest.raises(ValueError, match="not a 4-digit number"):
         logit_attribution(tiny, np.array([[123, 4567], [1234, 5678]]))
     with pytest.raises(ValueError, match="4x4"):
         logit_attribution(tiny, [Problem(12, 34, 2, 2)] * 3)
-    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+    with pytest.raises(ValueError, match=r"shape \(B, 2\)"):
         logit_attribution(tiny, sample_operands(np.random.default_rng(0), 4).ravel())
