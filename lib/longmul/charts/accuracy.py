@@ -1,0 +1,153 @@
+"""Chart builders for per-digit results: which output digits c_k a model (or a rule) gets right.
+
+Every builder takes a tidy ``pandas.DataFrame`` and returns an altair chart whose interaction (legend
+selection, hover) runs in the browser, so it works on the static site without a kernel. Digit
+positions are columns ``k`` (0 … n_c-1) and are drawn as ``c0 … c7``.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+CHANCE = 0.1  # a uniform guess of a digit
+
+# One colour per model or rule across every chart of the book; others get the fallback palette.
+SERIES_COLORS = {
+    "ICoT": "#4c78a8",
+    "SFT": "#e45756",
+    "SFT + aux loss": "#54a24b",
+    "shortcut: last two digits": "#b279a2",
+    "shortcut: first two digits": "#f58518",
+}
+_FALLBACK_COLORS = ["#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac"]
+
+
+def series_color_scale(series: list[str]) -> alt.Scale:
+    """A colour scale that gives each known series its fixed colour (see :data:`SERIES_COLORS`)."""
+    fallback = iter(_FALLBACK_COLORS * (len(series) // len(_FALLBACK_COLORS) + 1))
+    return alt.Scale(domain=series, range=[SERIES_COLORS.get(s) or next(fallback) for s in series])
+
+
+def digit_labels(n_c: int = 8) -> list[str]:
+    return [f"c{k}" for k in range(n_c)]
+
+
+def _with_digit_label(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    df = df.copy()
+    df["digit"] = "c" + df["k"].astype(int).astype(str)
+    n_c = int(df["k"].max()) + 1 if len(df) else 8
+    return df, digit_labels(n_c)
+
+
+def per_digit_chart(
+    df: pd.DataFrame,
+    *,
+    title: str = "Per-digit accuracy",
+    width: int = 420,
+    legend_title: str | None = "click to highlight",
+) -> alt.LayerChart:
+    """Accuracy per output digit, one line per ``series`` (a model, or a rule).
+
+    ``df`` columns: ``series`` (str), ``k`` (int), ``accuracy`` (0–1). Click a legend entry to
+    highlight one series; hover a point for its value. A dashed rule marks chance (0.1).
+    """
+    data, order = _with_digit_label(df)
+    data["kind"] = ["rule" if str(s).startswith("shortcut") else "model" for s in data["series"]]
+    series = list(dict.fromkeys(data["series"]))
+    pick = alt.selection_point(fields=["series"], bind="legend")
+    x = alt.X("digit:N", sort=order, title="output digit (c0 = units)", axis=alt.Axis(labelAngle=0))
+    y = alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="share right")
+    lines = (
+        alt.Chart(data)
+        .mark_line(point=alt.OverlayMarkDef(size=60))
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "series:N",
+                title=legend_title,
+                scale=series_color_scale(series),
+                sort=series,
+                legend=alt.Legend(labelLimit=280),
+            ),
+            strokeDash=alt.StrokeDash(
+                "kind:N",
+                scale=alt.Scale(domain=["model", "rule"], range=[[1, 0], [5, 3]]),
+                legend=None,
+            ),
+            opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.15)),
+            tooltip=[
+                alt.Tooltip("series:N"),
+                alt.Tooltip("digit:N"),
+                alt.Tooltip("accuracy:Q", format=".1%"),
+            ],
+        )
+        .add_params(pick)
+    )
+    chance = (
+        alt.Chart(pd.DataFrame({"accuracy": [CHANCE], "label": ["chance (a random digit)"]}))
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(y="accuracy:Q", tooltip=["label:N"])
+    )
+    return alt.layer(chance, lines).properties(title=title, width=width, height=260)
+
+
+def dependency_chart(df: pd.DataFrame, *, title: str = "How many digit pairs each output digit depends on") -> alt.Chart:
+    """Stacked bars per output digit: pairs counted by ``kind``.
+
+    ``df`` columns: ``k`` (int), ``kind`` (str, e.g. "in the column sum s_k" / "through the carry"),
+    ``pairs`` (int).
+    """
+    data, order = _with_digit_label(df)
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("digit:N", sort=order, title="output digit (c0 = units)", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("sum(pairs):Q", title="digit pairs (a_i, b_j)"),
+            color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+            order=alt.Order("kind:N", sort="descending"),
+            tooltip=[alt.Tooltip("digit:N"), alt.Tooltip("kind:N"), alt.Tooltip("pairs:Q")],
+        )
+        .properties(title=title, width=420, height=220)
+    )
+
+
+def problem_grid_chart(df: pd.DataFrame, *, title: str = "Each model's answers, digit by digit") -> alt.Chart:
+    """A grid per model: one row per problem, one cell per output digit, right or wrong.
+
+    ``df`` columns: ``model`` (str), ``problem`` (str label such as "2365 × 4347"), ``k`` (int),
+    ``predicted`` (int, -1 for none), ``target`` (int), ``running_sum`` (int, ĉ_k), ``correct``
+    (bool). Hover a cell to see the digits; the hovered problem is outlined in every panel.
+    """
+    data, order = _with_digit_label(df)
+    data["result"] = data["correct"].map({True: "right", False: "wrong"})
+    problems = list(dict.fromkeys(data["problem"]))
+    hover = alt.selection_point(fields=["problem"], on="pointerover", clear="pointerout", empty=False)
+    return (
+        alt.Chart(data)
+        .mark_rect(stroke="black")
+        .encode(
+            x=alt.X("digit:N", sort=order, title=None, axis=alt.Axis(orient="top", labelAngle=0)),
+            y=alt.Y("problem:N", sort=problems, title=None),
+            color=alt.Color(
+                "result:N",
+                scale=alt.Scale(domain=["right", "wrong"], range=["#4c9f70", "#d1495b"]),
+                legend=alt.Legend(title=None, orient="bottom"),
+            ),
+            strokeWidth=alt.when(hover).then(alt.value(1.5)).otherwise(alt.value(0)),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("problem:N"),
+                alt.Tooltip("digit:N"),
+                alt.Tooltip("target:Q", title="true digit"),
+                alt.Tooltip("predicted:Q", title="model's digit"),
+                alt.Tooltip("running_sum:Q", title="running sum ĉ_k"),
+            ],
+        )
+        .add_params(hover)
+        .properties(width=150, height=alt.Step(14))
+        .facet(column=alt.Column("model:N", title=None))
+        .properties(title=title)
+    )

@@ -1,0 +1,116 @@
+"""Tidy tables behind chapter 1's charts ("The puzzle"): per-digit results, what each output digit
+depends on, and two shortcuts that get the outer digits without the carry chain.
+
+Each function returns a ``pandas.DataFrame`` in the shape the builders of
+:mod:`longmul.charts.accuracy` take (digit positions in a column ``k``, c_0 = units).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from longmul.evaluate import EvalResult
+from longmul.task import Problem
+
+
+def _shortcut_last_two(a: np.ndarray, b: np.ndarray, n_digits: int) -> np.ndarray:
+    """The product of the operands' last two digits: exact for c_0 and c_1."""
+    return (a % 100) * (b % 100)
+
+
+def _shortcut_first_two(a: np.ndarray, b: np.ndarray, n_digits: int) -> np.ndarray:
+    """Keep each operand's first two digits, set the rest to the middle of their range (…50), multiply:
+    the size of the product, which mostly fixes its leading digits."""
+    unit = 10 ** (n_digits - 2)
+    return (a // unit * unit + unit // 2) * (b // unit * unit + unit // 2)
+
+
+SHORTCUTS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "shortcut: last two digits": _shortcut_last_two,
+    "shortcut: first two digits": _shortcut_first_two,
+}
+
+
+def shortcut_accuracy(problems: Sequence[Problem]) -> pd.DataFrame:
+    """Per-digit accuracy of each rule in :data:`SHORTCUTS`: columns ``series``, ``k``, ``accuracy``."""
+    n = problems[0].n_a
+    if any(p.n_a != n or p.n_b != n for p in problems):
+        raise ValueError("shortcut_accuracy needs square problems of one size")
+    a = np.array([p.a for p in problems], dtype=np.int64)
+    b = np.array([p.b for p in problems], dtype=np.int64)
+    true_digits = np.array([p.c_digits for p in problems])  # (problems, n_c)
+    rows = []
+    for name, rule in SHORTCUTS.items():
+        value = rule(a, b, n)
+        for k in range(true_digits.shape[1]):
+            rows.append({"series": name, "k": k, "accuracy": float(((value // 10**k) % 10 == true_digits[:, k]).mean())})
+    return pd.DataFrame(rows, columns=["series", "k", "accuracy"])
+
+
+def dependency_counts(problem: Problem) -> pd.DataFrame:
+    """For each output digit c_k: the digit pairs (a_i, b_j) in its own column (i + j = k) and those in
+    lower columns, which reach it through the carry. Columns ``k``, ``kind``, ``pairs``."""
+    rows = []
+    for k in range(problem.n_c):
+        own = len(problem.pairs_for_digit(k))
+        below = sum(len(problem.pairs_for_digit(i)) for i in range(k))
+        rows.append({"k": k, "kind": "in its own column s_k", "pairs": own})
+        rows.append({"k": k, "kind": "in lower columns, through the carry", "pairs": below})
+    return pd.DataFrame(rows, columns=["k", "kind", "pairs"])
+
+
+def running_sum_stats(problems: Sequence[Problem]) -> pd.DataFrame:
+    """Spread of the running sums ĉ_k and of the carries r_k over ``problems``, one column per k."""
+    running = np.array([p.running_sums for p in problems])  # (problems, n_c)
+    carries = np.array([p.carries for p in problems])  # (problems, n_c)
+    n_c = running.shape[1]
+    return pd.DataFrame(
+        [
+            [f"{x:.1f}" for x in running.mean(0)],
+            [f"{x:.1f}" for x in running.std(0)],
+            [int(x) for x in running.max(0)],
+            [len(np.unique(carries[:, k])) for k in range(n_c)],
+        ],
+        index=["mean ĉ_k", "std ĉ_k", "largest ĉ_k", "distinct carries r_k"],
+        columns=[f"k={k}" for k in range(n_c)],
+    )
+
+
+def per_digit_frame(results: Mapping[str, EvalResult]) -> pd.DataFrame:
+    """Per-digit accuracy of each named result: columns ``series``, ``k``, ``accuracy``."""
+    rows = [
+        {"series": name, "k": k, "accuracy": acc}
+        for name, result in results.items()
+        for k, acc in enumerate(result.per_digit)
+    ]
+    return pd.DataFrame(rows, columns=["series", "k", "accuracy"])
+
+
+def answer_grid_frame(results: Mapping[str, EvalResult], problems: Sequence[Problem]) -> pd.DataFrame:
+    """Every model's digits on the first ``len(problems)`` problems it was evaluated on (the same
+    problems, in order), for :func:`longmul.charts.accuracy.problem_grid_chart`."""
+    rows = []
+    for name, result in results.items():
+        if len(result.predicted) < len(problems):
+            raise ValueError(f"{name} was evaluated on {len(result.predicted)} problems, fewer than {len(problems)}")
+        for row, problem in enumerate(problems):
+            if tuple(result.target[row]) != problem.c_digits:
+                raise ValueError(f"{name}: evaluation row {row} is not the problem {problem.a} × {problem.b}")
+            for k, target in enumerate(problem.c_digits):
+                predicted = int(result.predicted[row, k])
+                rows.append(
+                    {
+                        "model": name,
+                        "problem": f"{problem.a} × {problem.b}",
+                        "k": k,
+                        "predicted": predicted,
+                        "target": target,
+                        "running_sum": problem.running_sums[k],
+                        "correct": predicted == target,
+                    }
+                )
+    columns = ["model", "problem", "k", "predicted", "target", "running_sum", "correct"]
+    return pd.DataFrame(rows, columns=columns)

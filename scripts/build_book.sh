@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build the book: set up .venv if needed, execute every chapter, write the site to _build/html.
+#
+#   bash scripts/build_book.sh            # incremental: re-executes chapters whose code changed
+#   bash scripts/build_book.sh --clean    # from an empty _build (what CI does)
+#
+# Warnings are errors (-W -n --keep-going). LONGMUL_FAST=1 builds the CI-cheap variant of costly cells.
+# jupyter-cache re-executes a chapter only when its code changes, so _build is wiped whenever the
+# run's inputs that code does not show change: LONGMUL_FAST, LONGMUL_MODELS and the shipped models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup_venv.sh
+
+if [ "${1:-}" = "--clean" ]; then
+  rm -rf _build
+fi
+models_dir=${LONGMUL_MODELS:-models}
+fingerprint=$(
+  {
+    echo "LONGMUL_FAST=${LONGMUL_FAST:-}"
+    echo "LONGMUL_MODELS=${LONGMUL_MODELS:-}"
+    cat "$models_dir"/*/manifest.json 2>/dev/null || true
+  } | sha256sum | cut -d' ' -f1
+)
+if [ -d _build ] && [ "$(cat _build/.longmul-inputs 2>/dev/null)" != "$fingerprint" ]; then
+  echo "build: LONGMUL_FAST, LONGMUL_MODELS or the models changed since the last build: starting from a clean _build"
+  rm -rf _build
+fi
+mkdir -p _build
+echo "$fingerprint" > _build/.longmul-inputs
+
+start=$(date +%s)
+.venv/bin/jupyter-book build . --builder html -W -n --keep-going
+echo "build: _build/html written in $(( $(date +%s) - start )) s"

@@ -1,0 +1,46 @@
+"""Draw the README's figure: which output digits each shipped model gets right, next to two
+shortcuts that read only two digits of each operand (chapter 1's per-digit chart, as a PNG).
+
+    .venv/bin/python scripts/readme_figure.py     # writes book/images/per-digit-accuracy.png
+
+Uses every model in models/ that is complete (icot, sft, aux), on the ICoT test set; rerun it when
+the shipped models change.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import vl_convert as vlc
+
+from longmul.charts.accuracy import per_digit_chart
+from longmul.charts.puzzle import per_digit_frame, shortcut_accuracy
+from longmul.datasets import icot_problems
+from longmul.evaluate import evaluate
+from longmul.saved import REQUIRED, load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "book" / "images" / "per-digit-accuracy.png"
+MODEL_NAMES = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
+
+
+def main() -> int:
+    problems = icot_problems("test")
+    results = {
+        label: evaluate(load_model(ROOT / "models" / name).model, problems)
+        for name, label in MODEL_NAMES.items()
+        if all((ROOT / "models" / name / f).is_file() for f in REQUIRED)
+    }
+    data = pd.concat([per_digit_frame(results), shortcut_accuracy(problems)])
+    title = "Which digits of a 4-digit × 4-digit product are right (ICoT test set)"
+    chart = per_digit_chart(data, title=title, legend_title=None)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_bytes(vlc.vegalite_to_png(chart.to_dict(), scale=2))
+    print(f"wrote {OUT.relative_to(ROOT)} with models: {', '.join(results) or 'none yet'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Unit tests of longmul.charts: the offline altair renderer, the chart builders, the answer explorer."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import pytest
+
+from longmul import charts
+from longmul.charts.accuracy import dependency_chart, per_digit_chart, problem_grid_chart
+from longmul.charts.explorer import answer_explorer, answer_table_html
+from longmul.charts.puzzle import (
+    answer_grid_frame,
+    dependency_counts,
+    per_digit_frame,
+    running_sum_stats,
+    shortcut_accuracy,
+)
+from longmul.charts.render import RENDERER_NAME, chart_html, renderer
+from longmul.evaluate import EvalResult, Prediction
+from longmul.model import build_model, model_config_from_preset
+from longmul.task import problem_from_strings, random_problems
+
+
+def _spec_in(html: str) -> dict:
+    """The spec argument of the chart's IIFE."""
+    match = re.search(r"\}\)\((\{.*\}), \{\"actions\"", html, re.S)
+    assert match, "spec not found in chart HTML"
+    return json.loads(match.group(1).replace("<\\/", "</"))
+
+
+def test_chart_html_draws_with_the_page_vega_embed():
+    chart = alt.Chart(pd.DataFrame({"x": [1, 2], "y": [3, 4]})).mark_point().encode(x="x", y="y")
+    html = chart_html(chart, div_id="chart-1")
+    assert '<div id="chart-1" class="longmul-chart">' in html
+    assert 'typeof window.vegaEmbed === "function"' in html
+    assert _spec_in(html)["mark"]["type"] == "point"
+    assert '"editor": false' in html  # no action that goes online
+
+
+def test_chart_html_cannot_close_its_script_early():
+    html = chart_html({"data": {"values": [{"label": "</script><script>alert(1)</script>"}]}, "mark": "point"})
+    body = html.split('<script type="text/javascript">', 1)[1]
+    assert body.count("</script>") == 1
+    assert _spec_in(html)["data"]["values"][0]["label"].startswith("</script>")
+
+
+def test_chart_ids_are_unique():
+    assert chart_html({"mark": "point"}) != chart_html({"mark": "point"})
+
+
+def test_enable_makes_altair_use_the_renderer():
+    previous = alt.renderers.active
+    try:
+        charts.enable()
+        charts.enable()  # idempotent
+        assert alt.renderers.active == RENDERER_NAME
+        bundle = alt.Chart(pd.DataFrame({"x": [1]})).mark_point().encode(x="x")._repr_mimebundle_()
+        bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+        assert "longmul-chart" in bundle["text/html"]
+        assert bundle["text/plain"] == "<altair chart>"
+    finally:
+        alt.renderers.enable(previous)
+
+
+def test_renderer_plain_text_names_the_title():
+    assert renderer({"title": "Accuracy", "mark": "point"})["text/plain"] == "<altair chart: Accuracy>"
+    assert renderer({"title": {"text": "T"}, "mark": "point"})["text/plain"] == "<altair chart: T>"
+
+
+def _per_digit_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"series": s, "k": k, "accuracy": 0.5} for s in ("SFT", "ICoT") for k in range(8)]
+    )
+
+
+def test_per_digit_chart_orders_digits_and_marks_chance():
+    spec = per_digit_chart(_per_digit_frame()).to_dict()
+    lines = spec["layer"][1]
+    assert lines["encoding"]["x"]["sort"] == [f"c{k}" for k in range(8)]
+    assert lines["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert any(p.get("bind") == "legend" for p in spec.get("params", []) + lines.get("params", []))
+    assert spec["layer"][0]["mark"]["type"] == "rule"
+
+
+def test_per_digit_chart_accepts_no_rows():
+    spec = per_digit_chart(pd.DataFrame(columns=["series", "k", "accuracy"])).to_dict()
+    assert spec["layer"][1]["encoding"]["x"]["sort"] == [f"c{k}" for k in range(8)]
+
+
+def test_dependency_and_grid_charts_build():
+    deps = pd.DataFrame([{"k": k, "kind": "own", "pairs": 1} for k in range(8)])
+    assert dependency_chart(deps).to_dict()["mark"]["type"] == "bar"
+    grid = pd.DataFrame(
+        [
+            {
+                "model": "SFT",
+                "problem": "2365 × 4347",
+                "k": k,
+                "predicted": d,
+                "target": d,
+                "running_sum": 0,
+                "correct": True,
+            }
+            for k, d in enumerate((5, 5, 6, 0, 8, 2, 0, 1))
+        ]
+    )
+    spec = problem_grid_chart(grid).to_dict()
+    assert spec["facet"]["column"]["field"] == "model"
+
+
+def _prediction(problem, digits):
+    correct = [d == c for d, c in zip(digits, problem.c_digits)]
+    return Prediction(problem=problem, digits=digits, correct=correct, tokens=[])
+
+
+def test_answer_table_marks_right_and_wrong_digits():
+    problem = problem_from_strings("2365", "4347")  # 10280655, c = 5 5 6 0 8 2 0 1
+    html = answer_table_html(
+        problem,
+        {
+            "ICoT": _prediction(problem, list(problem.c_digits)),
+            "SFT <b>": _prediction(problem, [5, 5, 6, 9, 8, 2, 0, -1]),
+        },
+    )
+    assert "2365 × 4347 = 10280655" in html
+    assert "".join(re.findall(r">(\d+)</td>", html.split("running sum")[1].split("</tr>")[0])) == "".join(
+        str(s) for s in problem.running_sums
+    )
+    assert "ICoT (all right)" in html
+    assert "SFT &lt;b&gt; (2 wrong)" in html  # names are escaped
+    assert html.count("✓") == 8 + 6 and html.count("✗") == 2
+    assert "· ✗" in html  # a digit the model did not write
+
+
+def test_answer_explorer_updates_and_reports_bad_input():
+    model = build_model(model_config_from_preset("tiny"), seed=0)
+    widget = answer_explorer({"tiny": model}, a="1234", b="5678")
+    a_box, b_box = widget.children[0].children
+    table = widget.children[-1]
+    assert "1234 × 5678 = 7006652" in table.value and "tiny (" in table.value
+    b_box.value = "9999"
+    assert "1234 × 9999 = 12338766" in table.value
+    a_box.value = "12a4"
+    assert "digits 0-9" in table.value
+
+
+@pytest.mark.parametrize("models", [{}])
+def test_answer_explorer_without_models_shows_the_truth(models):
+    widget = answer_explorer(models)
+    assert "running sum" in widget.children[-1].value
+
+
+# --------------------------------------------------------------------------- chapter 1's tables
+
+def test_dependency_counts_for_4x4():
+    deps = dependency_counts(problem_from_strings("2365", "4347"))
+    own = deps[deps["kind"].str.startswith("in its own")]["pairs"].tolist()
+    below = deps[deps["kind"].str.startswith("in lower")]["pairs"].tolist()
+    assert own == [1, 2, 3, 4, 3, 2, 1, 0]
+    assert below == [0, 1, 3, 6, 10, 13, 15, 16]
+
+
+def test_shortcuts_get_the_outer_digits_and_not_the_middle():
+    acc = shortcut_accuracy(random_problems(2000, seed=1)).set_index(["series", "k"])["accuracy"]
+    last, first = "shortcut: last two digits", "shortcut: first two digits"
+    assert acc[last, 0] == 1.0 and acc[last, 1] == 1.0  # exact by construction
+    assert acc[first, 7] > 0.9 and acc[first, 6] > 0.6
+    for k in (3, 4):
+        assert max(acc[last, k], acc[first, k]) < 0.2  # chance is 0.1
+
+
+def test_running_sum_stats():
+    problems = [problem_from_strings("2365", "4347"), problem_from_strings("9999", "9999")]
+    stats = running_sum_stats(problems)
+    assert stats.loc["largest ĉ_k", "k=3"] == max(p.running_sums[3] for p in problems)
+    assert stats.loc["distinct carries r_k", "k=0"] == 1
+
+
+def _result(problems, predicted):
+    target = np.array([p.c_digits for p in problems])
+    predicted = np.array(predicted)
+    correct = predicted == target
+    return EvalResult(
+        exact_match=float(correct.all(1).mean()),
+        per_digit=[float(x) for x in correct.mean(0)],
+        n=len(problems),
+        predicted=predicted,
+        target=target,
+    )
+
+
+def test_per_digit_and_grid_frames():
+    problems = [problem_from_strings("2365", "4347"), problem_from_strings("1000", "1000")]
+    wrong_c3 = [list(p.c_digits) for p in problems]
+    wrong_c3[0][3] = 9
+    results = {"A": _result(problems, wrong_c3)}
+    per_digit = per_digit_frame(results)
+    assert per_digit.set_index("k").loc[3, "accuracy"] == 0.5
+    grid = answer_grid_frame(results, problems[:1])
+    assert len(grid) == 8 and grid["correct"].sum() == 7
+    assert grid.loc[grid["k"] == 3, "predicted"].item() == 9
+    with pytest.raises(ValueError, match="not the problem"):
+        answer_grid_frame(results, problems[::-1])
