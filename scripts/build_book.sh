@@ -21,10 +21,13 @@ fingerprint=$(
     echo "LONGMUL_FAST=${LONGMUL_FAST:-}"
     echo "LONGMUL_MODELS=${LONGMUL_MODELS:-}"
     cat "$models_dir"/*/manifest.json 2>/dev/null || true
+    # runs still in training change only their history; result files change without a manifest
+    cat "$models_dir"/*/history.jsonl 2>/dev/null | sha256sum || true
+    find results -type f 2>/dev/null | sort | xargs -r cat 2>/dev/null | sha256sum || true
   } | sha256sum | cut -d' ' -f1
 )
 if [ -d _build ] && [ "$(cat _build/.longmul-inputs 2>/dev/null)" != "$fingerprint" ]; then
-  echo "build: LONGMUL_FAST, LONGMUL_MODELS or the models changed since the last build: starting from a clean _build"
+  echo "build: LONGMUL_FAST, LONGMUL_MODELS, the models, their histories or results/ changed since the last build: starting from a clean _build"
   rm -rf _build
 fi
 mkdir -p _build

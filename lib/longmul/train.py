@@ -342,6 +342,7 @@ class Trainer:
                     row = self.train_step(log)
                     if row:
                         history.write(json.dumps(row) + "\n")
+                        history.flush()  # readers (the dynamics chapter) see runs in progress
                         bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
                     if self.advance_icot():
                         history.write(json.dumps({"kind": "stage", **self.stages[-1]}) + "\n")

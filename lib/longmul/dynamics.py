@@ -1,0 +1,739 @@
+"""Training dynamics from the runs' histories: which output digit is learned when, whether a digit's
+loss has gone flat, and how much gradient each digit's loss still sends into the model.
+
+Every run written by ``longmul train`` logs to ``<run>/history.jsonl`` (see :mod:`longmul.train`), one
+JSON object a line:
+
+* ``kind = "train"`` every ``log_every`` steps: ``step``, ``examples``, ``elapsed_s``, ``lr``, ``loss``,
+  ``digit_loss`` (the loss of each output digit c_0 … c_7 on that step's batch), ``digit_grad_norm``
+  (‖∂ loss(c_k) / ∂θ‖ over the model's parameters, before clipping), ``grad_norm``; ``aux_loss`` for the
+  aux recipe, ``removed`` (chain-of-thought tokens removed so far) for ICoT;
+* ``kind = "eval"`` every ``eval_every`` steps: ``val_exact_match``, ``val_per_digit``;
+* ``kind = "stage"`` (ICoT): the step at which the removal count grew to ``removed``.
+
+:func:`load_run` reads a run directory whether training has finished (a saved model directory:
+``training.json`` and the model files beside ``history.jsonl``) or is still going (only
+``checkpoint/`` and ``history.jsonl``, which may end in a half-written line: the trainer's writes are
+buffered). The module imports neither pandas nor, at import time, torch (only :func:`cot_length` and
+:func:`run_settings` do, lazily): tables are lists of dicts, statistics are numbers;
+:mod:`longmul.charts.dynamics` turns them into charts.
+
+Sweep results (:func:`read_sweep`) live in one folder per sweep, e.g. ``results/aux_ablation/``::
+
+    README.md        what the sweep varies and, for every configuration, the exact command that made
+                     it: a line ``longmul train ... --out results/aux_ablation/<name> ...``
+    <name>/          what ``longmul train --out results/aux_ablation/<name>`` wrote: history.jsonl
+                     and training.json at least (weights and checkpoint may be deleted to keep the
+                     repository small); a run that was stopped early keeps checkpoint/state.json
+    <name>.jsonl     or a configuration's history alone (its settings then come from README.md only)
+
+The paper's own description of its runs is kept apart, in :data:`PAPER_SFT` and :data:`PAPER_AUX`:
+approximate values read from its text and training-dynamics figure, never measurements of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+LN10 = math.log(10)  # loss of a uniform guess among ten digits, in nats
+N_C = 8  # output digits of a 4x4 product
+
+# Files that make a directory a saved model (the same list as longmul.saved.REQUIRED, which imports
+# transformers; a test checks they agree).
+MODEL_FILES = ("config.json", "model.safetensors", "training.json", "manifest.json")
+
+# Defaults of the "learned" criteria (see learned_steps).
+LOSS_THRESHOLD = 0.1  # nats: the digit's batch loss below this …
+LOSS_PATIENCE = 3  # … on this many consecutive logged steps
+ACCURACY_THRESHOLD = 0.95  # validation accuracy of the digit at least this …
+ACCURACY_PATIENCE = 1  # … at this many consecutive evaluations
+FLAT_TOLERANCE = 0.02  # |fitted relative change| at most 2% over the window counts as flat
+MIDDLE_DIGITS = (3, 4, 5)
+
+
+# --------------------------------------------------------------------------- the paper's description
+
+PAPER_SOURCE = (
+    "Bai et al. (2025), 'Why Can't Transformers Learn Multiplication?', arXiv:2510.00184: the "
+    "training-dynamics figure (per-digit gradient norms and losses, SFT vs. auxiliary loss) and its text"
+)
+
+
+@dataclass(frozen=True)
+class PaperRun:
+    """What the paper reports about one of its training runs. Steps are approximate ("≈"), as read from
+    its text and figure; they come from the paper's GPU runs (width 768), not from this project."""
+
+    label: str
+    steps_logged: int
+    learned_by: Mapping[int, int]  # digit k -> step by which the paper says c_k was learned
+    never_learned: tuple[int, ...]
+    order: tuple[int, ...]  # order of learning, as the paper gives it
+    final_loss: tuple[float, ...] | None
+    middle_grad_norm: float | None  # the gradient norm the paper's heatmap shows for c3-c5
+    source: str = PAPER_SOURCE
+
+
+PAPER_SFT = PaperRun(
+    label="paper: SFT",
+    steps_logged=624_500,
+    learned_by={0: 500, 1: 500, 7: 16_000, 2: 66_000},  # c0, c1 "within 500 steps"
+    never_learned=(3, 4, 5),  # their loss stays at ln 10 ≈ 2.30 for the whole run
+    order=(0, 1, 7, 2),
+    final_loss=(0.0, 0.0, 0.0004, 2.30, 2.30, 2.22, 1.56, 0.0001),
+    middle_grad_norm=1.0,  # "≈ 1" while the loss stays flat
+)
+
+PAPER_AUX = PaperRun(
+    label="paper: SFT + aux loss",
+    steps_logged=1_107_500,
+    learned_by={5: 370_000},  # c5 last, at ≈ 370k steps
+    never_learned=(),
+    order=(0, 1, 7, 2, 3, 6, 4, 5),
+    final_loss=None,  # "every digit goes to ≈ 0"
+    middle_grad_norm=None,
+)
+
+
+# --------------------------------------------------------------------------- reading runs
+
+@dataclass
+class RunHistory:
+    """One run's history and what is known about the run.
+
+    ``status``: ``"finished"`` (``training.json`` written at the end of training), ``"snapshot"``
+    (a model saved from an unfinished run by ``longmul snapshot``), ``"in progress"`` (a checkpoint and
+    a history, no final model yet: a run still training, or stopped before its end) or ``"missing"``.
+    """
+
+    name: str
+    path: Path
+    status: str
+    recipe: str | None = None
+    config: dict = field(default_factory=dict)
+    command: str | None = None
+    train: list[dict] = field(default_factory=list)  # kind == "train", by step
+    evals: list[dict] = field(default_factory=list)  # kind == "eval", by step
+    stages: list[dict] = field(default_factory=list)  # kind == "stage", by step
+    checkpoint_step: int | None = None
+    planned_steps: int | None = None  # max_steps of the run's configuration
+    partial_last_line: bool = False  # the history ended in a line still being written
+
+    @property
+    def last_step(self) -> int:
+        return max([r["step"] for r in self.train + self.evals] or [0])
+
+    @property
+    def examples(self) -> int:
+        return max([r.get("examples", 0) for r in self.train + self.evals] or [0])
+
+    @property
+    def elapsed_s(self) -> float:
+        return max([r.get("elapsed_s", 0.0) for r in self.train + self.evals] or [0.0])
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def latest_eval(self) -> dict | None:
+        return self.evals[-1] if self.evals else None
+
+
+def read_history_file(path: str | Path) -> tuple[list[dict], bool]:
+    """The rows of a ``history.jsonl`` and whether its last line was cut off.
+
+    A run in progress appends to the file while it is read: a last line that is not valid JSON is left
+    out (and reported); a bad line anywhere else is an error. Rows logged twice for the same kind and
+    step (a run resumed from a checkpoint logs them again) keep the later copy.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [], False
+    lines = path.read_text().splitlines()
+    rows, partial = [], False
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                partial = True
+                continue
+            raise ValueError(f"{path}, line {number}: not a JSON object") from None
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        latest[(row.get("kind"), row.get("step"))] = row
+    return sorted(latest.values(), key=lambda r: (r.get("step", 0), str(r.get("kind")))), partial
+
+
+def _read_json(path: Path) -> dict | None:
+    """A JSON file, or None if it is absent or being rewritten right now."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _checkpoint_state(run_dir: Path) -> dict | None:
+    for candidate in ("checkpoint", "checkpoint.old"):  # as longmul.checkpoint.find_checkpoint
+        state = _read_json(run_dir / candidate / "state.json")
+        if state is not None:
+            return state
+    return None
+
+
+def load_run(path: str | Path, name: str | None = None) -> RunHistory:
+    """Read a run directory (finished or in progress) or a bare history file (``*.jsonl``)."""
+    path = Path(path)
+    name = name or (path.stem if path.suffix == ".jsonl" else path.name)
+    if path.suffix == ".jsonl":
+        rows, partial = read_history_file(path)
+        run = RunHistory(name, path, "in progress" if rows else "missing", partial_last_line=partial)
+        _split_rows(run, rows)
+        recipe = "icot" if run.stages or any("removed" in r for r in run.train) else None
+        run.recipe = recipe or ("aux" if any("aux_loss" in r for r in run.train) else None)
+        return run
+    rows, partial = read_history_file(path / "history.jsonl")
+    training = _read_json(path / "training.json")
+    state = _checkpoint_state(path)
+    if training is not None:
+        status = "snapshot" if training.get("snapshot_of_unfinished_run") else "finished"
+        if status == "finished" and state is not None and state.get("step", 0) > training.get("steps", 0):
+            status = "in progress"  # resumed past a saved model
+    elif state is not None or rows:
+        status = "in progress"
+    else:
+        status = "missing"
+    record = training if training is not None and status != "in progress" else None
+    config = (record or {}).get("config") or (state or {}).get("config") or {}
+    command = (record or {}).get("command")
+    if command is None and state and state.get("sessions"):
+        command = state["sessions"][-1].get("command")
+    run = RunHistory(
+        name=name,
+        path=path,
+        status=status,
+        recipe=config.get("recipe"),
+        config=config,
+        command=command,
+        checkpoint_step=state.get("step") if state else None,
+        planned_steps=config.get("max_steps"),
+        partial_last_line=partial,
+    )
+    _split_rows(run, rows)
+    return run
+
+
+def _split_rows(run: RunHistory, rows: list[dict]) -> None:
+    run.train = [r for r in rows if r.get("kind") == "train"]
+    run.evals = [r for r in rows if r.get("kind") == "eval"]
+    run.stages = [r for r in rows if r.get("kind") == "stage"]
+
+
+def load_runs(models_dir: str | Path, names: Mapping[str, str] | Sequence[str]) -> dict[str, RunHistory]:
+    """``{label: run}`` for the run directories ``models_dir/<name>``; ``names`` maps name -> label."""
+    labels = dict(names) if isinstance(names, Mapping) else {n: n for n in names}
+    return {label: load_run(Path(models_dir) / name, name=label) for name, label in labels.items()}
+
+
+def run_summary(run: RunHistory) -> dict:
+    """One row about a run: status, how far it got, its latest validation score."""
+    latest = run.latest_eval
+    return {
+        "run": run.name,
+        "recipe": run.recipe,
+        "status": run.status,
+        "steps logged": run.last_step,
+        "planned steps": run.planned_steps,
+        "examples seen": run.examples,
+        "wall-clock hours": round(run.elapsed_s / 3600, 2),
+        "latest val exact match": latest["val_exact_match"] if latest else None,
+        "at step": latest["step"] if latest else None,
+        "command": run.command,
+    }
+
+
+def run_settings(run: RunHistory) -> dict[str, str]:
+    """The run's configuration in four readable groups: model, optimiser, logging, recipe settings."""
+    config = run.config
+    if not config:
+        return {"model": "", "optimiser": "", "logging": "", "recipe settings": ""}
+
+    def pick(*names: str) -> str:
+        return ", ".join(f"{n} = {config[n]}" for n in names if n in config)
+
+    from longmul.config import TrainConfig  # no torch
+
+    try:
+        model = TrainConfig.from_dict(config).model_config()  # imports torch
+        model_text = f"{model.n_layers} layers, {model.n_heads} heads, width {model.d_model} (preset {config.get('preset')})"
+    except (ValueError, TypeError):
+        model_text = pick("preset", "d_model", "n_layers", "n_heads")
+    recipe = {
+        "aux": pick("aux_site", "aux_heads", "aux_weight", "aux_scale", "aux_target"),
+        "icot": pick("icot_tokens_per_stage", "icot_stage_examples", "icot_gate", "icot_smoothing", "icot_keep_position"),
+    }.get(run.recipe or "", "")
+    return {
+        "model": model_text,
+        "optimiser": pick("batch_size", "lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip"),
+        "logging": pick("log_every", "eval_every", "n_val"),
+        "recipe settings": recipe,
+    }
+
+
+def digit_names(digits: Iterable[int]) -> str:
+    """``"c0, c7"`` (or ``"none"``)."""
+    names = [f"c{k}" for k in digits]
+    return ", ".join(names) if names else "none"
+
+
+# --------------------------------------------------------------------------- tidy tables
+
+def _chunks(n: int, max_points: int | None) -> list[tuple[int, int]]:
+    size = 1 if not max_points or n <= max_points else math.ceil(n / max_points)
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def digit_rows(runs: Mapping[str, RunHistory] | Iterable[RunHistory], max_points: int | None = None) -> list[dict]:
+    """Per-digit loss and gradient norm over training, one row per (run, logged step or bin, digit).
+
+    With ``max_points``, consecutive logged steps are pooled into at most that many bins per run: the
+    loss is their mean, the gradient norm their geometric mean (charts draw it on a log scale). Each row:
+    ``run``, ``step`` (last step of the bin), ``step_from`` (end of the previous bin, 0 for the first),
+    ``examples``, ``k``, ``digit`` ("c0" …), ``loss``, ``grad_norm``, ``n_logs`` (rows pooled) and, for
+    ICoT, ``removed``.
+    """
+    out = []
+    for run in _as_runs(runs):
+        rows = [r for r in run.train if "digit_loss" in r]
+        previous = 0
+        for start, stop in _chunks(len(rows), max_points):
+            chunk = rows[start:stop]
+            losses = np.array([r["digit_loss"] for r in chunk], dtype=float)
+            has_grad = all("digit_grad_norm" in r for r in chunk)
+            grads = np.array([r["digit_grad_norm"] for r in chunk], dtype=float) if has_grad else None
+            last = chunk[-1]
+            for k in range(losses.shape[1]):
+                row = {
+                    "run": run.name,
+                    "step": last["step"],
+                    "step_from": previous,
+                    "examples": last.get("examples"),
+                    "k": k,
+                    "digit": f"c{k}",
+                    "loss": float(losses[:, k].mean()),
+                    "grad_norm": float(np.exp(np.log(np.maximum(grads[:, k], 1e-12)).mean())) if grads is not None else None,
+                    "n_logs": len(chunk),
+                }
+                if "removed" in last:
+                    row["removed"] = last["removed"]
+                out.append(row)
+            previous = last["step"]
+    return out
+
+
+def eval_rows(runs: Mapping[str, RunHistory] | Iterable[RunHistory]) -> list[dict]:
+    """Validation accuracy per digit over training: ``run``, ``step``, ``examples``, ``k``, ``digit``,
+    ``accuracy``, ``exact_match`` (of the whole answer, repeated on each digit's row)."""
+    out = []
+    for run in _as_runs(runs):
+        for r in run.evals:
+            for k, acc in enumerate(r["val_per_digit"]):
+                out.append(
+                    {
+                        "run": run.name,
+                        "step": r["step"],
+                        "examples": r.get("examples"),
+                        "k": k,
+                        "digit": f"c{k}",
+                        "accuracy": float(acc),
+                        "exact_match": float(r["val_exact_match"]),
+                    }
+                )
+    return out
+
+
+def stage_rows(runs: Mapping[str, RunHistory] | Iterable[RunHistory]) -> list[dict]:
+    """ICoT removal stages: ``run``, ``step``, ``removed`` (chain-of-thought tokens removed from then on)."""
+    return [{"run": run.name, "step": s["step"], "removed": s["removed"]} for run in _as_runs(runs) for s in run.stages]
+
+
+def grad_norm_matrix(run: RunHistory, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, matrix)``: the gradient norm of each digit's loss (rows c_0 … c_7) at each logged step
+    (columns; pooled by geometric mean into at most ``max_points`` bins, ``steps`` = each bin's last
+    step). Empty arrays when the history logged no gradient norms."""
+    rows = [r for r in digit_rows([run], max_points) if r["grad_norm"] is not None]
+    if not rows:
+        return np.zeros(0, dtype=int), np.zeros((0, 0))
+    steps = sorted({r["step"] for r in rows})
+    n_c = max(r["k"] for r in rows) + 1
+    column = {s: i for i, s in enumerate(steps)}
+    matrix = np.full((n_c, len(steps)), np.nan)
+    for r in rows:
+        matrix[r["k"], column[r["step"]]] = r["grad_norm"]
+    return np.array(steps), matrix
+
+
+def _as_runs(runs: Mapping[str, RunHistory] | Iterable[RunHistory]) -> list[RunHistory]:
+    return list(runs.values()) if isinstance(runs, Mapping) else list(runs)
+
+
+# --------------------------------------------------------------------------- statistics
+
+def _first_sustained(steps: Sequence[int], ok: Sequence[bool], patience: int) -> int | None:
+    """The first step from which ``ok`` holds on ``patience`` consecutive entries (None if never)."""
+    run_length = 0
+    for i, good in enumerate(ok):
+        run_length = run_length + 1 if good else 0
+        if run_length >= patience:
+            return steps[i - patience + 1]
+    return None
+
+
+def learned_steps(
+    run: RunHistory,
+    by: str = "loss",
+    threshold: float | None = None,
+    patience: int | None = None,
+    after_step: int = 0,
+) -> dict[int, int | None]:
+    """For each digit k, the step at which c_k counts as learned, or None if it has not been (yet).
+
+    ``by="loss"``: the digit's batch loss stays below ``threshold`` (default 0.1 nats) on ``patience``
+    (default 3) consecutive logged steps; the step given is the first of them. ``by="accuracy"``: its
+    validation accuracy is at least ``threshold`` (default 0.95) at ``patience`` (default 1) consecutive
+    evaluations. Only rows after ``after_step`` count (e.g. ICoT once its chain of thought is gone).
+    """
+    if by == "loss":
+        threshold = LOSS_THRESHOLD if threshold is None else threshold
+        patience = LOSS_PATIENCE if patience is None else patience
+        rows = [r for r in run.train if "digit_loss" in r and r["step"] > after_step]
+        values = [r["digit_loss"] for r in rows]
+        better = lambda v: v < threshold
+    elif by == "accuracy":
+        threshold = ACCURACY_THRESHOLD if threshold is None else threshold
+        patience = ACCURACY_PATIENCE if patience is None else patience
+        rows = [r for r in run.evals if r["step"] > after_step]
+        values = [r["val_per_digit"] for r in rows]
+        better = lambda v: v >= threshold
+    else:
+        raise ValueError(f"by must be 'loss' or 'accuracy', got {by!r}")
+    if patience < 1:
+        raise ValueError("patience must be at least 1")
+    n_c = len(values[0]) if values else N_C
+    steps = [r["step"] for r in rows]
+    return {k: _first_sustained(steps, [better(v[k]) for v in values], patience) for k in range(n_c)}
+
+
+def learning_order(learned: Mapping[int, int | None]) -> list[int]:
+    """The digits that were learned, earliest first (ties: lower digit first)."""
+    return sorted((k for k, s in learned.items() if s is not None), key=lambda k: (learned[k], k))
+
+
+def compare_order(measured: Sequence[int], paper: Sequence[int]) -> dict:
+    """Does a measured order of learning agree with the paper's, as far as both go?
+
+    ``common``: digits in both, in the measured order; ``same_order``: the paper orders them the
+    same way; ``only_measured`` / ``not_yet``: digits learned in one and not (yet) in the other.
+    """
+    common = [k for k in measured if k in paper]
+    return {
+        "common": common,
+        "same_order": common == [k for k in paper if k in common],
+        "only_measured": [k for k in measured if k not in paper],
+        "not_yet": [k for k in paper if k not in measured],
+    }
+
+
+def cot_length(n_digits: int = 4) -> int:
+    """Tokens in the full chain of thought of an n×n problem (:attr:`longmul.sequences.Layout.cot_len`)."""
+    from longmul.sequences import Layout  # imports torch: only needed for ICoT runs
+
+    return Layout(n_digits, n_digits).cot_len
+
+
+def cot_gone_step(run: RunHistory) -> int | None:
+    """ICoT: the step at which the whole chain of thought had been removed (None if not yet)."""
+    if run.recipe != "icot":
+        return None
+    cot_len = cot_length(int(run.config.get("n_digits", 4)))
+    return next((s["step"] for s in run.stages if s["removed"] >= cot_len), None)
+
+
+def icot_progress(run: RunHistory) -> dict | None:
+    """ICoT: chain-of-thought tokens removed by the last logged step, out of how many, and when the
+    last one went (None for other recipes)."""
+    if run.recipe != "icot":
+        return None
+    removed = max([s["removed"] for s in run.stages] + [r.get("removed", 0) for r in run.train + run.evals] or [0])
+    return {
+        "removed": removed,
+        "cot_len": cot_length(int(run.config.get("n_digits", 4))),
+        "stages": len(run.stages),
+        "cot_gone_step": cot_gone_step(run),
+    }
+
+
+@dataclass(frozen=True)
+class Flatness:
+    """A straight-line fit of the mean loss of ``digits`` over a window of training.
+
+    ``relative_change`` is the fitted change over the window divided by the fitted value at its start;
+    the window counts as ``flat`` when that is within ± ``tolerance`` (None: too few points to tell).
+    """
+
+    digits: tuple[int, ...]
+    start_step: int
+    end_step: int
+    n_points: int
+    mean_loss: float
+    slope_per_1k_steps: float
+    fitted_start: float
+    fitted_end: float
+    relative_change: float
+    tolerance: float
+    flat: bool | None
+
+    @property
+    def gap_to_chance(self) -> float:
+        """ln 10 minus the mean loss: 0 means no better than a uniform guess."""
+        return LN10 - self.mean_loss
+
+    @property
+    def verdict(self) -> str:
+        return "too short to tell" if self.flat is None else "flat" if self.flat else "not flat"
+
+
+def flatness(
+    run: RunHistory,
+    digits: Sequence[int] = MIDDLE_DIGITS,
+    start_fraction: float = 0.5,
+    tolerance: float = FLAT_TOLERANCE,
+    min_points: int = 10,
+) -> Flatness | None:
+    """Is the mean loss of ``digits`` flat over the last ``1 - start_fraction`` of the steps logged so
+    far (by default the second half)? The criterion issue 3 sets for the SFT model. None when the run
+    has logged no per-digit loss."""
+    rows = [r for r in run.train if "digit_loss" in r]
+    if not rows:
+        return None
+    start = start_fraction * rows[-1]["step"]
+    window = [r for r in rows if r["step"] >= start]
+    steps = np.array([r["step"] for r in window], dtype=float)
+    y = np.array([np.mean([r["digit_loss"][k] for k in digits]) for r in window])
+    if len(window) >= 2 and steps[-1] > steps[0]:
+        slope, intercept = np.polyfit(steps, y, 1)
+    else:
+        slope, intercept = 0.0, float(y.mean())
+    fitted_start = float(intercept + slope * steps[0])
+    fitted_end = float(intercept + slope * steps[-1])
+    relative = (fitted_end - fitted_start) / fitted_start if fitted_start else float("nan")
+    enough = len(window) >= min_points
+    return Flatness(
+        digits=tuple(digits),
+        start_step=int(steps[0]),
+        end_step=int(steps[-1]),
+        n_points=len(window),
+        mean_loss=float(y.mean()),
+        slope_per_1k_steps=float(slope * 1000),
+        fitted_start=fitted_start,
+        fitted_end=fitted_end,
+        relative_change=float(relative),
+        tolerance=tolerance,
+        flat=bool(abs(relative) <= tolerance) if enough else None,
+    )
+
+
+def window_stats(run: RunHistory, start_fraction: float = 0.5) -> list[dict]:
+    """Per digit, over the last ``1 - start_fraction`` of the steps logged so far: the mean loss and the
+    median, 10th and 90th percentile of its gradient norm. Rows ``k``, ``digit``, ``mean_loss``,
+    ``median_grad_norm``, ``p10_grad_norm``, ``p90_grad_norm``, ``from_step``, ``to_step``, ``n_logs``."""
+    rows = [r for r in run.train if "digit_loss" in r]
+    if not rows:
+        return []
+    window = [r for r in rows if r["step"] >= start_fraction * rows[-1]["step"]]
+    losses = np.array([r["digit_loss"] for r in window], dtype=float)
+    grads = np.array([r["digit_grad_norm"] for r in window], dtype=float) if all("digit_grad_norm" in r for r in window) else None
+    out = []
+    for k in range(losses.shape[1]):
+        g = grads[:, k] if grads is not None else None
+        out.append(
+            {
+                "k": k,
+                "digit": f"c{k}",
+                "mean_loss": float(losses[:, k].mean()),
+                "median_grad_norm": float(np.median(g)) if g is not None else None,
+                "p10_grad_norm": float(np.percentile(g, 10)) if g is not None else None,
+                "p90_grad_norm": float(np.percentile(g, 90)) if g is not None else None,
+                "from_step": window[0]["step"],
+                "to_step": window[-1]["step"],
+                "n_logs": len(window),
+            }
+        )
+    return out
+
+
+def steps_to_exact_match(run: RunHistory, target: float = 0.99) -> int | None:
+    """The first evaluation step at which validation exact match reached ``target`` (None if never)."""
+    return next((r["step"] for r in run.evals if r["val_exact_match"] >= target), None)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+SWEEP_COMMAND = re.compile(r"longmul train\b[^\n`]*")
+
+
+@dataclass
+class Sweep:
+    """A folder of sweep results (format: see the module docstring)."""
+
+    path: Path
+    readme: str
+    commands: dict[str, str]  # configuration name -> the `longmul train` command in README.md
+    runs: dict[str, RunHistory]
+
+    @property
+    def without_command(self) -> list[str]:
+        """Configurations whose command README.md does not record."""
+        return [name for name in self.runs if name not in self.commands]
+
+
+def _out_name(command: str) -> str | None:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for i, word in enumerate(words):
+        if word == "--out" and i + 1 < len(words):
+            return Path(words[i + 1]).name
+        if word.startswith("--out="):
+            return Path(word.split("=", 1)[1]).name
+    return None
+
+
+def read_sweep(folder: str | Path) -> Sweep | None:
+    """The results in ``folder``, or None when it does not exist or holds no configuration yet.
+
+    Raises ``ValueError`` when results are there but ``README.md`` is not: results without the
+    commands that made them are not shipped.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    entries = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".")
+        and ((p.is_dir() and ((p / "history.jsonl").is_file() or (p / "training.json").is_file())) or p.suffix == ".jsonl")
+    )
+    if not entries:
+        return None
+    readme_path = folder / "README.md"
+    if not readme_path.is_file():
+        raise ValueError(f"{folder} holds results but no README.md recording the commands that made them")
+    readme = readme_path.read_text()
+    commands = {}
+    for match in SWEEP_COMMAND.finditer(readme):
+        command = match.group(0).strip()
+        name = _out_name(command)
+        if name:
+            commands[name] = command
+    runs = {}
+    for entry in entries:
+        run = load_run(entry)
+        runs[run.name] = run
+    return Sweep(folder, readme, commands, runs)
+
+
+def sweep_rows(sweep: Sweep, target: float = 0.99) -> list[dict]:
+    """One row per configuration: what it varies (from its recorded configuration, where there is
+    one), how far it ran, its final validation exact match and per-digit accuracy, and the step at
+    which validation exact match first reached ``target``."""
+    out = []
+    for name, run in sweep.runs.items():
+        latest = run.latest_eval
+        row = {
+            "configuration": name,
+            "status": run.status,
+            "recipe": run.recipe,
+            "aux site": run.config.get("aux_site") if run.recipe == "aux" else None,
+            "aux heads": ",".join(map(str, run.config.get("aux_heads") or [])) or None,
+            "aux weight": run.config.get("aux_weight") if run.recipe == "aux" else None,
+            "aux target": run.config.get("aux_target") if run.recipe == "aux" else None,
+            "steps": run.last_step,
+            "examples": run.examples,
+            "final val exact match": latest["val_exact_match"] if latest else None,
+            f"steps to {target:.0%} exact match": steps_to_exact_match(run, target),
+        }
+        for k, acc in enumerate(latest["val_per_digit"] if latest else [None] * N_C):
+            row[f"c{k}"] = acc
+        row["command recorded"] = name in sweep.commands
+        out.append(row)
+    return out
+
+
+# The configurations issue 8 asks for, as `longmul train` commands to run outside the book. A plan, not
+# a result: read_sweep reads what was actually run, with the commands its README.md records.
+ABLATION_PLAN: tuple[tuple[str, str, str], ...] = (
+    ("none", "no aux loss (SFT)", "--recipe sft"),
+    ("site_layer1", "probe after layer 1", "--recipe aux --aux-site blocks.0.hook_resid_post"),
+    ("site_layer2_attn", "probe after layer-2 attention (the shipped aux model's site)", "--recipe aux --aux-site blocks.1.hook_resid_mid"),
+    ("site_heads", "probe on the layer-2 heads' outputs", "--recipe aux --aux-site blocks.1.attn.hook_z --aux-heads 0,1,2,3"),
+    ("weight_0.1", "weight λ = 0.1", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 0.1"),
+    ("weight_10", "weight λ = 10", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 10"),
+    ("control_shuffled", "control: ĉ_k shuffled across the batch", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-target shuffled"),
+)
+
+
+def ablation_commands(folder: str = "results/aux_ablation", max_steps: int = 50_000, seed: int = 0) -> list[dict]:
+    """The planned sweep (:data:`ABLATION_PLAN`) as full commands with shared settings."""
+    shared = f"--preset cpu --seed {seed} --threads 1 --max-steps {max_steps} --eval-every 1000 --checkpoint-minutes 4"
+    return [
+        {"configuration": name, "varies": what, "command": f"longmul train {args} {shared} --out {folder}/{name}"}
+        for name, what, args in ABLATION_PLAN
+    ]
+
+
+__all__ = [
+    "ABLATION_PLAN",
+    "LN10",
+    "MIDDLE_DIGITS",
+    "PAPER_AUX",
+    "PAPER_SFT",
+    "Flatness",
+    "PaperRun",
+    "RunHistory",
+    "Sweep",
+    "ablation_commands",
+    "compare_order",
+    "cot_gone_step",
+    "cot_length",
+    "digit_names",
+    "digit_rows",
+    "eval_rows",
+    "flatness",
+    "grad_norm_matrix",
+    "icot_progress",
+    "learned_steps",
+    "learning_order",
+    "load_run",
+    "load_runs",
+    "read_history_file",
+    "read_sweep",
+    "run_settings",
+    "run_summary",
+    "stage_rows",
+    "steps_to_exact_match",
+    "sweep_rows",
+    "window_stats",
+]

@@ -1,0 +1,151 @@
+"""Unit tests of longmul.charts.dynamics: the training-dynamics charts and the history widget, on
+synthetic histories."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from longmul import dynamics as dyn
+from longmul.charts.dynamics import (
+    DIGIT_COLORS,
+    accuracy_curves_chart,
+    grad_norm_heatmap,
+    history_explorer,
+    history_figure,
+    loss_curves_chart,
+    step_slider_chart,
+)
+from test_dynamics import synthetic_rows, write_history
+
+DIGITS = [f"c{k}" for k in range(8)]
+
+
+@pytest.fixture
+def runs(tmp_path):
+    out = {}
+    for name, last in (("SFT", 4_000), ("SFT + aux loss", 2_000)):
+        out[name] = dyn.load_run(write_history(tmp_path / f"{name}.jsonl", synthetic_rows(last)), name=name)
+    return out
+
+
+def _params(spec: dict) -> dict:
+    """Every param of a spec, top level and in its layers / concatenated views, by name."""
+    found = {}
+    stack = [spec]
+    while stack:
+        node = stack.pop()
+        for p in node.get("params", []):
+            found[p["name"]] = p
+        for key in ("layer", "hconcat", "vconcat"):
+            stack.extend(node.get(key, []))
+        if "spec" in node:
+            stack.append(node["spec"])
+    return found
+
+
+def _dataset(spec: dict) -> list[dict]:
+    (values,) = [v for v in spec["datasets"].values() if v and "step" in v[0] and "digit" in v[0]]
+    return values
+
+
+def test_loss_curves_have_a_run_selector_and_a_digit_legend(runs):
+    rows = dyn.digit_rows(runs, max_points=30)
+    stages = [{"run": "SFT", "step": 600, "removed": 8}]
+    spec = loss_curves_chart(rows, stages).to_dict()
+    params = _params(spec)
+    run_param = params["run_choice"]
+    assert run_param["bind"]["input"] == "radio" and run_param["bind"]["options"] == ["SFT", "SFT + aux loss"]
+    assert run_param["value"] == "SFT"
+    assert any(p.get("bind") == "legend" for p in params.values())
+    lines = spec["layer"][1]
+    assert lines["encoding"]["color"]["scale"] == {"domain": DIGITS, "range": DIGIT_COLORS}
+    assert lines["transform"] == [{"filter": "(datum.run === run_choice)"}]
+    assert spec["layer"][0]["mark"]["type"] == "rule"  # ln 10
+    assert len(spec["layer"]) == 3  # the stage rules
+    values = _dataset(spec)
+    assert {"run", "step", "digit", "loss"} <= set(values[0])
+    assert "step_from" not in values[0]  # only what the chart uses goes into the page
+    log_spec = loss_curves_chart(rows, log=True).to_dict()
+    assert log_spec["layer"][1]["encoding"]["y"]["scale"]["type"] == "log"
+
+
+def test_loss_values_are_rounded_for_the_page(runs):
+    values = _dataset(loss_curves_chart(dyn.digit_rows(runs)).to_dict())
+    assert all(len(repr(v["loss"])) <= 12 for v in values)
+
+
+def test_grad_norm_heatmap_spans_bins_per_run(runs):
+    rows = pd.DataFrame(dyn.digit_rows(runs, max_points=10))
+    spec = grad_norm_heatmap(rows).to_dict()
+    assert spec["facet"]["row"]["field"] == "run" and spec["facet"]["row"]["sort"] == ["SFT", "SFT + aux loss"]
+    enc = spec["spec"]["encoding"]
+    assert enc["x"]["field"] == "step_from" and enc["x2"]["field"] == "step"
+    assert enc["y"]["sort"] == DIGITS and enc["color"]["scale"]["type"] == "log"
+    assert spec["resolve"]["scale"]["x"] == "independent"
+
+
+def test_step_slider_picks_the_last_step_at_or_before_the_slider(runs):
+    spec = step_slider_chart(dyn.digit_rows(runs, max_points=20)).to_dict()
+    slider = _params(spec)["at_step"]
+    assert slider["bind"]["input"] == "range" and slider["bind"]["max"] == 4_000 and slider["value"] == 4_000
+    transforms = spec["hconcat"][0]["layer"][1]["transform"]
+    assert any("at_step" in t.get("calculate", "") for t in transforms)
+    assert any(t.get("joinaggregate") for t in transforms)
+
+
+def _pick(values: list[dict], at_step: int) -> dict[str, int]:
+    """What the slider's transforms select, computed in Python: per run, the step shown."""
+    shown = {}
+    for v in values:
+        s = v["step"] if v["step"] <= at_step else -v["step"]
+        shown.setdefault(v["run"], []).append(s)
+    return {run: abs(max(s)) for run, s in shown.items()}
+
+
+def test_step_slider_selection_logic(runs):
+    values = _dataset(step_slider_chart(dyn.digit_rows(runs)).to_dict())
+    assert _pick(values, 3_000) == {"SFT": 3_000, "SFT + aux loss": 2_000}  # aux has not got that far
+    assert _pick(values, 0) == {"SFT": 1, "SFT + aux loss": 1}  # before any log: the first
+
+
+def test_accuracy_curves(runs):
+    spec = accuracy_curves_chart(dyn.eval_rows(runs)).to_dict()
+    assert _params(spec)["run_choice"]["bind"]["options"] == ["SFT", "SFT + aux loss"]
+    assert spec["layer"][1]["encoding"]["y"]["scale"]["domain"] == [0, 1]
+
+
+def test_charts_accept_no_rows():
+    for chart in (loss_curves_chart([]), grad_norm_heatmap([]), step_slider_chart([]), accuracy_curves_chart([])):
+        json.dumps(chart.to_dict())
+
+
+def test_history_figure_draws_the_chosen_digits(runs):
+    rows = dyn.digit_rows(runs)
+    fig = history_figure(rows, ["SFT", "SFT + aux loss"], [0, 4], metric="grad_norm")
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["SFT", "SFT + aux loss"]
+    assert [line.get_label() for line in axes[0].get_lines()] == ["c0", "c4"]
+    assert axes[0].get_yscale() == "log"
+    empty = history_figure(rows, [], [0])
+    assert len(empty.get_axes()) == 1
+
+
+def test_history_explorer_redraws_on_change(runs):
+    widget = history_explorer(runs, max_points=50)
+    run_box, digit_box, controls = widget.children[0].children
+    metric, log_box, points = controls.children
+    log_box.value = False
+    image = widget.children[-1]
+    before = image.value
+    assert before[:4] == b"\x89PNG"
+    assert run_box.value == ("SFT", "SFT + aux loss") and points.value == 50
+    digit_box.value = (3,)
+    assert image.value != before
+    after_digits = image.value
+    points.value = 5
+    assert image.value != after_digits
+    metric.value = "grad_norm"
+    run_box.value = ("SFT + aux loss",)
+    assert image.value[:4] == b"\x89PNG"

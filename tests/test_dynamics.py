@@ -1,0 +1,378 @@
+"""Unit tests of longmul.dynamics on synthetic histories whose answers are known by construction."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shlex
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+from longmul import dynamics as dyn
+from longmul.cli import build_parser
+from longmul.config import TrainConfig
+from longmul.saved import REQUIRED
+from longmul.sequences import Layout
+
+# Digit k drops from ln 10 to 0.01 at LEARNED_AT[k]; c3-c5 never do (their gradient norm stays 1).
+LEARNED_AT = {0: 300, 1: 500, 7: 1_600, 2: 6_600, 6: 9_000}
+FLAT_DIGITS = (3, 4, 5)
+
+
+def train_row(step: int, learned_at=LEARNED_AT, flat_level: float = dyn.LN10, slope: float = 0.0, **extra) -> dict:
+    losses, grads = [], []
+    for k in range(8):
+        if k in learned_at and step >= learned_at[k]:
+            losses.append(0.01)
+            grads.append(0.05)
+        elif k in learned_at:
+            losses.append(dyn.LN10)
+            grads.append(2.0)
+        else:
+            losses.append(flat_level + slope * step)
+            grads.append(1.0)
+    return {
+        "kind": "train",
+        "step": step,
+        "examples": step * 256,
+        "elapsed_s": step / 10,
+        "lr": 1e-3,
+        "loss": float(np.mean(losses)),
+        "digit_loss": losses,
+        "digit_grad_norm": grads,
+        "grad_norm": 1.0,
+        **extra,
+    }
+
+
+def eval_row(step: int, per_digit: list[float]) -> dict:
+    return {
+        "kind": "eval",
+        "step": step,
+        "examples": step * 256,
+        "elapsed_s": step / 10,
+        "val_exact_match": float(np.prod(per_digit)),
+        "val_per_digit": per_digit,
+    }
+
+
+def synthetic_rows(last_step: int = 20_000, every: int = 100, **kwargs) -> list[dict]:
+    rows = [train_row(1, **kwargs)] + [train_row(s, **kwargs) for s in range(every, last_step + 1, every)]
+    for s in range(1_000, last_step + 1, 1_000):
+        rows.append(eval_row(s, [1.0 if k in LEARNED_AT and s >= LEARNED_AT[k] else 0.1 for k in range(8)]))
+    return rows
+
+
+def write_history(path: Path, rows: list[dict], tail: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+    return path
+
+
+def write_state(run_dir: Path, step: int, command: str = "longmul train --recipe sft --out x", **config) -> None:
+    (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    state = {
+        "config": {"recipe": "sft", "max_steps": 200_000, "n_digits": 4, **config},
+        "step": step,
+        "sessions": [{"command": command}],
+    }
+    (run_dir / "checkpoint" / "state.json").write_text(json.dumps(state))
+
+
+def in_progress_run(tmp_path: Path, **kwargs) -> dyn.RunHistory:
+    run_dir = tmp_path / "sft"
+    write_history(run_dir / "history.jsonl", synthetic_rows(**kwargs))
+    write_state(run_dir, 20_000)
+    return dyn.load_run(run_dir)
+
+
+# --------------------------------------------------------------------------- reading runs
+
+def test_model_files_match_the_saved_model_format():
+    assert dyn.MODEL_FILES == REQUIRED
+
+
+def test_run_in_progress_with_a_half_written_last_line(tmp_path):
+    run_dir = tmp_path / "sft"
+    write_history(run_dir / "history.jsonl", synthetic_rows(2_000), tail='{"kind": "train", "st')
+    write_state(run_dir, 1_900, command="longmul train --recipe sft --out models/sft")
+    run = dyn.load_run(run_dir, name="SFT")
+    assert run.name == "SFT" and run.status == "in progress" and not run.finished
+    assert run.partial_last_line
+    assert run.recipe == "sft" and run.planned_steps == 200_000 and run.checkpoint_step == 1_900
+    assert run.command == "longmul train --recipe sft --out models/sft"
+    assert run.last_step == 2_000 and run.examples == 2_000 * 256
+    assert [r["step"] for r in run.evals] == [1_000, 2_000]
+    summary = dyn.run_summary(run)
+    assert summary["status"].startswith("in progress") and summary["steps logged"] == 2_000
+    assert summary["latest val exact match"] == run.evals[-1]["val_exact_match"]
+
+
+def test_a_bad_line_before_the_end_is_an_error(tmp_path):
+    path = write_history(tmp_path / "history.jsonl", [train_row(1)], tail="not json\n" + json.dumps(train_row(2)) + "\n")
+    with pytest.raises(ValueError, match="line 2"):
+        dyn.read_history_file(path)
+
+
+def test_rows_logged_twice_keep_the_later_copy(tmp_path):
+    first, again = train_row(100), train_row(100)
+    again["loss"] = 9.0
+    rows, partial = dyn.read_history_file(write_history(tmp_path / "h.jsonl", [train_row(200), first, again]))
+    assert [r["step"] for r in rows] == [100, 200] and rows[0]["loss"] == 9.0 and not partial
+
+
+def test_finished_snapshot_and_resumed_runs(tmp_path):
+    for name, training, state_step, expected in [
+        ("done", {"steps": 2_000, "config": {"recipe": "aux", "max_steps": 2_000}, "command": "longmul train A"}, 2_000, "finished"),
+        ("snap", {"steps": 2_000, "config": {"recipe": "sft"}, "snapshot_of_unfinished_run": True}, 2_000, "snapshot"),
+        ("resumed", {"steps": 2_000, "config": {"recipe": "sft"}}, 3_000, "in progress"),
+    ]:
+        run_dir = tmp_path / name
+        write_history(run_dir / "history.jsonl", synthetic_rows(2_000))
+        (run_dir / "training.json").write_text(json.dumps(training))
+        write_state(run_dir, state_step, max_steps=4_000)
+        run = dyn.load_run(run_dir)
+        assert run.status == expected, name
+    done = dyn.load_run(tmp_path / "done")
+    assert done.recipe == "aux" and done.command == "longmul train A" and done.planned_steps == 2_000
+    assert dyn.load_run(tmp_path / "resumed").planned_steps == 4_000  # the checkpoint's configuration
+    assert dyn.load_run(tmp_path / "absent").status == "missing"
+
+
+def test_load_runs_labels_and_bare_history_files(tmp_path):
+    write_history(tmp_path / "sft" / "history.jsonl", synthetic_rows(1_000))
+    runs = dyn.load_runs(tmp_path, {"sft": "SFT", "aux": "SFT + aux loss"})
+    assert list(runs) == ["SFT", "SFT + aux loss"]
+    assert runs["SFT"].status == "in progress" and runs["SFT + aux loss"].status == "missing"
+    bare = write_history(tmp_path / "w10.jsonl", [train_row(100, aux_loss=0.5)])
+    run = dyn.load_run(bare)
+    assert run.name == "w10" and run.recipe == "aux" and run.config == {}
+
+
+# --------------------------------------------------------------------------- tables
+
+def test_digit_rows_unpooled_and_pooled(tmp_path):
+    run = in_progress_run(tmp_path)
+    rows = dyn.digit_rows([run])
+    assert len(rows) == 8 * len(run.train)
+    assert {r["digit"] for r in rows} == {f"c{k}" for k in range(8)}
+    pooled = dyn.digit_rows({"x": run}, max_points=20)
+    steps = sorted({r["step"] for r in pooled})
+    assert len(steps) <= 20 and steps[-1] == run.last_step
+    by_step = {}
+    for r in pooled:
+        by_step.setdefault(r["step"], r["step_from"])
+    assert by_step[steps[0]] == 0  # bins are contiguous
+    assert all(by_step[b] == a for a, b in itertools.pairwise(steps))
+    flat = [r for r in pooled if r["k"] == 4]
+    assert all(math.isclose(r["loss"], dyn.LN10) and math.isclose(r["grad_norm"], 1.0) for r in flat)
+
+
+def test_pooled_gradient_norm_is_a_geometric_mean(tmp_path):
+    rows = [train_row(100), train_row(200)]
+    rows[0]["digit_grad_norm"] = [0.1] * 8
+    rows[1]["digit_grad_norm"] = [10.0] * 8
+    run = dyn.load_run(write_history(tmp_path / "h.jsonl", rows))
+    (row,) = [r for r in dyn.digit_rows([run], max_points=1) if r["k"] == 0]
+    assert math.isclose(row["grad_norm"], 1.0) and row["n_logs"] == 2
+
+
+def test_grad_norm_matrix(tmp_path):
+    run = in_progress_run(tmp_path)
+    steps, matrix = dyn.grad_norm_matrix(run)
+    assert matrix.shape == (8, len(run.train)) and list(steps) == [r["step"] for r in run.train]
+    assert np.allclose(matrix[list(FLAT_DIGITS)], 1.0)
+    assert matrix[0, -1] == pytest.approx(0.05) and matrix[0, 0] == pytest.approx(2.0)
+    steps, matrix = dyn.grad_norm_matrix(run, max_points=10)
+    assert matrix.shape[1] == len(steps) <= 10
+    empty = dyn.RunHistory("e", tmp_path, "missing")
+    assert dyn.grad_norm_matrix(empty)[1].shape == (0, 0)
+
+
+def test_eval_and_stage_rows(tmp_path):
+    run = in_progress_run(tmp_path)
+    rows = dyn.eval_rows([run])
+    assert len(rows) == 8 * len(run.evals)
+    assert {r["accuracy"] for r in rows if r["k"] == 4} == {0.1}
+    run.stages = [{"kind": "stage", "step": 600, "removed": 8}]
+    assert dyn.stage_rows([run]) == [{"run": "sft", "step": 600, "removed": 8}]
+
+
+# --------------------------------------------------------------------------- statistics
+
+def test_learned_steps_by_loss_give_the_constructed_order(tmp_path):
+    run = in_progress_run(tmp_path)
+    learned = dyn.learned_steps(run)
+    assert learned == {0: 300, 1: 500, 2: 6_600, 3: None, 4: None, 5: None, 6: 9_000, 7: 1_600}
+    assert dyn.learning_order(learned) == [0, 1, 7, 2, 6]
+
+
+def test_a_single_dip_is_not_learning(tmp_path):
+    rows = [train_row(s, learned_at={}) for s in range(100, 1_001, 100)]
+    rows[3]["digit_loss"][3] = 0.01  # one lucky batch
+    rows[7]["digit_loss"][3] = 0.01
+    rows[8]["digit_loss"][3] = 0.01
+    run = dyn.load_run(write_history(tmp_path / "h.jsonl", rows))
+    assert dyn.learned_steps(run)[3] is None  # never 3 logs in a row
+    assert dyn.learned_steps(run, patience=2)[3] == 800
+    assert dyn.learned_steps(run, patience=1)[3] == 400
+    assert dyn.learned_steps(run, after_step=500, patience=1)[3] == 800
+    with pytest.raises(ValueError):
+        dyn.learned_steps(run, patience=0)
+    with pytest.raises(ValueError, match="by must be"):
+        dyn.learned_steps(run, by="vibes")
+
+
+def test_learned_steps_by_validation_accuracy(tmp_path):
+    run = in_progress_run(tmp_path)
+    learned = dyn.learned_steps(run, by="accuracy")
+    assert learned == {0: 1_000, 1: 1_000, 2: 7_000, 3: None, 4: None, 5: None, 6: 9_000, 7: 2_000}
+
+
+def test_flatness_of_a_flat_and_of_a_falling_middle(tmp_path):
+    flat = dyn.flatness(in_progress_run(tmp_path))
+    assert flat.flat is True and flat.digits == FLAT_DIGITS
+    assert flat.start_step == 10_000 and flat.end_step == 20_000
+    assert abs(flat.relative_change) < 1e-9 and flat.gap_to_chance == pytest.approx(0, abs=1e-9)
+    # falls 0.5 nats over the second half: 2.3 -> 1.8, i.e. about -22%
+    falling = dyn.flatness(in_progress_run(tmp_path / "b", flat_level=2.8, slope=-5e-5))
+    assert falling.flat is False
+    assert falling.slope_per_1k_steps == pytest.approx(-0.05)
+    assert falling.fitted_start - falling.fitted_end == pytest.approx(0.5)
+    assert falling.relative_change == pytest.approx(-0.5 / 2.3, rel=1e-6)
+    # within the tolerance: a 1% drift is flat, unless the tolerance is tighter
+    drifting = in_progress_run(tmp_path / "c", flat_level=2.3, slope=-2.3e-6)
+    assert dyn.flatness(drifting).flat is True
+    assert dyn.flatness(drifting, tolerance=0.005).flat is False
+
+
+def test_flatness_verdicts(tmp_path):
+    assert dyn.flatness(in_progress_run(tmp_path)).verdict == "flat"
+    assert dyn.flatness(in_progress_run(tmp_path / "b", flat_level=2.8, slope=-5e-5)).verdict == "not flat"
+    short = dyn.load_run(write_history(tmp_path / "h.jsonl", [train_row(s) for s in (100, 200)]))
+    assert dyn.flatness(short).verdict == "too short to tell"
+
+
+def test_run_settings_and_digit_names(tmp_path):
+    run = in_progress_run(tmp_path)  # config: recipe sft, max_steps, n_digits
+    run.config.update(preset="cpu", batch_size=256, lr=0.001, log_every=100, eval_every=1000)
+    settings = dyn.run_settings(run)
+    assert settings["model"].startswith("2 layers, 4 heads, width 128")
+    assert settings["optimiser"] == "batch_size = 256, lr = 0.001"
+    assert settings["logging"] == "log_every = 100, eval_every = 1000"
+    assert settings["recipe settings"] == ""
+    run.recipe = "aux"
+    run.config.update(aux_site="blocks.1.hook_resid_mid", aux_weight=1.0)
+    assert dyn.run_settings(run)["recipe settings"] == "aux_site = blocks.1.hook_resid_mid, aux_weight = 1.0"
+    assert dyn.run_settings(dyn.RunHistory("e", tmp_path, "missing"))["model"] == ""
+    assert dyn.digit_names([0, 7]) == "c0, c7" and dyn.digit_names([]) == "none"
+
+
+def test_flatness_needs_enough_points(tmp_path):
+    short = dyn.load_run(write_history(tmp_path / "h.jsonl", [train_row(s) for s in (100, 200, 300)]))
+    assert dyn.flatness(short).flat is None
+    assert dyn.flatness(dyn.RunHistory("e", tmp_path, "missing")) is None
+
+
+def test_window_stats_show_gradient_on_flat_digits(tmp_path):
+    stats = {r["k"]: r for r in dyn.window_stats(in_progress_run(tmp_path))}
+    for k in FLAT_DIGITS:
+        assert stats[k]["mean_loss"] == pytest.approx(dyn.LN10) and stats[k]["median_grad_norm"] == 1.0
+    assert stats[0]["median_grad_norm"] == pytest.approx(0.05) and stats[0]["mean_loss"] == pytest.approx(0.01)
+    assert stats[0]["from_step"] == 10_000 and stats[0]["to_step"] == 20_000
+
+
+def test_steps_to_exact_match(tmp_path):
+    run = in_progress_run(tmp_path)
+    assert dyn.steps_to_exact_match(run) is None  # c3-c5 stay at 10%
+    run.evals[5]["val_exact_match"] = 0.995
+    assert dyn.steps_to_exact_match(run) == run.evals[5]["step"]
+
+
+def test_cot_gone_step_for_icot_runs(tmp_path):
+    cot_len = Layout(4, 4).cot_len
+    run = dyn.RunHistory("icot", tmp_path, "in progress", recipe="icot", config={"n_digits": 4})
+    run.stages = [{"step": 600, "removed": 8}, {"step": 5_000, "removed": cot_len}]
+    assert dyn.cot_gone_step(run) == 5_000
+    run.stages = run.stages[:1]
+    assert dyn.cot_gone_step(run) is None
+    assert dyn.cot_gone_step(dyn.RunHistory("sft", tmp_path, "finished", recipe="sft")) is None
+
+
+def test_icot_progress(tmp_path):
+    run = dyn.RunHistory("icot", tmp_path, "in progress", recipe="icot", config={"n_digits": 4})
+    run.train = [train_row(700, removed=8)]
+    run.stages = [{"step": 600, "removed": 8}]
+    assert dyn.icot_progress(run) == {"removed": 8, "cot_len": Layout(4, 4).cot_len, "stages": 1, "cot_gone_step": None}
+    assert dyn.icot_progress(dyn.RunHistory("sft", tmp_path, "finished", recipe="sft")) is None
+
+
+def test_compare_order():
+    same = dyn.compare_order([0, 7, 1], dyn.PAPER_SFT.order)
+    assert same == {"common": [0, 7, 1], "same_order": False, "only_measured": [], "not_yet": [2]}
+    agree = dyn.compare_order([0, 1, 7, 6], dyn.PAPER_SFT.order)
+    assert agree["same_order"] and agree["only_measured"] == [6] and agree["not_yet"] == [2]
+    assert dyn.compare_order([], (0, 1))["same_order"]
+
+
+def test_the_papers_description_is_consistent():
+    assert dyn.PAPER_SFT.order == tuple(sorted(dyn.PAPER_SFT.learned_by, key=dyn.PAPER_SFT.learned_by.get))
+    assert set(dyn.PAPER_SFT.never_learned) == set(dyn.MIDDLE_DIGITS)
+    assert sorted(dyn.PAPER_AUX.order) == list(range(8)) and dyn.PAPER_AUX.order[-1] == 5
+    assert "arXiv:2510.00184" in dyn.PAPER_SFT.source
+    assert len(dyn.PAPER_SFT.final_loss) == 8
+
+
+# --------------------------------------------------------------------------- sweeps
+
+def test_no_sweep_yet(tmp_path):
+    assert dyn.read_sweep(tmp_path / "absent") is None
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.md").write_text("planned")
+    assert dyn.read_sweep(tmp_path / "empty") is None
+
+
+def test_results_without_a_readme_are_refused(tmp_path):
+    write_history(tmp_path / "sweep" / "w1" / "history.jsonl", synthetic_rows(1_000))
+    with pytest.raises(ValueError, match="README.md"):
+        dyn.read_sweep(tmp_path / "sweep")
+
+
+def test_read_sweep_and_its_table(tmp_path):
+    folder = tmp_path / "aux_ablation"
+    done = folder / "weight_1"
+    write_history(done / "history.jsonl", synthetic_rows(3_000))
+    (done / "training.json").write_text(
+        json.dumps({"steps": 3_000, "config": {"recipe": "aux", "aux_site": "blocks.1.hook_resid_mid", "aux_weight": 1.0, "aux_target": "running_sum", "aux_heads": []}})
+    )
+    write_history(folder / "bare.jsonl", synthetic_rows(1_000))
+    (folder / "notes.txt").write_text("ignored")
+    (folder / "README.md").write_text(
+        "# sweep\n\n```bash\nlongmul train --recipe aux --aux-weight 1 --out results/aux_ablation/weight_1 --seed 0\n```\n"
+    )
+    sweep = dyn.read_sweep(folder)
+    assert sorted(sweep.runs) == ["bare", "weight_1"]
+    assert sweep.commands == {"weight_1": "longmul train --recipe aux --aux-weight 1 --out results/aux_ablation/weight_1 --seed 0"}
+    assert sweep.without_command == ["bare"]
+    rows = {r["configuration"]: r for r in dyn.sweep_rows(sweep)}
+    w1 = rows["weight_1"]
+    assert w1["status"] == "finished" and w1["aux weight"] == 1.0 and w1["steps"] == 3_000
+    assert w1["c0"] == 1.0 and w1["c4"] == 0.1 and w1["steps to 99% exact match"] is None
+    assert w1["command recorded"] and not rows["bare"]["command recorded"]
+
+
+def test_the_planned_ablation_commands_parse():
+    parser = build_parser()
+    planned = dyn.ablation_commands(max_steps=1234)
+    assert {p["configuration"] for p in planned} >= {"none", "site_layer1", "site_heads", "weight_10", "control_shuffled"}
+    for plan in planned:
+        words = shlex.split(plan["command"])
+        assert words[:2] == ["longmul", "train"]
+        args = parser.parse_args(words[1:])
+        assert args.max_steps == 1234 and args.out.name == plan["configuration"]
+        assert dyn._out_name(plan["command"]) == plan["configuration"]
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        config.validate()  # the site, heads and target exist for the cpu preset
