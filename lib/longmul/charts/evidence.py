@@ -1,0 +1,636 @@
+"""Charts, tables and the generated takeaway of the chapter "Evidence of long-range structure"
+(paper Figs. 2 and 3, FACTS §5.1–5.2).
+
+The inputs are tidy ``pandas.DataFrame`` objects in the shape of the files written by
+``scripts/precompute_ch_evidence.py`` (``attribution.csv``: model, output, operand, drop, sem;
+``probes.csv``: model, control, site, k, mae, r2, …; ``probe_scatter.csv``: model, site, k, true,
+predicted), so every builder works on live results (:func:`attribution_frame`, :func:`probe_frame`,
+:func:`scatter_frame`) and on those files alike. The charts' interaction (site and position selectors,
+hover) runs in the browser: it works on the book's static site without a kernel.
+
+The paper's own numbers live here as named constants (:data:`PAPER_PROBE_MAE`,
+:data:`PAPER_ATTRIBUTION`), each with its source, so that a chapter shows them only labelled as the
+paper's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from longmul.analysis.attribution import Attribution
+from longmul.analysis.probes import PAPER_SITE, ProbeResult
+from longmul.charts.accuracy import series_color_scale
+
+PAPER_CITATION = "Bai et al. (2025), arXiv:2510.00184"
+PAPER_SHORT = "Bai et al. 2025"
+
+# The paper's linear-probe errors (its Fig. 3; FACTS §5.2): mean absolute error of a linear regressor
+# for ĉ_2 … ĉ_6, read at layer 2 after attention (before its MLP) at the token c_k. The paper's
+# released script did not fit each model's probe on that model's own activations; ours does.
+PAPER_PROBE_MAE: dict[str, dict[int, float]] = {
+    "ICoT": {2: 2.05, 3: 1.96, 4: 1.72, 5: 0.99, 6: 0.56},
+    "SFT": {2: 96.6, 3: 111.6, 4: 72.2, 5: 77.7, 6: 28.7},
+}
+
+# The paper's logit-attribution findings (its Fig. 2; FACTS §5.1), in words: its matrices are published
+# only as a picture.
+PAPER_ATTRIBUTION: dict[str, str] = {
+    "SFT": "only c0 and c1 (on a0, a1, b0, b1) and c6 and c7 (on a2, a3, b2, b3) depend on operand digits",
+    "ICoT": "every c_k depends on all the operand digits that can affect it, with logit drops of about 12–22",
+}
+
+MIDDLE = (2, 3, 4, 5, 6)  # the positions whose running sums the paper reports (ĉ_2 … ĉ_6)
+DEPENDS_THRESHOLD = 1.0  # logit drop from which we say "c_k depends on this operand digit"
+READ_OUT_R2 = 0.9  # held-out R² from which we say "a linear probe reads ĉ_k"
+
+CONTROL_LABELS = {
+    "none": "probe",
+    "shuffled": "control: shuffled target",
+    "untrained": "control: untrained twin",
+    "paper": "the paper's probe",
+}
+_DASHES = {"probe": [1, 0], "control: shuffled target": [6, 3], "control: untrained twin": [2, 2]}
+_SITE = re.compile(r"^blocks\.(\d+)\.(attn\.)?(hook_\w+?)(?:\[(\d+)\])?$")
+_SITE_WORDS = {
+    "hook_resid_pre": "input",
+    "hook_attn_out": "attention output",
+    "hook_resid_mid": "after attention",
+    "hook_resid_post": "output",
+    "hook_z": "head output",
+    "hook_result": "head output",
+}
+
+
+# --------------------------------------------------------------------------- running the analyses
+
+@contextlib.contextmanager
+def limited_threads(threads: int = 1) -> Iterator[None]:
+    """Run torch and the BLAS libraries (scikit-learn's ridge fits) on ``threads`` threads inside the
+    ``with`` block, and restore torch's thread count afterwards."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- sites and labels
+
+def site_label(site: str) -> str:
+    """A reader's name for a probe site, layers counted from 1 as in the paper:
+    ``blocks.1.hook_resid_mid`` → "layer 2, after attention (resid_mid)"."""
+    match = _SITE.match(site)
+    if not match or match.group(3) not in _SITE_WORDS:
+        return site
+    layer, hook, head = int(match.group(1)) + 1, match.group(3), match.group(4)
+    words = _SITE_WORDS[hook]
+    if head is not None:
+        return f"layer {layer}, head {head} output ({hook[5:]})"
+    return f"layer {layer}, {words} ({hook[5:]})"
+
+
+def _operand_index(operand: str) -> int:
+    return int(operand[1:])
+
+
+def can_affect(k: int, operand: str) -> bool:
+    """Whether operand digit ``operand`` ("a2", "b0", …) can change output digit c_k at all: a digit of
+    place value 10^i moves the product by a multiple of 10^i, so only digits with i ≤ k can."""
+    return _operand_index(operand) <= k
+
+
+def _with_positions(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``k`` (from the ``output`` label "c3") and ``possible`` (:func:`can_affect`)."""
+    data = df.copy()
+    data["k"] = data["output"].str[1:].astype(int)
+    data["possible"] = [can_affect(k, op) for k, op in zip(data["k"], data["operand"])]
+    return data
+
+
+# --------------------------------------------------------------------------- logit attribution
+
+def attribution_frame(attributions: Mapping[str, Attribution]) -> pd.DataFrame:
+    """Each model's attribution matrix as rows: model, output, operand, drop, sem, and ``accuracy``
+    (how often the model's teacher-forced prediction of that output digit was right)."""
+    rows = []
+    for model, attribution in attributions.items():
+        accuracy = dict(zip(attribution.outputs, attribution.accuracy))
+        rows += [{"model": model, **row, "accuracy": float(accuracy[row["output"]])} for row in attribution.to_records()]
+    return pd.DataFrame(rows, columns=["model", "output", "operand", "drop", "sem", "accuracy"])
+
+
+def drop_label(drop: float) -> str:
+    """A logit drop to one decimal, without a "-0.0"."""
+    text = f"{drop:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def attribution_heatmaps(
+    df: pd.DataFrame, *, title: str = "Logit drop when one operand digit is replaced", step: int = 22
+) -> alt.FacetChart:
+    """One 8×8 heatmap per model, side by side, on a shared colour scale: rows c0 … c7, columns
+    a0 … b3, each cell the mean drop of the logit of the model's own prediction of c_k when that operand
+    digit is replaced. Cells of digits that cannot change c_k (:func:`can_affect`) are faded; hover a
+    cell for its value, standard error and how often the model got that digit right.
+
+    ``df`` columns: ``model``, ``output`` ("c0" …), ``operand`` ("a0" …), ``drop``, ``sem``; optional
+    ``accuracy``."""
+    data = _with_positions(df)
+    data["value"] = data["drop"].map(drop_label)
+    data["can change c_k"] = data["possible"].map({True: "yes", False: "no (its place value is too high)"})
+    if "accuracy" not in data:
+        data["accuracy"] = np.nan
+    models = list(dict.fromkeys(data["model"]))
+    outputs = sorted(dict.fromkeys(data["output"]), key=lambda s: int(s[1:]))
+    operands = list(dict.fromkeys(data["operand"]))
+    high = float(max(data["drop"].max(), 1e-6)) if len(data) else 1.0
+    low = float(min(data["drop"].min(), 0.0)) if len(data) else 0.0
+    x = alt.X("operand:N", sort=operands, title="replaced operand digit", axis=alt.Axis(orient="top", labelAngle=0))
+    y = alt.Y("output:N", sort=outputs, title="output digit")
+    faded = alt.when(alt.datum.possible).then(alt.value(1.0)).otherwise(alt.value(0.3))
+    rect = (
+        alt.Chart()
+        .mark_rect(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "drop:Q",
+                scale=alt.Scale(scheme="blues", domain=[low, high], clamp=True),
+                title="logit drop",
+                legend=alt.Legend(orient="bottom", gradientLength=220),
+            ),
+            opacity=faded,
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("output:N", title="output"),
+                alt.Tooltip("operand:N", title="replaced"),
+                alt.Tooltip("drop:Q", title="mean logit drop", format=".2f"),
+                alt.Tooltip("sem:Q", title="± standard error", format=".2f"),
+                alt.Tooltip("can change c_k:N"),
+                alt.Tooltip("accuracy:Q", title="model right on this digit", format=".0%"),
+            ],
+        )
+    )
+    text = (
+        alt.Chart()
+        .mark_text(fontSize=8)
+        .encode(
+            x=x,
+            y=y,
+            text="value:N",
+            color=alt.when(alt.datum.drop > (low + high) / 2).then(alt.value("white")).otherwise(alt.value("black")),
+            opacity=faded,
+        )
+    )
+    return (
+        alt.layer(rect, text, data=data)
+        .properties(width=alt.Step(step), height=alt.Step(step))
+        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
+        .properties(title=alt.Title(title, subtitle="faded: operand digits whose place value is too high to change c_k"))
+    )
+
+
+def dependency_table(
+    df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """How many operand digits each output digit depends on (mean logit drop ≥ ``threshold``), out of
+    those that can affect it: one row per model, one column per c_k, cells "depends / can affect"."""
+    data = _with_positions(df)
+    if outputs is not None:
+        data = data[data["k"].isin(outputs)]
+    models = list(dict.fromkeys(data["model"]))
+    table = {}
+    for model in models:
+        part = data[(data["model"] == model) & data["possible"]]
+        row = {}
+        for k, cells in part.groupby("k"):
+            row[f"c{k}"] = f"{int((cells['drop'] >= threshold).sum())} / {len(cells)}"
+        table[model] = row
+    return pd.DataFrame.from_dict(table, orient="index")
+
+
+def attribution_summary(
+    df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] = MIDDLE
+) -> pd.DataFrame:
+    """Per model, over the output digits ``outputs`` and the operand digits that can affect each:
+    ``cells`` (such pairs), ``depends`` (pairs with mean logit drop ≥ ``threshold``), ``share``,
+    ``mean_drop``; and ``max_impossible``, the largest |drop| on a digit that cannot change its output
+    (a sanity check: it should be ≈0 for every model)."""
+    data = _with_positions(df)
+    rows = {}
+    for model, part in data.groupby("model", sort=False):
+        chosen = part[part["k"].isin(outputs) & part["possible"]]
+        impossible = part.loc[~part["possible"], "drop"].abs()
+        depends = int((chosen["drop"] >= threshold).sum())
+        rows[model] = {
+            "cells": len(chosen),
+            "depends": depends,
+            "share": depends / len(chosen) if len(chosen) else np.nan,
+            "mean_drop": float(chosen["drop"].mean()) if len(chosen) else np.nan,
+            "max_impossible": float(impossible.max()) if len(impossible) else 0.0,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --------------------------------------------------------------------------- probes
+
+def probe_frame(results: Mapping[str, Mapping[str, ProbeResult]]) -> pd.DataFrame:
+    """The probes' held-out scores of each model and control as rows: model, control, site, k, mae, r2,
+    alpha, n_train, n_test (``results``: model → the dict :func:`probe_with_controls` returns)."""
+    rows = [
+        {"model": model, **row}
+        for model, by_control in results.items()
+        for result in by_control.values()
+        for row in result.rows
+    ]
+    columns = ["model", "control", "site", "k", "mae", "r2", "alpha", "n_train", "n_test"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paper_probe_frame(site: str = PAPER_SITE) -> pd.DataFrame:
+    """:data:`PAPER_PROBE_MAE` as probe rows (control "paper", at our name of the paper's site)."""
+    rows = [
+        {"model": model, "control": "paper", "site": site, "k": k, "mae": mae, "r2": np.nan}
+        for model, by_k in PAPER_PROBE_MAE.items()
+        for k, mae in by_k.items()
+    ]
+    return pd.DataFrame(rows, columns=["model", "control", "site", "k", "mae", "r2"])
+
+
+def probe_table(
+    df: pd.DataFrame, site: str = PAPER_SITE, paper: bool = True, models: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """The probes at one site with their controls beside them: one row per model and control (plus the
+    paper's row where it reports one), one column per ĉ_k, cells "MAE (R²)"."""
+    data = df[df["site"] == site]
+    if paper:
+        data = pd.concat([data, paper_probe_frame(site)], ignore_index=True)
+    models = list(models) if models is not None else list(dict.fromkeys(df["model"]))
+    n_c = int(df["k"].max()) + 1 if len(df) else 8
+    index, rows = [], []
+    for model in models:
+        for control, control_label in CONTROL_LABELS.items():
+            part = data[(data["model"] == model) & (data["control"] == control)].set_index("k")
+            if part.empty:
+                continue
+            cells = []
+            for k in range(n_c):
+                if k not in part.index:
+                    cells.append("")
+                    continue
+                mae, r2 = float(part.loc[k, "mae"]), float(part.loc[k, "r2"])
+                cells.append(f"{mae:.2f}" if np.isnan(r2) else f"{mae:.2f} ({r2:.2f})")
+            label = f"reported by {PAPER_SHORT}" if control == "paper" else control_label
+            index.append((model, label))
+            rows.append(cells)
+    return pd.DataFrame(
+        rows, index=pd.MultiIndex.from_tuples(index, names=["model", "readout"]), columns=[f"ĉ{k}" for k in range(n_c)]
+    )
+
+
+def probe_site_chart(
+    df: pd.DataFrame,
+    *,
+    paper: pd.DataFrame | None = None,
+    default_site: str = PAPER_SITE,
+    title: str | alt.Title = "Linear probes for the running sum ĉ_k: held-out error by site",
+) -> alt.HConcatChart:
+    """Held-out MAE (log scale) and R² of the probes at every position, one colour per model, one dash
+    per control (probe, shuffled target, untrained twin); a drop-down picks the site. ``paper``
+    (e.g. :func:`paper_probe_frame`) adds the paper's MAEs as diamonds, shown at the paper's site only.
+
+    ``df`` columns: ``model``, ``control`` ("none", "shuffled", "untrained"), ``site``, ``k``, ``mae``,
+    ``r2``."""
+    data = df[["model", "control", "site", "k", "mae", "r2"]].copy()
+    data["readout"] = data["control"].map(CONTROL_LABELS).fillna(data["control"])
+    data["position"] = "ĉ" + data["k"].astype(int).astype(str)
+    sites = list(dict.fromkeys(data["site"]))
+    if default_site not in sites:
+        default_site = sites[0] if sites else default_site
+    models = list(dict.fromkeys(data["model"]))
+    n_c = int(data["k"].max()) + 1 if len(data) else 8
+    order = [f"ĉ{k}" for k in range(n_c)]
+    site = alt.param(
+        name="site",
+        value=default_site,
+        bind=alt.binding_select(options=sites, labels=[site_label(s) for s in sites], name="probe site: "),
+    )
+    x = alt.X("position:N", sort=order, title="running sum at the token c_k", axis=alt.Axis(labelAngle=0))
+    color = alt.Color(
+        "model:N", scale=series_color_scale(models), sort=models, title="model", legend=alt.Legend(orient="bottom")
+    )
+    readouts = [label for label in _DASHES if label in set(data["readout"])]
+    dash = alt.StrokeDash(
+        "readout:N",
+        scale=alt.Scale(domain=readouts, range=[_DASHES[r] for r in readouts]),
+        sort=readouts,
+        title="readout",
+        legend=alt.Legend(
+            orient="bottom",
+            symbolType="stroke",  # with the lines' point overlay, the dashes show only with these:
+            symbolStrokeColor="gray",
+            symbolStrokeWidth=2,
+            symbolFillColor="transparent",
+            symbolSize=400,
+            labelLimit=240,
+        ),
+    )
+    tooltip = [
+        alt.Tooltip("model:N"),
+        alt.Tooltip("readout:N"),
+        alt.Tooltip("position:N"),
+        alt.Tooltip("mae:Q", title="MAE", format=".2f"),
+        alt.Tooltip("r2:Q", title="R²", format=".3f"),
+    ]
+    base = alt.Chart(data).transform_filter(alt.datum.site == site)
+    mae = base.mark_line(point=alt.OverlayMarkDef(size=30)).encode(
+        x=x,
+        y=alt.Y("mae:Q", scale=alt.Scale(type="log"), title="mean absolute error (log scale)"),
+        color=color,
+        strokeDash=dash,
+        tooltip=tooltip,
+    )
+    r2 = base.mark_line(point=alt.OverlayMarkDef(size=30)).encode(
+        x=x,
+        y=alt.Y("r2:Q", scale=alt.Scale(domain=[-0.2, 1], clamp=True), title="R² (held out)"),
+        color=color,
+        strokeDash=dash,
+        tooltip=tooltip,
+    )
+    if paper is not None and len(paper):
+        marks = paper[["model", "site", "k", "mae"]].copy()
+        marks["position"] = "ĉ" + marks["k"].astype(int).astype(str)
+        marks["readout"] = f"the paper's MAE (reported by {PAPER_SHORT})"
+        diamonds = (
+            alt.Chart(marks)
+            .transform_filter(alt.datum.site == site)
+            .mark_point(shape="diamond", filled=True, size=90, opacity=0.9)
+            .encode(
+                x=x,
+                y="mae:Q",
+                color=color,
+                tooltip=[
+                    alt.Tooltip("model:N"),
+                    alt.Tooltip("readout:N"),
+                    alt.Tooltip("position:N"),
+                    alt.Tooltip("mae:Q", title="MAE"),
+                ],
+            )
+        )
+        mae = alt.layer(mae, diamonds)
+        title = alt.Title(title, subtitle=f"diamonds: the MAEs reported by {PAPER_SHORT}, at their site only")
+    size = {"width": 230, "height": 220}
+    return (
+        alt.hconcat(mae.properties(**size), r2.properties(**size))
+        .add_params(site)
+        .resolve_scale(color="shared", strokeDash="shared")
+        .properties(title=title)
+    )
+
+
+def scatter_frame(
+    results: Mapping[str, ProbeResult], site: str = PAPER_SITE, max_points: int | None = 150
+) -> pd.DataFrame:
+    """Held-out true ĉ_k and each model's probe reading of it at ``site``: model, site, k, true,
+    predicted (the first ``max_points`` held-out problems of each model, to keep pages light)."""
+    rows = []
+    for model, result in results.items():
+        if site not in result.predictions:
+            raise ValueError(f"site {site!r} was not probed for {model}; probed: {list(result.predictions)}")
+        truth, predicted = result.y_test[:max_points], result.predictions[site][:max_points]  # (n, n_c)
+        for k in range(truth.shape[1]):
+            rows += [
+                {"model": model, "site": site, "k": k, "true": int(t), "predicted": round(float(p), 1)}
+                for t, p in zip(truth[:, k], predicted[:, k])
+            ]
+    return pd.DataFrame(rows, columns=["model", "site", "k", "true", "predicted"])
+
+
+def probe_scatter_chart(
+    df: pd.DataFrame, *, default_k: int = 3, title: str | None = None, width: int = 190
+) -> alt.FacetChart:
+    """Predicted vs true ĉ_k of held-out problems, one panel per model; a drop-down picks k. The grey
+    diagonal is a perfect readout. ``df`` columns: ``model``, ``k``, ``true``, ``predicted``
+    (optionally ``site``, named in the default title)."""
+    data = df[["model", "k", "true", "predicted"]].copy()
+    models = list(dict.fromkeys(data["model"]))
+    ks = sorted(int(k) for k in dict.fromkeys(data["k"])) or [default_k]
+    if default_k not in ks:
+        default_k = ks[len(ks) // 2]
+    if title is None:
+        sites = list(dict.fromkeys(df["site"])) if "site" in df else []
+        where = f" at {site_label(sites[0])}" if len(sites) == 1 else ""
+        title = f"Probe reading vs true running sum, held-out problems{where}"
+    k = alt.param(
+        name="k",
+        value=default_k,
+        bind=alt.binding_select(options=ks, labels=[f"ĉ{k}" for k in ks], name="running sum: "),
+    )
+    points = (
+        alt.Chart()
+        .mark_circle(size=14, opacity=0.45)
+        .encode(
+            x=alt.X("true:Q", title="true ĉ_k"),
+            y=alt.Y("predicted:Q", title="probe's reading"),
+            color=alt.Color("model:N", scale=series_color_scale(models), sort=models, legend=None),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("true:Q", title="true ĉ_k"),
+                alt.Tooltip("predicted:Q", title="probe's reading", format=".1f"),
+            ],
+        )
+    )
+    diagonal = (
+        alt.Chart()
+        .transform_aggregate(low="min(true)", high="max(true)")
+        .mark_rule(color="gray", strokeDash=[4, 3])
+        .encode(x="low:Q", y="low:Q", x2="high:Q", y2="high:Q")
+    )
+    return (
+        alt.layer(diagonal, points, data=data)
+        .transform_filter(alt.datum.k == k)
+        .properties(width=width, height=width)
+        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
+        .add_params(k)
+        .properties(title=title)
+    )
+
+
+# --------------------------------------------------------------------------- what the measurements say
+
+def evidence_findings(
+    attribution_df: pd.DataFrame,
+    probe_df: pd.DataFrame,
+    *,
+    site: str = PAPER_SITE,
+    positions: Sequence[int] = MIDDLE,
+    threshold: float = DEPENDS_THRESHOLD,
+    read_out_r2: float = READ_OUT_R2,
+) -> pd.DataFrame:
+    """The numbers the takeaway is phrased from, one row per model (models in either frame):
+
+    * ``depends``, ``cells``, ``share``: over c_k for k in ``positions``, the operand digits that can
+      affect c_k whose replacement drops its logit by ≥ ``threshold`` (:func:`attribution_summary`);
+    * ``probe_mae``, ``probe_r2``: mean held-out MAE and R² of the probes for ĉ_k, k in ``positions``,
+      at ``site``; ``read_out``: for how many of those k the R² is ≥ ``read_out_r2``;
+    * ``shuffled_mae``, ``untrained_mae``, ``untrained_r2``: the same means for the two controls;
+    * ``best_earlier_site``, ``best_earlier_r2``: among the sites before ``site`` in forward order (the
+      order of the rows of ``probe_df``), the one with the highest mean R² of the probe."""
+    summary = attribution_summary(attribution_df, threshold, positions) if len(attribution_df) else pd.DataFrame()
+    models = list(dict.fromkeys(list(summary.index) + list(probe_df["model"])))
+    rows = {}
+    for model in models:
+        row: dict = {}
+        if model in summary.index:
+            row.update(summary.loc[model, ["depends", "cells", "share", "mean_drop"]].to_dict())
+        part = probe_df[(probe_df["model"] == model) & probe_df["k"].isin(positions)]
+        for control, prefix in (("none", "probe"), ("shuffled", "shuffled"), ("untrained", "untrained")):
+            here = part[(part["control"] == control) & (part["site"] == site)]
+            if len(here):
+                row[f"{prefix}_mae"] = float(here["mae"].mean())
+                row[f"{prefix}_r2"] = float(here["r2"].mean())
+                if control == "none":
+                    row["read_out"] = int((here["r2"] >= read_out_r2).sum())
+                    row["positions"] = len(here)
+        order = list(dict.fromkeys(probe_df["site"]))
+        earlier = order[: order.index(site)] if site in order else []
+        others = part[(part["control"] == "none") & part["site"].isin(earlier)].groupby("site", sort=False)["r2"].mean()
+        if len(others):
+            row["best_earlier_site"] = str(others.idxmax())
+            row["best_earlier_r2"] = float(others.max())
+        rows[model] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _positions_text(positions: Sequence[int], symbol: str) -> str:
+    return f"{symbol}{positions[0]}–{symbol}{positions[-1]}" if len(positions) > 1 else f"{symbol}{positions[0]}"
+
+
+def takeaway_markdown(
+    findings: pd.DataFrame,
+    *,
+    cot_tokens: Mapping[str, int] | None = None,
+    constructed_sites: Mapping[str, str] | None = None,
+    unfinished: Sequence[str] = (),
+    missing: Sequence[str] = (),
+    icot: str = "ICoT",
+    sft: str = "SFT",
+    site: str = PAPER_SITE,
+    positions: Sequence[int] = MIDDLE,
+    threshold: float = DEPENDS_THRESHOLD,
+    read_out_r2: float = READ_OUT_R2,
+) -> str:
+    """The chapter's takeaway, phrased from :func:`evidence_findings` whatever the numbers are, as a
+    MyST admonition. ``cot_tokens``: model → chain-of-thought tokens it still writes;
+    ``constructed_sites``: model → the site its auxiliary loss trained a probe on; ``unfinished``:
+    models measured from snapshots of unfinished runs; ``missing``: models not available."""
+    cot_tokens = dict(cot_tokens or {})
+    constructed_sites = dict(constructed_sites or {})
+    cs, hats = _positions_text(positions, "c"), _positions_text(positions, "ĉ")
+    where = site_label(site)
+    lines = [":::{admonition} Takeaway", ":class: important"]
+    if findings.empty:
+        lines += [
+            "No model was available to measure, so this chapter shows no evidence either way yet.",
+            ":::",
+        ]
+        return "\n".join(lines)
+    bullets = []
+    for model, row in findings.iterrows():
+        parts = []
+        if not np.isnan(row.get("share", np.nan)):
+            parts.append(
+                f"replacing one operand digit moves the logit of {cs} by ≥ {threshold:g} for "
+                f"{int(row['depends'])} of the {int(row['cells'])} (output digit, operand digit) pairs where it "
+                f"could ({row['share']:.0%})"
+            )
+        if not np.isnan(row.get("probe_r2", np.nan)):
+            parts.append(
+                f"a linear probe at {where} reads {hats} with mean absolute error {row['probe_mae']:.2f} and R² "
+                f"{row['probe_r2']:.2f} (R² ≥ {read_out_r2:g} for {int(row['read_out'])} of "
+                f"{int(row['positions'])}); controls: shuffled target error {row['shuffled_mae']:.1f}, "
+                f"untrained twin error {row['untrained_mae']:.1f} and R² {row['untrained_r2']:.2f}"
+            )
+        notes = []
+        if cot_tokens.get(model, 0) > 0:
+            notes.append(
+                f"it still writes {cot_tokens[model]} chain-of-thought tokens and can copy the answer from "
+                "them, so its attribution is ≈0 by construction and its probes read a model that need not "
+                "compute the running sum itself"
+            )
+        if model in constructed_sites:
+            text = f"its auxiliary loss trained a probe at {site_label(constructed_sites[model])}"
+            text += ", so the readout there is partly by construction" if constructed_sites[model] == site else ""
+            if constructed_sites[model] == site and not np.isnan(row.get("best_earlier_r2", np.nan)):
+                text += (
+                    f"; upstream of it, the best site ({site_label(row['best_earlier_site'])}) gives a mean R² "
+                    f"of {row['best_earlier_r2']:.2f}"
+                )
+            notes.append(text)
+        if model in unfinished:
+            notes.append("measured on a snapshot of a run still in training")
+        sentence = f"**{model}**: " + "; ".join(parts) + "."
+        if notes:
+            sentence += " Caveat: " + "; ".join(notes) + "."
+        bullets.append(f"- {sentence}")
+    lines += [f"What our measurements show (long-range digits {cs}, running sums {hats}):", "", *bullets, ""]
+    lines += [_verdict(findings, cot_tokens, icot, sft, threshold, read_out_r2)]
+    if missing:
+        lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
+    lines.append(":::")
+    return "\n".join(lines)
+
+
+def _shows_structure(row: pd.Series, read_out_r2: float) -> tuple[bool, bool]:
+    """(most possible dependencies present, every running sum read out) for one model's findings."""
+    depends = bool(row.get("share", 0.0) >= 0.5)
+    read = bool(row.get("positions", 0) > 0 and row.get("read_out", 0) == row.get("positions", -1))
+    return depends, read
+
+
+def _verdict(
+    findings: pd.DataFrame, cot_tokens: Mapping[str, int], icot: str, sft: str, threshold: float, read_out_r2: float
+) -> str:
+    """One plain sentence on the paper's contrast (ICoT has the long-range structure, SFT has not)."""
+    rule = (
+        f"Here a dependency means a mean logit drop ≥ {threshold:g}, and a running sum counts as read out "
+        f"when its probe's held-out R² is ≥ {read_out_r2:g}."
+    )
+    if icot not in findings.index or sft not in findings.index:
+        have = [m for m in (icot, sft) if m in findings.index]
+        return f"The paper's contrast needs both the {icot} and the {sft} model; measured here: {', '.join(have) or 'neither'}."
+    if cot_tokens.get(icot, 0) > 0:
+        return (
+            f"So these measurements cannot test the paper's contrast yet: our {icot} model has not "
+            f"internalised its chain of thought. {_describe(findings.loc[sft], sft, read_out_r2)} {rule}"
+        )
+    icot_dep, icot_read = _shows_structure(findings.loc[icot], read_out_r2)
+    sft_dep, sft_read = _shows_structure(findings.loc[sft], read_out_r2)
+    if icot_dep and icot_read and not sft_dep and not sft_read:
+        return (
+            f"Our measurements agree with the paper: our {icot} model encodes the long-range dependencies "
+            f"and the running sums, and our {sft} model does neither. {rule}"
+        )
+    return (
+        "Our measurements do not reproduce the paper's contrast in full. "
+        f"{_describe(findings.loc[icot], icot, read_out_r2)} {_describe(findings.loc[sft], sft, read_out_r2)} {rule}"
+    )
+
+
+def _describe(row: pd.Series, model: str, read_out_r2: float) -> str:
+    depends, read = _shows_structure(row, read_out_r2)
+    dep = "depend on most operand digits that can affect them" if depends else "do not depend on most operand digits that can affect them"
+    rd = "every running sum is read out" if read else "not every running sum is read out"
+    return f"Our {model} model's middle digits {dep}, and {rd}."
