@@ -1,6 +1,7 @@
 import pytest
-
+import torch
 from longmul.train import TrainConfig, train
+from threadpoolctl import threadpool_limits
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -31,3 +32,14 @@ def tiny_sft_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "sft"
     config = tiny_config(n_digits=4, max_steps=4, final_eval_random=20)
     return train(config, out, command="pytest fixture")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Analyses on small batches: one thread (torch and numpy's BLAS) avoids oversubscribing the two
+    cores under ``pytest -n 2``, which otherwise makes them several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)

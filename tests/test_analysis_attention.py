@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from longmul.analysis.attention import (
     AttentionGraph,
     GraphEdge,
@@ -30,13 +29,7 @@ ANSWER_MARK = 6
 THE_EDGE = Knockout(layer=0, head=0, query=ANSWER_MARK, key=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The suite shares two cores with training runs; one thread is faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def copy_a0_model():

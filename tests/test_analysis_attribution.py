@@ -3,9 +3,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
-
-from longmul.analysis.attribution import logit_attribution, problem_attribution, replacement_digits
+from longmul.analysis.attribution import (
+    logit_attribution,
+    problem_attribution,
+    replacement_digits,
+)
 from longmul.model import PRESETS, ModelConfig, build_model, gpt2_config
 from longmul.sequences import ANSWER_ID, DIGIT_ID0, VOCAB, Layout
 from longmul.task import Problem, sample_operands
@@ -45,15 +47,7 @@ class DigitReader(torch.nn.Module):
         return SimpleNamespace(logits=logits)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These computations are small: one thread (torch and BLAS) avoids oversubscribing the cores
-    under pytest -n 2, which makes them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def expected_matrix() -> np.ndarray:

@@ -1,8 +1,5 @@
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
-
 from longmul.analysis.fourier import (
     centroid_pca,
     chance_r2,
@@ -24,14 +21,7 @@ COS2, SIN2 = np.cos(2 * np.pi * 2 * n / 10), np.sin(2 * np.pi * 2 * n / 10)
 COS1, PARITY = np.cos(2 * np.pi * n / 10), (-1.0) ** n
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The suite shares two cores with training runs; one thread is faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):  # numpy's BLAS too
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

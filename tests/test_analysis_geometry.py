@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
-
 from longmul.analysis.geometry import (
     activations_at,
     digit_columns,
@@ -17,15 +15,7 @@ from longmul.model import PRESETS, build_model
 from longmul.sequences import problems_to_pairs
 from longmul.task import random_problems
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The suite shares two cores with training runs; one thread is faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):  # numpy's BLAS too
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

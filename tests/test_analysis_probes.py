@@ -1,8 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
-
 from longmul.analysis.probes import (
     PAPER_SITE,
     collect_activations,
@@ -16,16 +14,7 @@ from longmul.analysis.probes import (
 from longmul.model import PRESETS, build_model
 from longmul.task import Problem, sample_operands
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These computations are small: one thread (torch and BLAS) avoids oversubscribing the cores
-    under pytest -n 2, which makes them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

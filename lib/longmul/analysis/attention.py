@@ -22,7 +22,7 @@ Positions are indices into the teacher-forced sequence of :func:`longmul.evaluat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -30,22 +30,14 @@ import numpy as np
 import torch
 from transformers import GPT2LMHeadModel
 
-from ..evaluate import cot_tokens_of, teacher_forced_batch
-from ..hooks import ActivationCache, Knockout, run_with_cache
+from ..evaluate import cot_tokens_of
+from ..hooks import Knockout
 from ..model import model_config_of
-from ..sequences import DIGIT_ID0, Batch, pairs_for_layout
+from ..sequences import DIGIT_ID0
 from ..task import Problem
-
-DEFAULT_BATCH_SIZE = 1000
-
+from .passes import DEFAULT_BATCH_SIZE, as_pairs, teacher_forced_passes
 
 # --------------------------------------------------------------------------- inputs and positions
-
-
-def as_pairs(model: GPT2LMHeadModel, problems: np.ndarray | Sequence[Problem]) -> np.ndarray:
-    """Operand pairs (B, 2) int64 from an array or a list of :class:`~longmul.task.Problem`, checked
-    against the operand sizes the model was trained on (``ValueError`` otherwise)."""
-    return pairs_for_layout(problems, model_config_of(model).layout)
 
 
 def position_labels(model: GPT2LMHeadModel) -> list[str]:
@@ -71,38 +63,6 @@ def answer_positions(model: GPT2LMHeadModel) -> list[int]:
     """``[p_0, …, p_{n_c-1}]``: ``p_k`` is the position whose next-token prediction is ``c_k``."""
     layout = model_config_of(model).layout
     return [layout.predicting_position(k, cot_tokens_of(model)) for k in range(layout.n_c)]
-
-
-def teacher_forced_passes(
-    model: GPT2LMHeadModel,
-    problems: np.ndarray | Sequence[Problem],
-    names: Iterable[str],
-    knockouts: Iterable[Knockout] = (),
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Iterator[tuple[Batch, torch.Tensor, ActivationCache]]:
-    """Teacher-forced forward passes (in eval mode) over ``problems`` in chunks of ``batch_size``, with
-    ``knockouts`` applied: ``(batch, logits (b, T, V), cache of the named activations)`` per chunk."""
-    pairs = as_pairs(model, problems)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    device = next(model.parameters()).device
-    names, knockouts = list(names), list(knockouts)
-    was_training = model.training
-    model.eval()  # no dropout in an analysis
-    try:
-        for start in range(0, len(pairs), batch_size):
-            batch = teacher_forced_batch(model, pairs[start : start + batch_size])
-            logits, cache = run_with_cache(
-                model,
-                batch.input_ids.to(device),
-                batch.position_ids.to(device),
-                batch.attention_mask.to(device),
-                names=names,
-                knockouts=knockouts,
-            )
-            yield batch, logits, cache
-    finally:
-        model.train(was_training)
 
 
 # --------------------------------------------------------------------------- attention patterns

@@ -31,8 +31,8 @@ from transformers import GPT2LMHeadModel
 
 from ..sequences import DIGIT_ID0
 from ..task import Problem
-from .attention import DEFAULT_BATCH_SIZE
 from .geometry import activations_at, digit_columns, pca
+from .passes import DEFAULT_BATCH_SIZE
 
 N_DIGITS = 10
 DEFAULT_FREQUENCIES = (0, 1, 2, 5)  # the paper's basis {1, cos/sin 2πn/10, cos/sin 2πn/5, (−1)^n}

@@ -31,7 +31,7 @@ from ..hooks import hook_names
 from ..model import model_config_of
 from ..sequences import operand_digits
 from ..task import Problem
-from .attention import DEFAULT_BATCH_SIZE, as_pairs, teacher_forced_passes
+from .passes import DEFAULT_BATCH_SIZE, as_pairs, teacher_forced_passes
 
 # --------------------------------------------------------------------------- activations and labels
 

@@ -35,12 +35,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from transformers import GPT2LMHeadModel
 
-from ..evaluate import teacher_forced_batch
-from ..hooks import hook_names, run_with_cache
+from ..hooks import hook_names
 from ..model import build_model, model_config_of
 from ..task import Problem
 from ..train import running_sums_batch
 from .attribution import analysis_pairs
+from .passes import teacher_forced_passes
 
 PAPER_SITE = "blocks.1.hook_resid_mid"  # "layer 2, after attention, before its MLP"
 SITE_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_resid_post")
@@ -91,29 +91,16 @@ def collect_activations(
         raise ValueError("no sites given")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    device = next(model.parameters()).device
     chunks: dict[str, list[np.ndarray]] = {site: [] for site in parsed}
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(pairs), batch_size):
-            batch = teacher_forced_batch(model, pairs[start : start + batch_size])
-            _, cache = run_with_cache(
-                model,
-                batch.input_ids.to(device),
-                batch.position_ids.to(device),
-                batch.attention_mask.to(device),
-                names={hook for hook, _ in parsed.values()},
-            )
-            rows = torch.arange(len(batch.input_ids), device=device)[:, None]  # (B, 1)
-            positions = batch.answer_positions.to(device)  # (B, n_c)
-            for site, (hook, head) in parsed.items():
-                act = cache[hook][rows, positions]  # (B, n_c, d) or (B, n_c, H, d) per head
-                if head is not None:
-                    act = act[:, :, head]  # (B, n_c, d)
-                chunks[site].append(act.float().cpu().numpy())
-    finally:
-        model.train(was_training)
+    hooks = {hook for hook, _ in parsed.values()}
+    for batch, _, cache in teacher_forced_passes(model, pairs, hooks, batch_size=batch_size):
+        rows = torch.arange(len(batch.input_ids))[:, None]  # (B, 1)
+        positions = batch.answer_positions  # (B, n_c)
+        for site, (hook, head) in parsed.items():
+            act = cache[hook].cpu()[rows, positions]  # (B, n_c, d) or (B, n_c, H, d) per head
+            if head is not None:
+                act = act[:, :, head]  # (B, n_c, d)
+            chunks[site].append(act.float().numpy())
     return {site: np.concatenate(parts) for site, parts in chunks.items()}
 
 

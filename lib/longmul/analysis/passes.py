@@ -1,0 +1,60 @@
+"""Teacher-forced forward passes over many problems: the loop every analysis runs.
+
+Each chunk of problems is turned into the correct full sequences in the model's own format
+(:func:`longmul.evaluate.teacher_forced_batch`) and run once with the requested activations cached and
+any attention knockouts applied, in eval mode (no dropout), on the model's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from transformers import GPT2LMHeadModel
+
+from ..evaluate import teacher_forced_batch
+from ..hooks import ActivationCache, Knockout, run_with_cache
+from ..model import model_config_of
+from ..sequences import Batch, pairs_for_layout
+from ..task import Problem
+
+DEFAULT_BATCH_SIZE = 1000
+
+
+def as_pairs(model: GPT2LMHeadModel, problems: np.ndarray | Sequence[Problem]) -> np.ndarray:
+    """Operand pairs (B, 2) int64 from an array or a list of :class:`~longmul.task.Problem`, checked
+    against the operand sizes the model was trained on (``ValueError`` otherwise)."""
+    return pairs_for_layout(problems, model_config_of(model).layout)
+
+
+def teacher_forced_passes(
+    model: GPT2LMHeadModel,
+    problems: np.ndarray | Sequence[Problem],
+    names: Iterable[str],
+    knockouts: Iterable[Knockout] = (),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[tuple[Batch, torch.Tensor, ActivationCache]]:
+    """Teacher-forced forward passes (in eval mode) over ``problems`` in chunks of ``batch_size``, with
+    ``knockouts`` applied: ``(batch, logits (b, T, V), cache of the named activations)`` per chunk."""
+    pairs = as_pairs(model, problems)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = next(model.parameters()).device
+    names, knockouts = list(names), list(knockouts)
+    was_training = model.training
+    model.eval()  # no dropout in an analysis
+    try:
+        for start in range(0, len(pairs), batch_size):
+            batch = teacher_forced_batch(model, pairs[start : start + batch_size])
+            logits, cache = run_with_cache(
+                model,
+                batch.input_ids.to(device),
+                batch.position_ids.to(device),
+                batch.attention_mask.to(device),
+                names=names,
+                knockouts=knockouts,
+            )
+            yield batch, logits, cache
+    finally:
+        model.train(was_training)
