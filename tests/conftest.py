@@ -1,7 +1,8 @@
 import pytest
 import torch
-from longmul.train import TrainConfig, train
 from threadpoolctl import threadpool_limits
+
+from longmul.train import TrainConfig, train
 
 
 def tiny_config(**overrides) -> TrainConfig:

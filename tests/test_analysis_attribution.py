@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from longmul.analysis.attribution import (
     logit_attribution,
     problem_attribution,

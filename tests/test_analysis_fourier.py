@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from longmul.analysis.fourier import (
     centroid_pca,
     chance_r2,

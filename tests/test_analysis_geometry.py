@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from longmul.analysis.geometry import (
     activations_at,
     digit_columns,

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from longmul.analysis.probes import (
     PAPER_SITE,
     collect_activations,

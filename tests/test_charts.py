@@ -11,7 +11,11 @@ import pandas as pd
 import pytest
 
 from longmul import charts
-from longmul.charts.accuracy import dependency_chart, per_digit_chart, problem_grid_chart
+from longmul.charts.accuracy import (
+    dependency_chart,
+    per_digit_chart,
+    problem_grid_chart,
+)
 from longmul.charts.explorer import answer_explorer, answer_table_html
 from longmul.charts.puzzle import (
     answer_grid_frame,

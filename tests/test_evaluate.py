@@ -5,7 +5,15 @@ import torch
 
 from longmul.evaluate import answer_digits, evaluate_pairs, predict
 from longmul.saved import load_model
-from longmul.sequences import ANSWER_ID, DIGIT_ID0, EOS_ID, PAD_ID, VOCAB, Layout, problems_to_pairs
+from longmul.sequences import (
+    ANSWER_ID,
+    DIGIT_ID0,
+    EOS_ID,
+    PAD_ID,
+    VOCAB,
+    Layout,
+    problems_to_pairs,
+)
 from longmul.task import Problem, random_problems
 
 

@@ -1,6 +1,12 @@
 import pytest
 
-from longmul.model import PRESETS, build_model, count_parameters, model_config_from_preset, model_config_of
+from longmul.model import (
+    PRESETS,
+    build_model,
+    count_parameters,
+    model_config_from_preset,
+    model_config_of,
+)
 
 
 def test_presets():

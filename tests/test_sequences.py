@@ -13,7 +13,12 @@ from longmul.sequences import (
     make_batch,
     problems_to_pairs,
 )
-from longmul.task import Problem, chain_of_thought_tokens, format_icot_line, random_problems
+from longmul.task import (
+    Problem,
+    chain_of_thought_tokens,
+    format_icot_line,
+    random_problems,
+)
 from longmul.tokenizer import build_tokenizer
 
 

@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-from longmul.train import Trainer, TrainConfig, running_sums_batch, train
 from longmul.sequences import Layout
 from longmul.task import Problem
+from longmul.train import TrainConfig, Trainer, running_sums_batch, train
 
 
 def _history(path):

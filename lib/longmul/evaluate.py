@@ -19,7 +19,18 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from .model import model_config_of
-from .sequences import ANSWER_ID, DIGIT_ID0, EOS_ID, PAD_ID, Batch, Layout, decode_tokens, full_ids, make_batch, problems_to_pairs
+from .sequences import (
+    ANSWER_ID,
+    DIGIT_ID0,
+    EOS_ID,
+    PAD_ID,
+    Batch,
+    Layout,
+    decode_tokens,
+    full_ids,
+    make_batch,
+    problems_to_pairs,
+)
 from .task import Problem
 
 

@@ -47,6 +47,7 @@ from .saved import save_model
 from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
 from .task import random_problems, sample_operands
 
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
