@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from longmul import dynamics as dyn
 from longmul.charts.dynamics import (
     DIGIT_COLORS,

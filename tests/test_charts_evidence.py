@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import vl_convert
+
 from longmul.analysis.attribution import Attribution
 from longmul.analysis.probes import PAPER_SITE, fit_probes, probe_running_sums
 from longmul.charts.evidence import (

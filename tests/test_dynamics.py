@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from longmul import dynamics as dyn
 from longmul.cli import build_parser
 from longmul.config import TrainConfig

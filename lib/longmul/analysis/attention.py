@@ -109,11 +109,11 @@ def mean_attention(
     )
 
 
-def _kind(label: str) -> str:
+def key_kind(label: str) -> str:
     """``a``/``b`` (operand digit), ``answer`` (``####`` or an answer digit), ``cot`` or ``symbol``."""
-    if label[0] in "ab" and label[1:].isdigit():
+    if label[:1] in ("a", "b") and label[1:].isdigit():
         return label[0]
-    if label == "####" or (label[0] == "c" and label[1:].isdigit()):
+    if label == "####" or (label[:1] == "c" and label[1:].isdigit()):
         return "answer"
     if label.startswith("cot"):
         return "cot"
@@ -139,7 +139,7 @@ def pattern_records(patterns: AttentionPatterns) -> list[dict]:
                             "query_label": patterns.labels[query],
                             "key": key,
                             "key_label": patterns.labels[key],
-                            "key_kind": _kind(patterns.labels[key]),
+                            "key_kind": key_kind(patterns.labels[key]),
                             "weight": float(patterns.mean[layer, head, query, key]),
                         }
                     )
@@ -156,7 +156,7 @@ def head_summary(patterns: AttentionPatterns, top: int = 3) -> list[dict]:
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
     labels = patterns.labels
-    kinds = np.array([_kind(label) for label in labels])
+    kinds = np.array([key_kind(label) for label in labels])
     a_keys, b_keys = np.flatnonzero(kinds == "a"), np.flatnonzero(kinds == "b")
     rows = []
     L, H = patterns.mean.shape[:2]
@@ -402,5 +402,5 @@ def attention_graph(
         edges.append(GraphEdge(e.edge.key, e.edge.query, e.edge.layer, e.edge.head, effect))
     predicts = {p: k for k, p in enumerate(answer_positions)}
     used = sorted({e.src for e in edges} | {e.dst for e in edges})
-    nodes = [GraphNode(p, labels[p], _kind(labels[p]), predicts.get(p)) for p in used]
+    nodes = [GraphNode(p, labels[p], key_kind(labels[p]), predicts.get(p)) for p in used]
     return AttentionGraph(nodes=nodes, edges=edges)

@@ -1,0 +1,1095 @@
+"""Charts, tables, a widget and the generated takeaway of the chapter "Geometry: Minkowski sums in attention
+heads, and digits in a Fourier basis" (paper Figs. 5 and 6 and Table 1, FACTS §5.4–5.5).
+
+The inputs are the results of :mod:`longmul.analysis.geometry` (:class:`ActivationView` from
+:func:`minkowski_views`) and :mod:`longmul.analysis.fourier` (the digit-indexed objects of
+:func:`digit_vectors`, the rows of :func:`fourier_table`, :class:`CentroidPCA`). The frame builders turn
+them into tidy ``pandas.DataFrame`` objects; the altair charts' interaction (view and colour selectors,
+linked brushing across pairs of principal components, hover) runs in the browser, so it works on the
+book's static site without a kernel. :func:`geometry_explorer` is the Jupyter-only counterpart: an
+ipywidget that recomputes the PCA for any layer, head, position and colouring digit.
+
+Layers are counted from 1 in every label, as in the paper (``blocks.0`` is "layer 1"); heads keep the
+code's index from 0, as in :func:`longmul.charts.evidence.site_label`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from html import escape
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from longmul.analysis.fourier import (
+    DEFAULT_FREQUENCIES,
+    N_DIGITS,
+    CentroidPCA,
+    chance_r2,
+    fourier_basis,
+    pooled_r2,
+)
+from longmul.analysis.geometry import ActivationView
+
+# The operand-digit pairs the paper colours its Fig. 5 by (FACTS §5.4): the layer-1 attention output at the
+# position predicting c0 by b0 (c0 = a0·b0 mod 10, so a0 is its partner), one layer-1 head's output at the
+# position predicting c2 by b1, then a1.
+PAPER_PAIRS: dict[int, tuple[str, str]] = {0: ("a0", "b0"), 2: ("a1", "b1")}
+
+# The paper's findings, in words: its figures are published as pictures and its Table 1's numbers are not
+# in its code release (FACTS §5.4–5.5).
+PAPER_GEOMETRY: dict[str, str] = {
+    "minkowski": (
+        "PCA(3) of its ICoT model's layer-1 attention output at the position predicting c0 shows clusters by "
+        "b0, and one layer-1 head's output at the position predicting c2 shows clusters by b1 that contain "
+        "sub-clusters by a1: a Minkowski sum of an a_i-set and a b_j-set (5,000 problems, a picture, no number)"
+    ),
+    "prism": (
+        "the per-digit centroids of its ICoT model's final hidden state at the position predicting c2 form a "
+        "pentagonal prism: two pentagons (cos/sin 2πn/5, k=2) joined along a parity axis ((−1)^n, k=5)"
+    ),
+    "table1": (
+        "its Table 1 fits embeddings, unembeddings, layer-2 MLP output weights times digit embeddings and final "
+        "hidden states times unembeddings with {1, cos/sin 2πn/10, cos/sin 2πn/5, (−1)^n} and reports the median "
+        "R² and the cumulative R² as frequencies are added; its numbers are not known to us"
+    ),
+}
+
+OPERAND_DIGITS = [f"a{i}" for i in range(4)] + [f"b{j}" for j in range(4)]
+ADDITIVE_SHARE = 0.9  # additive / full from which we call a view's (a_i, b_j) structure a Minkowski sum
+MEASURES = {
+    "a": "a_i alone",
+    "b": "b_j alone",
+    "additive": "additive f(a_i) + g(b_j)",
+    "full": "every (a_i, b_j) cell",
+}
+MEASURE_COLORS = ["#9ecae9", "#f58518", "#4c78a8", "#bab0ac"]
+OBJECT_LABELS = {
+    "embedding": "embeddings W_E",
+    "unembedding": "unembeddings W_U",
+    "mlp_out_embedding": "layer-2 MLP output weights · W_E",
+    "final_hidden": "final hidden state (per-digit mean at c2)",
+    "final_hidden_unembedding": "final hidden state · W_U",
+}
+PARITY_COLORS = {"even": "#4c78a8", "odd": "#e45756"}
+# Digits in the order of their angle at frequency k=2 (2πn/5): the pentagon of the even and of the odd
+# digits; digits n and n+5 share that angle and differ in parity: the prism's rungs.
+PENTAGONS = {"even": [0, 6, 2, 8, 4], "odd": [5, 1, 7, 3, 9]}
+RUNGS = [(n, n + 5) for n in range(5)]
+
+
+def _slim(df: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Floats to ``digits`` significant digits: the data is embedded in the page."""
+    out = df.copy()
+    for column in out.columns:
+        if pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else v)
+    return out
+
+
+def _models_in(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(df["model"])) if len(df) else []
+
+
+# --------------------------------------------------------------------------- views and labels
+
+
+def view_label(view: ActivationView) -> str:
+    """A reader's name for a PCA view, layers counted from 1: "layer 1 attention output at c0",
+    "layer 1 head 2 at c2" (at the position predicting c_k)."""
+    layer = int(view.site.split(".")[1]) + 1
+    what = "attention output" if view.head is None else f"head {view.head}"
+    return f"layer {layer} {what} at c{view.k}"
+
+
+def pair_variance(view: ActivationView, pair: tuple[str, str]) -> dict:
+    """The :func:`~longmul.analysis.geometry.digit_pair_variance` row of ``view`` for ``pair`` (a_i, b_j)."""
+    for row in view.variance:
+        if (row["a_digit"], row["b_digit"]) == tuple(pair):
+            return row
+    raise ValueError(f"{view_label(view)} has no variance row for {pair}")
+
+
+def head_for_pair(views: Sequence[ActivationView], k: int, pair: tuple[str, str]) -> ActivationView:
+    """Among the per-head views at position ``k``, the head that carries *both* digits of ``pair`` most:
+    the largest ``min(a alone, b alone)``. The paper shows one head without saying how it was chosen; this
+    choice looks only at the two digits' separate shares, not at how they combine, so it does not favour
+    an additive (or an interacting) head."""
+    heads = [v for v in views if v.k == k and v.head is not None]
+    if not heads:
+        raise ValueError(f"no per-head view at position {k}")
+    return max(heads, key=lambda v: min(pair_variance(v, pair)["a"], pair_variance(v, pair)["b"]))
+
+
+# --------------------------------------------------------------------------- PCA scatter with brushing
+
+
+def pca_frame(views: Mapping[str, ActivationView], max_points: int = 600, seed: int = 0) -> pd.DataFrame:
+    """The points of several PCA views as rows (``views``: label → view): ``view``, ``pc1 … pc3``, the
+    operand digits ``a0 … b3`` and each view's share of variance per component ``ev1 … ev3``. At most
+    ``max_points`` problems per view (the same random subset for every view over the same problems): the
+    page draws them, the numbers elsewhere use them all."""
+    frames = []
+    for label, view in views.items():
+        n = len(view.coords)
+        keep = np.sort(np.random.default_rng(seed).permutation(n)[: min(max_points, n)])
+        part = {"view": label}
+        part |= {f"pc{i + 1}": view.coords[keep, i] for i in range(min(3, view.coords.shape[1]))}
+        part |= {name: view.digits[name][keep].astype(int) for name in OPERAND_DIGITS if name in view.digits}
+        part |= {f"ev{i + 1}": float(r) for i, r in enumerate(view.explained_variance_ratio[:3])}
+        frames.append(pd.DataFrame(part))
+    columns = ["view", "pc1", "pc2", "pc3", *OPERAND_DIGITS, "ev1", "ev2", "ev3"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def pca_brush_chart(
+    df: pd.DataFrame,
+    *,
+    default_view: str | None = None,
+    default_colour: str = "b0",
+    colours: Sequence[str] = OPERAND_DIGITS,
+    title: str = "Attention outputs on their first three principal components",
+    size: int = 170,
+) -> alt.VConcatChart:
+    """Three scatter panels of one PCA view (PC1–PC2, PC1–PC3, PC2–PC3), the points coloured by one
+    operand digit. Drop-downs pick the view and the colouring digit; drag a rectangle in any panel to
+    select points, and the same problems are highlighted in the other two (linked brushing; double-click
+    to clear). A line above the panels gives each component's share of the view's variance.
+
+    ``df``: :func:`pca_frame` (``view``, ``pc1 … pc3``, digit columns, optionally ``ev1 … ev3``)."""
+    views = list(dict.fromkeys(df["view"])) if len(df) else []
+    codes = {label: i for i, label in enumerate(views)}
+    colours = [c for c in colours if c in df.columns] or list(colours)
+    if default_colour not in colours:
+        default_colour = colours[0]
+    default = codes.get(default_view, 0)
+    points = df[["view", "pc1", "pc2", "pc3", *[c for c in colours if c in df.columns]]].copy()
+    points["v"] = points.pop("view").map(codes)
+    points = _slim(points, 3)
+
+    view = alt.param(
+        name="view",
+        value=default,
+        bind=alt.binding_select(options=list(range(len(views))) or [0], labels=views or ["(no view)"], name="view: "),
+    )
+    colour = alt.param(
+        name="colour_by",
+        value=default_colour,
+        bind=alt.binding_select(options=list(colours), name="colour by digit: "),
+    )
+    names = {("pc1", "pc2"): "pc12", ("pc1", "pc3"): "pc13", ("pc2", "pc3"): "pc23"}
+    brush = alt.TopLevelSelectionParameter(
+        name="brush",
+        select=alt.IntervalSelectionConfig(type="interval", resolve="global"),
+        views=list(names.values()),
+    )
+    digit_colour = alt.Color(
+        "digit:N",
+        scale=alt.Scale(domain=[str(d) for d in range(10)], scheme="tableau10"),
+        title="digit",
+        legend=alt.Legend(orient="right"),
+    )
+    panels = []
+    for (x, y), name in names.items():
+        panels.append(
+            alt.Chart(name=name)
+            .mark_circle(size=12, opacity=0.7)
+            .encode(
+                x=alt.X(f"{x}:Q", title=x.upper(), axis=alt.Axis(labels=False, ticks=False)),
+                y=alt.Y(f"{y}:Q", title=y.upper(), axis=alt.Axis(labels=False, ticks=False)),
+                color=alt.when({"param": "brush"}).then(digit_colour).otherwise(alt.value("#d9d9d9")),
+                tooltip=[alt.Tooltip("digit:N", title="colouring digit"), *[alt.Tooltip(f"{c}:Q") for c in colours]],
+            )
+            .properties(width=size, height=size)
+        )
+    scatter = (
+        alt.hconcat(*panels, data=points)
+        .transform_filter(alt.datum.v == view)
+        .transform_calculate(digit=f"toString(datum[{colour.name}])")
+    )
+    if {"ev1", "ev2", "ev3"} <= set(df.columns) and len(df):
+        summary = df.groupby("view", sort=False)[["ev1", "ev2", "ev3"]].first().reset_index()
+        summary["v"] = summary["view"].map(codes)
+        summary["text"] = [
+            f"share of this view's variance: PC1 {r.ev1:.0%}, PC2 {r.ev2:.0%}, PC3 {r.ev3:.0%} "
+            f"(together {r.ev1 + r.ev2 + r.ev3:.0%})"
+            for r in summary.itertuples()
+        ]
+        caption = (
+            alt.Chart(summary[["v", "text"]])
+            .mark_text(align="left", baseline="middle", fontSize=11)
+            .encode(x=alt.value(0), y=alt.value(8), text="text:N")
+            .transform_filter(alt.datum.v == view)
+            .properties(width=3 * size, height=16)
+        )
+        chart = alt.vconcat(caption, scatter)
+    else:
+        chart = alt.vconcat(scatter)
+    chart = chart.add_params(view, colour).properties(
+        title=alt.Title(
+            title, subtitle="drag in any panel to highlight the same problems in all three; double-click to clear"
+        )
+    )
+    chart.params = [*chart.params, brush]
+    return chart
+
+
+# --------------------------------------------------------------------------- the additive-model numbers
+
+
+def variance_frame(views_by_model: Mapping[str, Sequence[ActivationView]]) -> pd.DataFrame:
+    """Every view's variance decomposition for every operand pair, one row per (model, view, pair):
+    ``model, view, site, head, k, pair, a_digit, b_digit, a, b, additive, full, interaction,
+    additive_share`` (see :func:`longmul.analysis.geometry.variance_explained`)."""
+    rows = []
+    for model, views in views_by_model.items():
+        for view in views:
+            for row in view.variance:
+                rows.append(
+                    {
+                        "model": model,
+                        "view": view_label(view),
+                        "site": view.site,
+                        "head": -1 if view.head is None else int(view.head),
+                        "k": int(view.k),
+                        "pair": f"{row['a_digit']}·{row['b_digit']}",
+                        **row,
+                    }
+                )
+    columns = [
+        "model",
+        "view",
+        "site",
+        "head",
+        "k",
+        "pair",
+        "a_digit",
+        "b_digit",
+        *MEASURES,
+        "interaction",
+        "additive_share",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def paper_pairs(df: pd.DataFrame, pairs: Mapping[int, tuple[str, str]] = PAPER_PAIRS) -> pd.DataFrame:
+    """The rows of :func:`variance_frame` for the pair the paper colours each position by
+    (:data:`PAPER_PAIRS`: a0·b0 at c0, a1·b1 at c2)."""
+    keep = [pairs.get(int(k)) == (a, b) for k, a, b in zip(df["k"], df["a_digit"], df["b_digit"])]
+    return df[np.asarray(keep, dtype=bool)].reset_index(drop=True)
+
+
+def variance_table(df: pd.DataFrame, views: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """The additive-model numbers for the paper's pairs as a table: one row per (model, view), columns
+    the pair and the shares of variance (as percentages) explained by a_i alone, b_j alone, the additive
+    model, every cell, and additive / full. ``views``: the (model, view) rows to keep, in order."""
+    data = paper_pairs(df).set_index(["model", "view"])
+    if views is not None:
+        data = data.loc[[v for v in views if v in data.index]]
+    table = pd.DataFrame(index=data.index)
+    table["pair"] = data["pair"]
+    for measure, label in MEASURES.items():
+        table[label] = data[measure].map("{:.1%}".format)
+    table["additive / full"] = data["additive_share"].map("{:.2f}".format)
+    return table
+
+
+def variance_chart(
+    df: pd.DataFrame,
+    *,
+    title: str = "Share of each view's variance explained by two operand digits",
+    width: int = 260,
+) -> alt.FacetChart:
+    """Grouped bars, one group per view and one panel per model: the share of the view's variance that
+    a_i alone, b_j alone, the additive model f(a_i) + g(b_j) and the full model (every (a_i, b_j) cell its
+    own mean) explain. A drop-down picks the pair, by default the one the paper colours each position by.
+    A Minkowski sum has the additive bar as long as the full one.
+
+    ``df``: :func:`variance_frame`."""
+    columns = ["model", "view", "pair", *MEASURES]
+    paper = paper_pairs(df)[columns].copy()
+    paper["pair"] = "paper"
+    data = _slim(pd.concat([paper, df[columns]], ignore_index=True), 3)
+    data = data.rename(columns=MEASURES)
+    pairs = ["paper"] + [f"{a}·{b}" for a in OPERAND_DIGITS[:4] for b in OPERAND_DIGITS[4:]]
+    views = list(dict.fromkeys(df["view"])) if len(df) else []
+    models = _models_in(df)
+    pick = alt.param(
+        name="pair",
+        value=pairs[0],
+        bind=alt.binding_select(
+            options=pairs, labels=["the paper's pair (a0·b0 at c0, a1·b1 at c2)", *pairs[1:]], name="digit pair: "
+        ),
+    )
+    labels = list(MEASURES.values())
+    return (
+        alt.Chart(data)
+        .transform_filter(alt.datum.pair == pick)
+        .transform_fold(labels, as_=["measure", "share"])
+        .mark_bar()
+        .encode(
+            y=alt.Y("view:N", sort=views, title=None),
+            yOffset=alt.YOffset("measure:N", sort=labels),
+            x=alt.X("share:Q", title="share of variance", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            color=alt.Color(
+                "measure:N",
+                sort=labels,
+                scale=alt.Scale(domain=labels, range=MEASURE_COLORS),
+                title="explained by",
+                legend=alt.Legend(orient="bottom", columns=2, labelLimit=300),
+            ),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("view:N"),
+                alt.Tooltip("pair:N"),
+                alt.Tooltip("measure:N", title="explained by"),
+                alt.Tooltip("share:Q", format=".1%"),
+            ],
+        )
+        .properties(width=width, height=alt.Step(4))
+        .facet(
+            row=alt.Row(
+                "model:N", sort=models, title=None, header=alt.Header(labelFontSize=13, labelAngle=0, labelAlign="left")
+            )
+        )
+        .add_params(pick)
+        .properties(
+            title=alt.Title(
+                title,
+                subtitle="additive as long as every-cell: a Minkowski sum; the gap: what only the pair's interaction explains",
+            )
+        )
+    )
+
+
+# --------------------------------------------------------------------------- the pentagonal prism
+
+
+def basis_shares(values: np.ndarray) -> dict[str, float]:
+    """Share of the variance of a digit-indexed function ``values`` (10,) carried by each named basis
+    function of :func:`longmul.analysis.fourier.fourier_basis` (``cos1``, ``sin1``, …, ``parity``; the
+    constant carries none); the shares add up to 1."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (N_DIGITS,):
+        raise ValueError(f"expected one value per digit, shape ({N_DIGITS},), got {values.shape}")
+    basis, names = fourier_basis(N_DIGITS)
+    power = (basis @ (values - values.mean())) ** 2  # (10,)
+    total = float(power.sum())
+    if total <= 0:
+        raise ValueError("the values do not vary with the digit")
+    return {name: float(p / total) for name, p in zip(names, power) if name != "const"}
+
+
+def basis_axis_titles(result: CentroidPCA, min_share: float = 0.2) -> list[str]:
+    """Axis titles for the centroid PCA named by Fourier basis functions: "PC1 (45%): cos2 + sin2", the
+    basis functions that carry at least ``min_share`` of the component (at least the largest one), and the
+    component's share of the centroids' variance."""
+    titles = []
+    for i in range(result.coords.shape[1]):
+        shares = basis_shares(result.coords[:, i])
+        ranked = sorted(shares, key=shares.get, reverse=True)
+        named = [n for n in ranked if shares[n] >= min_share] or ranked[:1]
+        titles.append(f"PC{i + 1} ({result.explained_variance_ratio[i]:.0%}): {' + '.join(named)}")
+    return titles
+
+
+def ideal_prism(radius: float = 3.0, height: float = 1.0) -> np.ndarray:
+    """The shape the paper describes, as ten digit centroids (10, 3): digit n at (cos, sin) of its angle
+    at k=2 on a pentagon of ``radius``, and at ±``height`` along the parity axis. A reference to draw
+    beside the models' centroids (it is what :func:`is_pentagonal_prism` accepts)."""
+    n = np.arange(N_DIGITS)
+    angle = 2 * np.pi * 2 * n / N_DIGITS
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle), height * (-1.0) ** n], axis=1)
+
+
+def prism_frame(pcas: Mapping[str, CentroidPCA]) -> pd.DataFrame:
+    """The digit centroids of each model on their principal components: ``model, digit, parity, pc1 …``."""
+    rows = []
+    for model, result in pcas.items():
+        for record in result.records():
+            rows.append({"model": model, **record, "parity": "even" if record["digit"] % 2 == 0 else "odd"})
+    return pd.DataFrame(rows, columns=["model", "digit", "pc1", "pc2", "pc3", "parity"])
+
+
+def prism_edges(points: pd.DataFrame) -> pd.DataFrame:
+    """The edges of a pentagonal prism between the points of :func:`prism_frame`: each parity's pentagon
+    (digits in the order of their angle at k=2, closed) and the five rungs joining n and n+5. One row per
+    end of an edge: ``model, edge, kind`` ("pentagon" or "rung"), ``parity`` (of a pentagon), ``end, digit,
+    pc1 …``; draw with one line per ``edge``."""
+    rows = []
+    for model, part in points.groupby("model", sort=False):
+        at = part.set_index("digit")
+        edges = []
+        for parity, ring in PENTAGONS.items():
+            edges += [("pentagon", parity, ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+        edges += [("rung", "", n, m) for n, m in RUNGS]
+        for e, (kind, parity, start, stop) in enumerate(edges):
+            for end, digit in enumerate((start, stop)):
+                coords = at.loc[digit, ["pc1", "pc2", "pc3"]].to_dict()
+                rows.append(
+                    {"model": model, "edge": e, "kind": kind, "parity": parity, "end": end, "digit": digit, **coords}
+                )
+    return pd.DataFrame(rows, columns=["model", "edge", "kind", "parity", "end", "digit", "pc1", "pc2", "pc3"])
+
+
+def prism_chart(
+    pcas: Mapping[str, CentroidPCA],
+    *,
+    title: str = "Digit centroids of the final hidden state at c2, on their principal components",
+    size: int = 125,
+) -> alt.VConcatChart:
+    """One row per model, three panels (PC1–PC2, PC1–PC3, PC2–PC3) of the ten digit centroids (labelled
+    by digit, coloured by parity) with the edges of the pentagonal prism the paper describes drawn
+    between them: each parity's pentagon (its colour) and the rungs joining n and n+5 (dashed). If the
+    centroids form the prism, one panel shows the pentagons and the others show them side by side.
+    Axes are named by the Fourier basis functions that carry each component (:func:`basis_axis_titles`)."""
+    points = prism_frame(pcas)
+    edges = prism_edges(points)
+    parity_colour = alt.Color(
+        "parity:N",
+        scale=alt.Scale(domain=list(PARITY_COLORS), range=list(PARITY_COLORS.values())),
+        legend=alt.Legend(title="digit", orient="bottom"),
+    )
+    rows = []
+    for model, result in pcas.items():
+        titles = basis_axis_titles(result)
+        panels = []
+        for x, y in ((0, 1), (0, 2), (1, 2)):
+            fx, fy = f"pc{x + 1}", f"pc{y + 1}"
+            ex = alt.X(f"{fx}:Q", title=titles[x], axis=alt.Axis(labels=False, ticks=False, titleFontSize=10))
+            ey = alt.Y(f"{fy}:Q", title=titles[y], axis=alt.Axis(labels=False, ticks=False, titleFontSize=10))
+            mine = _slim(edges[edges["model"] == model])
+            pentagons = (
+                alt.Chart(mine[mine["kind"] == "pentagon"])
+                .mark_line(strokeWidth=1.2, opacity=0.55)
+                .encode(x=ex, y=ey, detail="edge:N", order="end:O", color=parity_colour)
+            )
+            rungs = (
+                alt.Chart(mine[mine["kind"] == "rung"])
+                .mark_line(strokeWidth=1, strokeDash=[3, 3], color="#999")
+                .encode(x=ex, y=ey, detail="edge:N", order="end:O")
+            )
+            dots = alt.Chart(_slim(points[points["model"] == model])).encode(x=ex, y=ey)
+            circles = dots.mark_circle(size=60, opacity=0.9).encode(
+                color=parity_colour,
+                tooltip=[
+                    alt.Tooltip("digit:O"),
+                    alt.Tooltip("parity:N"),
+                    alt.Tooltip(f"{fx}:Q", format=".2f"),
+                    alt.Tooltip(f"{fy}:Q", format=".2f"),
+                ],
+            )
+            labels = dots.mark_text(dx=7, dy=-7, fontSize=10).encode(text="digit:O")
+            panels.append(alt.layer(pentagons, rungs, circles, labels).properties(width=size, height=size))
+        rows.append(alt.hconcat(*panels).properties(title=alt.Title(model, anchor="start", fontSize=13)))
+    if not rows:
+        empty = alt.Chart(pd.DataFrame({"text": ["no model to show"]})).mark_text().encode(text="text:N")
+        return alt.vconcat(empty).properties(title=title)
+    subtitle = "lines: each parity's pentagon, digits in the order of their k=2 angle; dashed: the rungs n – n+5"
+    return alt.vconcat(*rows).resolve_scale(color="shared").properties(title=alt.Title(title, subtitle=subtitle))
+
+
+def prism_figure(pcas: Mapping[str, CentroidPCA], size: float = 2.9):
+    """A static matplotlib 3-D view of each model's digit centroids on their first three principal
+    components, with the prism's edges (each parity's pentagon in its colour, rungs dashed) and axes
+    named by basis functions."""
+    from matplotlib.figure import Figure
+
+    models = list(pcas)
+    n = max(1, len(models))
+    fig = Figure(figsize=(size, 0.85 * size * n))
+    fig.subplots_adjust(left=0.0, right=0.95, bottom=0.0, top=0.97, hspace=0.02)
+    for i, model in enumerate(models or [None]):
+        ax = fig.add_subplot(n, 1, i + 1, projection="3d")
+        ax.set_box_aspect(None, zoom=0.88)
+        if model is None:
+            ax.text2D(0.5, 0.5, "no model", ha="center", transform=ax.transAxes)
+            continue
+        result = pcas[model]
+        xyz = result.coords[:, :3]
+        for parity, ring in PENTAGONS.items():
+            loop = [*ring, ring[0]]
+            ax.plot(*xyz[loop].T, "-", color=PARITY_COLORS[parity], lw=0.9, alpha=0.6)
+        for n_, m in RUNGS:
+            ax.plot(*xyz[[n_, m]].T, "--", color="#999", lw=0.8)
+        colours = [PARITY_COLORS["even" if d % 2 == 0 else "odd"] for d in range(N_DIGITS)]
+        ax.scatter(*xyz.T, c=colours, s=22, depthshade=False)
+        for d in range(N_DIGITS):
+            ax.text(*xyz[d], f" {d}", fontsize=8)
+        titles = basis_axis_titles(result)
+        for axis, text in zip((ax.xaxis, ax.yaxis, ax.zaxis), titles):
+            axis.set_label_text(text.split(": ")[1], fontsize=7)
+            axis.labelpad = -12
+        ax.set_xticklabels([])
+        ax.set_yticklabels([])
+        ax.set_zticklabels([])
+        ax.set_title(model, fontsize=9)
+        ax.view_init(elev=20, azim=-60)
+    return fig
+
+
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """A matplotlib figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def side_by_side(*items) -> str:
+    """HTML that puts altair charts and matplotlib figures next to each other (wrapping on a narrow
+    page); display it with ``IPython.display.HTML``."""
+    from longmul.charts.render import chart_html
+
+    parts = []
+    for item in items:
+        if isinstance(item, alt.TopLevelMixin):
+            parts.append(f"<div>{chart_html(item)}</div>")
+        else:
+            data = base64.b64encode(png_bytes(item)).decode("ascii")
+            parts.append(
+                f'<div><img src="data:image/png;base64,{data}" alt="static 3-D view" style="max-width: 100%;"></div>'
+            )
+    return (
+        '<div class="longmul-side-by-side" style="display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start;">'
+        + "".join(parts)
+        + "</div>"
+    )
+
+
+# --------------------------------------------------------------------------- Table 1
+
+
+def _step_label(row) -> str:
+    return "k=0 (const)" if row["step"] == 1 else f"+ {row['added']}" + (" (parity)" if row["added"] == "k=5" else "")
+
+
+def table1_frame(tables: Mapping[str, Sequence[dict]]) -> pd.DataFrame:
+    """Each model's :func:`~longmul.analysis.fourier.fourier_table` rows, with ``model`` and a ``column``
+    label for the step ("k=0 (const)", "+ k=1", …)."""
+    rows = [{"model": model, **row} for model, table in tables.items() for row in table]
+    df = pd.DataFrame(
+        rows, columns=["model", "object", "step", "added", "basis", "median_r2", "pooled_r2", "chance_r2"]
+    )
+    df["column"] = [_step_label(r) for _, r in df.iterrows()] if len(df) else pd.Series(dtype=str)
+    return df
+
+
+def table1(df: pd.DataFrame, *, tied: Iterable[str] = (), value: str = "median_r2") -> pd.DataFrame:
+    """The paper's Table 1 for our models: rows (model, object), columns the cumulative frequency sets,
+    cells the median R² over the object's dimensions (``value="pooled_r2"``: over all dimensions at once),
+    and a last row with the chance level of each column (:func:`~longmul.analysis.fourier.chance_r2`).
+    ``tied``: models whose unembedding is their embedding (labelled so)."""
+    tied = set(tied)
+    if not len(df):
+        return pd.DataFrame()
+    columns = list(dict.fromkeys(df.sort_values("step")["column"]))
+    labels = []
+    for model, obj in zip(df["model"], df["object"]):
+        label = OBJECT_LABELS.get(obj, obj)
+        if obj == "unembedding" and model in tied:
+            label += " (tied: = W_E)"
+        labels.append(label)
+    data = df.assign(label=labels)
+    table = data.pivot_table(index=["model", "label"], columns="column", values=value, sort=False)[columns]
+    table = table.map("{:.2f}".format)
+    chance = data.groupby("column")["chance_r2"].first()[columns].map("{:.2f}".format)
+    table.loc[("chance level", "noise, no digit structure"), :] = chance.values
+    return table.rename_axis(index=["model", "object"], columns=None)
+
+
+def table1_chart(
+    df: pd.DataFrame,
+    *,
+    tied: Iterable[str] = (),
+    title: str = "Table 1: R² of the Fourier fit as frequencies are added",
+    width: int = 170,
+) -> alt.FacetChart:
+    """Median R² of each object against the cumulative frequency set, one panel per model, with the
+    chance level (dashed): what a fit of noise with as many basis functions scores. Hover for the
+    pooled R² too. ``df``: :func:`table1_frame`; ``tied``: models whose unembedding is their embedding
+    (its line hides under the embedding's; the tooltip says so)."""
+    tied = set(tied)
+    data = df[["model", "object", "step", "column", "median_r2", "pooled_r2", "chance_r2"]].copy()
+    data["note"] = [
+        "tied: the same matrix as the embeddings" if o == "unembedding" and m in tied else ""
+        for m, o in zip(data["model"], data["object"])
+    ]
+    data["object"] = data["object"].map(lambda o: OBJECT_LABELS.get(o, o))
+    columns = list(dict.fromkeys(data.sort_values("step")["column"])) if len(data) else []
+    objects = [OBJECT_LABELS[o] for o in OBJECT_LABELS if OBJECT_LABELS[o] in set(data["object"])]
+    models = _models_in(df)
+    x = alt.X("column:N", sort=columns, title="frequencies in the fit", axis=alt.Axis(labelAngle=-30))
+    lines = (
+        alt.Chart()
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("median_r2:Q", title="median R²", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "object:N", sort=objects, title="object", legend=alt.Legend(orient="bottom", columns=2, labelLimit=300)
+            ),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("object:N"),
+                alt.Tooltip("note:N"),
+                alt.Tooltip("column:N", title="frequencies"),
+                alt.Tooltip("median_r2:Q", title="median R²", format=".3f"),
+                alt.Tooltip("pooled_r2:Q", title="pooled R²", format=".3f"),
+                alt.Tooltip("chance_r2:Q", title="chance level", format=".3f"),
+            ],
+        )
+    )
+    chance = (
+        alt.Chart()
+        .mark_line(strokeDash=[4, 3], color="gray")
+        .encode(x=x, y="chance_r2:Q", detail="model:N")
+        .transform_filter(alt.datum.object == (objects[0] if objects else ""))
+    )
+    return (
+        alt.layer(chance, lines, data=_slim(data))
+        .properties(width=width, height=170)
+        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
+        .properties(title=alt.Title(title, subtitle="dashed: the chance level, R² of the same fit to noise"))
+    )
+
+
+def spectrum_frame(
+    vectors_by_model: Mapping[str, Mapping[str, np.ndarray]], ks: Sequence[int] = (1, 2, 3, 4, 5)
+) -> pd.DataFrame:
+    """Which frequencies carry each object: the share of its variance across digits (pooled over its
+    dimensions) at each frequency ``k`` (:func:`~longmul.analysis.fourier.pooled_r2` of ``{k}`` alone; the
+    basis is orthogonal, so the shares of k = 1 … 5 add up to 1), beside the share noise would give
+    (``chance``: 2/9 for k = 1 … 4, 1/9 for parity). Rows ``model, object, k, frequency, share, chance``."""
+    rows = []
+    for model, objects in vectors_by_model.items():
+        for obj, vectors in objects.items():
+            for k in ks:
+                rows.append(
+                    {
+                        "model": model,
+                        "object": obj,
+                        "k": int(k),
+                        "frequency": "parity" if 2 * k == N_DIGITS else f"k={k}",
+                        "share": pooled_r2(vectors, [k]),
+                        "chance": chance_r2([k]),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["model", "object", "k", "frequency", "share", "chance"])
+
+
+def spectrum_heatmap(
+    df: pd.DataFrame, *, title: str = "Share of each object's variance at each frequency", step: int = 38
+) -> alt.FacetChart:
+    """Rows objects, columns frequencies k = 1 … 5, one panel per model: the share of the object's variance
+    across digits at that frequency (:func:`spectrum_frame`); hover for the chance share beside it."""
+    data = df.copy()
+    data["object"] = data["object"].map(lambda o: OBJECT_LABELS.get(o, o))
+    data["above_chance"] = data["share"] / data["chance"]
+    data["value"] = data["share"].map(lambda v: f"{v:.0%}")
+    objects = [OBJECT_LABELS[o] for o in OBJECT_LABELS if OBJECT_LABELS[o] in set(data["object"])]
+    frequencies = list(dict.fromkeys(data.sort_values("k")["frequency"])) if len(data) else []
+    models = _models_in(df)
+    x = alt.X("frequency:N", sort=frequencies, title=None, axis=alt.Axis(orient="top", labelAngle=0))
+    y = alt.Y("object:N", sort=objects, title=None)
+    rect = (
+        alt.Chart()
+        .mark_rect(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "share:Q",
+                scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                title="share of variance",
+                legend=alt.Legend(orient="bottom", format="%"),
+            ),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("object:N"),
+                alt.Tooltip("frequency:N"),
+                alt.Tooltip("share:Q", format=".1%"),
+                alt.Tooltip("chance:Q", title="noise would give", format=".1%"),
+                alt.Tooltip("above_chance:Q", title="× chance", format=".1f"),
+            ],
+        )
+    )
+    text = (
+        alt.Chart()
+        .mark_text(fontSize=9)
+        .encode(
+            x=x,
+            y=y,
+            text="value:N",
+            color=alt.when(alt.datum.share > 0.5).then(alt.value("white")).otherwise(alt.value("black")),
+        )
+    )
+    return (
+        alt.layer(rect, text, data=_slim(data))
+        .properties(width=alt.Step(step), height=alt.Step(20))
+        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
+        .properties(title=alt.Title(title, subtitle="noise puts 22% at each of k = 1…4 and 11% at parity"))
+    )
+
+
+# --------------------------------------------------------------------------- what the measurements say
+
+
+def dominant_frequencies(result: CentroidPCA) -> list[int]:
+    """The frequency that carries most of each principal component of the centroids (5 = parity)."""
+    return [max(spectrum, key=spectrum.get) for spectrum in result.spectra]
+
+
+def is_pentagonal_prism(result: CentroidPCA) -> bool:
+    """The paper's shape: two of the first three components carried mostly by k=2, one by parity."""
+    return sorted(dominant_frequencies(result)[:3]) == [2, 2, 5]
+
+
+def geometry_findings(
+    variance: pd.DataFrame,
+    table: pd.DataFrame,
+    spectrum: pd.DataFrame,
+    pcas: Mapping[str, CentroidPCA],
+    chosen_heads: Mapping[str, str],
+    *,
+    frequencies: Sequence[int] = DEFAULT_FREQUENCIES,
+) -> pd.DataFrame:
+    """The numbers the takeaway is phrased from, one row per model:
+
+    * ``c0_*`` (``a, b, additive, full, additive_share``): the layer-1 attention output at c0, pair a0·b0;
+    * ``c2_*``: the chosen head (``chosen_heads``: model → view label) at c2, pair a1·b1, ``c2_view``;
+    * ``r2_min``, ``r2_max``: the range of the objects' median R² on ``frequencies``; ``chance``;
+    * ``prism``: whether the centroids are a pentagonal prism, ``prism_freqs`` their components' frequencies;
+    * ``top_k``: the frequency with the largest mean share over the objects, ``above_chance``: the
+      frequencies whose mean share over the objects is above their chance share."""
+    rows = {}
+    models = list(dict.fromkeys([*_models_in(variance), *_models_in(table), *pcas]))
+    full_step = len(frequencies)
+    pairs = paper_pairs(variance) if len(variance) else variance
+    for model in models:
+        row: dict = {}
+        mine = pairs[pairs["model"] == model] if len(pairs) else pairs
+        c0 = mine[(mine["k"] == 0) & (mine["head"] == -1)] if len(mine) else mine
+        c2 = mine[mine["view"] == chosen_heads.get(model)] if len(mine) else mine
+        for prefix, part in (("c0", c0), ("c2", c2)):
+            if len(part):
+                first = part.iloc[0]
+                row |= {f"{prefix}_{m}": float(first[m]) for m in (*MEASURES, "additive_share")}
+                row[f"{prefix}_view"] = str(first["view"])
+        last = table[(table["model"] == model) & (table["step"] == full_step)] if len(table) else table
+        if len(last):
+            row["r2_min"], row["r2_max"] = float(last["median_r2"].min()), float(last["median_r2"].max())
+            row["chance"] = float(last["chance_r2"].iloc[0])
+        if model in pcas:
+            row["prism"] = is_pentagonal_prism(pcas[model])
+            row["prism_freqs"] = dominant_frequencies(pcas[model])
+        spec = spectrum[spectrum["model"] == model] if len(spectrum) else spectrum
+        if len(spec):
+            mean = spec.groupby("k")[["share", "chance"]].mean()
+            row["top_k"] = int(mean["share"].idxmax())
+            row["top_share"] = float(mean["share"].max())
+            row["above_chance"] = [int(k) for k in mean.index if mean.loc[k, "share"] > mean.loc[k, "chance"]]
+        rows[model] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _freq(k: int) -> str:
+    return "parity (k=5)" if 2 * k == N_DIGITS else f"k={k}"
+
+
+def _freqs(ks: Iterable[int]) -> str:
+    ks = list(ks)
+    return ", ".join(_freq(k) for k in ks) if ks else "none"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def _view_sentence(row: pd.Series, prefix: str, a: str, b: str, threshold: float) -> str:
+    share = row[f"{prefix}_additive_share"]
+    interaction = row[f"{prefix}_full"] - row[f"{prefix}_additive"]
+    verdict = "a Minkowski sum" if share >= threshold else f"not a pure sum: their interaction adds {_pct(interaction)}"
+    return (
+        f"in the {row[f'{prefix}_view']}, f({a}) + g({b}) explains {_pct(row[f'{prefix}_additive'])} of the variance "
+        f"({a} alone {_pct(row[f'{prefix}_a'])}, {b} alone {_pct(row[f'{prefix}_b'])}, every ({a}, {b}) cell "
+        f"{_pct(row[f'{prefix}_full'])}; additive / full = {share:.2f}, {verdict})"
+    )
+
+
+def takeaway_markdown(
+    findings: pd.DataFrame,
+    *,
+    cot_tokens: Mapping[str, int] | None = None,
+    unfinished: Sequence[str] = (),
+    missing: Sequence[str] = (),
+    tied: Sequence[str] = (),
+    n_problems: int | None = None,
+    icot: str = "ICoT",
+    threshold: float = ADDITIVE_SHARE,
+) -> str:
+    """The chapter's takeaway as MyST markdown (the chapter puts it in an admonition), phrased from
+    :func:`geometry_findings` whatever the numbers are: one bullet per model, then whether our ICoT model
+    uses the paper's geometry and which frequencies matter. ``cot_tokens``: model → chain-of-thought tokens
+    it still writes; ``unfinished``: models measured from snapshots; ``missing``: models not available;
+    ``tied``: models whose unembedding is their embedding."""
+    cot_tokens = dict(cot_tokens or {})
+    if findings.empty:
+        return "No model was available to measure, so this chapter shows no geometry yet." + (
+            " Not available: " + ", ".join(missing) + "." if missing else ""
+        )
+    lines = [f"What our measurements show{f' ({n_problems:,} problems per model)' if n_problems else ''}:", ""]
+    for model, row in findings.iterrows():
+        parts = []
+        if pd.notna(row.get("c0_additive_share", np.nan)):
+            parts.append(_view_sentence(row, "c0", "a0", "b0", threshold))
+        if pd.notna(row.get("c2_additive_share", np.nan)):
+            parts.append(_view_sentence(row, "c2", "a1", "b1", threshold))
+        if pd.notna(row.get("r2_min", np.nan)):
+            parts.append(
+                f"its digit-indexed objects fit the frequencies {{0, 1, 2, 5}} with median R² from {row['r2_min']:.2f} "
+                f"to {row['r2_max']:.2f}, where noise scores {row['chance']:.2f}"
+            )
+        if isinstance(row.get("above_chance"), list):
+            parts.append(
+                f"on average over those objects, {_freq(row['top_k'])} carries the most variance ({_pct(row['top_share'])}); "
+                f"above their chance share: {_freqs(row['above_chance'])}"
+            )
+        if isinstance(row.get("prism_freqs"), list):
+            parts.append(
+                "the centroids of its final hidden state "
+                + (
+                    "**form the paper's pentagonal prism**"
+                    if row["prism"]
+                    else "do not form the paper's pentagonal prism"
+                )
+                + f" (their first three components are carried by {_freqs(row['prism_freqs'])})"
+            )
+        notes = []
+        if cot_tokens.get(model, 0) > 0:
+            notes.append(
+                f"it still writes {cot_tokens[model]} chain-of-thought tokens, which spell out the partial products "
+                "and running sums, so at the answer positions it need not use this geometry at all"
+            )
+        if model in unfinished:
+            notes.append("measured on a snapshot of a run still in training")
+        if model in tied:
+            notes.append("its embeddings are tied, so its embedding and unembedding rows are the same matrix")
+        sentence = f"- **{model}**: " + "; ".join(parts) + "."
+        if notes:
+            sentence += " Caveat: " + "; ".join(notes) + "."
+        lines.append(sentence)
+    lines += ["", _verdict(findings, cot_tokens, icot, threshold)]
+    if missing:
+        lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
+    return "\n".join(lines)
+
+
+def _verdict(findings: pd.DataFrame, cot_tokens: Mapping[str, int], icot: str, threshold: float) -> str:
+    rule = (
+        f"Here a view counts as a Minkowski sum when the additive model explains at least {threshold:.0%} of "
+        "what every (a_i, b_j) cell explains, and the centroids as the paper's prism when two of their first "
+        "three components are carried mostly by k=2 and one by parity."
+    )
+    if icot not in findings.index:
+        return f"Whether our {icot} model uses the paper's geometry cannot be said yet: it is not available. {rule}"
+    row = findings.loc[icot]
+    additive = [
+        p
+        for p in ("c0", "c2")
+        if pd.notna(row.get(f"{p}_additive_share", np.nan)) and row[f"{p}_additive_share"] >= threshold
+    ]
+    measured = [p for p in ("c0", "c2") if pd.notna(row.get(f"{p}_additive_share", np.nan))]
+    prism = bool(row.get("prism", False))
+    if cot_tokens.get(icot, 0) > 0:
+        opening = (
+            f"So these measurements cannot yet say whether our {icot} model uses the paper's geometry: it has not "
+            "internalised its chain of thought, and can read the answer's ingredients off it."
+        )
+    elif len(additive) == len(measured) and measured and prism:
+        opening = f"Our {icot} model uses the paper's geometry: additive (Minkowski-sum) attention outputs and a pentagonal prism of digits."
+    else:
+        found = []
+        found.append(
+            f"additive attention outputs in {len(additive)} of the {len(measured)} views measured"
+            if measured
+            else "no attention view measured"
+        )
+        found.append("the pentagonal prism" if prism else "no pentagonal prism")
+        opening = f"Our {icot} model shows only part of the paper's geometry: {', '.join(found)}."
+    if isinstance(row.get("above_chance"), list):
+        opening += f" The frequencies that matter for it: {_freqs(row['above_chance'])} (above their chance share)."
+    return f"{opening} {rule}"
+
+
+# --------------------------------------------------------------------------- Jupyter widget
+
+
+def _scatter_figure(coords: np.ndarray, colour: np.ndarray, colour_name: str, title: str, ratio: np.ndarray):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.6, 3.3), layout="constrained")
+    axes = fig.subplots(1, 3)
+    cmap = "tab10"
+    for ax, (x, y) in zip(axes, ((0, 1), (0, 2), (1, 2))):
+        points = ax.scatter(
+            coords[:, x], coords[:, y], c=colour, cmap=cmap, vmin=-0.5, vmax=9.5, s=5, alpha=0.7, linewidths=0
+        )
+        ax.set_xlabel(f"PC{x + 1} ({ratio[x]:.0%})")
+        ax.set_ylabel(f"PC{y + 1} ({ratio[y]:.0%})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bar = fig.colorbar(points, ax=axes, ticks=range(10), shrink=0.9)
+    bar.set_label(colour_name)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _summary_html(X: np.ndarray, digits: Mapping[str, np.ndarray], colour: str) -> str:
+    from longmul.analysis.geometry import digit_pair_variance
+
+    rows = digit_pair_variance(X, {n: digits[n] for n in OPERAND_DIGITS if n in digits})
+    best = max(rows, key=lambda r: r["full"])
+    text = (
+        f"Best-organising pair: <b>{best['a_digit']}·{best['b_digit']}</b>: additive model "
+        f"{best['additive']:.0%} of the variance, every cell {best['full']:.0%} (additive / full "
+        f"{best['additive_share']:.2f}; {best['a_digit']} alone {best['a']:.0%}, {best['b_digit']} alone {best['b']:.0%})."
+    )
+    if colour in OPERAND_DIGITS:
+        column = "a" if colour[0] == "a" else "b"
+        alone = next(r[column] for r in rows if r[f"{column}_digit"] == colour)
+        text = f"{escape(colour)} alone explains {alone:.0%} of the variance. " + text
+    return f"<p><small>{text}</small></p>"
+
+
+def geometry_explorer(
+    models: Mapping[str, object],
+    problems,
+    *,
+    model: str | None = None,
+    layer: int = 0,
+    head: int | None = None,
+    k: int = 2,
+    colour: str = "b1",
+):
+    """An ipywidget (Jupyter only): pick a model, an attention output (a layer's whole attention output or
+    one head's), the position (the one predicting c_k) and the digit to colour by; it recomputes the
+    activations over ``problems`` and redraws their first three principal components, with the share of
+    variance the colouring digit and the best-organising operand pair explain. On the static site it is
+    drawn as it was when the chapter executed (no kernel runs its callbacks there)."""
+    import ipywidgets as widgets
+
+    from longmul.analysis.geometry import activations_at, digit_columns, pca
+    from longmul.evaluate import cot_tokens_of
+
+    names = list(models)
+    model_box = widgets.Dropdown(
+        options=names, value=model if model in names else (names[0] if names else None), description="model"
+    )
+    n_layers = max((m.config.n_layer for m in models.values()), default=1)
+    n_heads = max((m.config.n_head for m in models.values()), default=1)
+    sites = []
+    for layer_ in range(n_layers):
+        sites.append((f"layer {layer_ + 1} attention output", (layer_, -1)))
+        sites += [(f"layer {layer_ + 1} head {h}", (layer_, h)) for h in range(n_heads)]
+    site_box = widgets.Dropdown(
+        options=sites,
+        value=(layer, -1 if head is None else head),
+        description="output of",
+        style={"description_width": "initial"},
+    )
+    k_box = widgets.Dropdown(
+        options=[(f"predicting c{i}", i) for i in range(8)],
+        value=k,
+        description="position",
+        style={"description_width": "initial"},
+    )
+    colours = OPERAND_DIGITS + [f"c{i}" for i in range(8)]
+    colour_box = widgets.Dropdown(
+        options=colours,
+        value=colour if colour in colours else "b0",
+        description="colour by",
+        style={"description_width": "initial"},
+    )
+    image = widgets.Image(format="png")
+    text = widgets.HTML()
+    cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    digit_cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def update(_change=None) -> None:
+        if not names:
+            text.value = "<p>No model is available yet.</p>"
+            return
+        name, (layer_, head_), k_ = model_box.value, site_box.value, k_box.value
+        net = models[name]
+        if layer_ >= net.config.n_layer or head_ >= net.config.n_head:
+            text.value = "<p>This model has no such layer or head.</p>"
+            return
+        if (name, k_) not in cache:
+            hooks = [
+                f"blocks.{i}.{h}" for i in range(net.config.n_layer) for h in ("hook_attn_out", "attn.hook_result")
+            ]
+            cache[name, k_] = activations_at(net, problems, hooks, k_)
+        if name not in digit_cache:
+            digit_cache[name] = digit_columns(net, problems)
+        acts = cache[name, k_]
+        X = acts[f"blocks.{layer_}.hook_attn_out"] if head_ < 0 else acts[f"blocks.{layer_}.attn.hook_result"][:, head_]
+        coords, ratio = pca(X, 3)
+        what = "attention output" if head_ < 0 else f"head {head_}"
+        title = f"{name}: layer {layer_ + 1} {what} at the position predicting c{k_}, {len(X):,} problems"
+        image.value = png_bytes(
+            _scatter_figure(coords, digit_cache[name][colour_box.value], colour_box.value, title, ratio), dpi=80
+        )
+        note = ""
+        if cot_tokens_of(net) > 0:
+            note = (
+                f"<p><small>This model still writes {cot_tokens_of(net)} chain-of-thought tokens before the answer; "
+                "at the answer positions it can read the partial products off them.</small></p>"
+            )
+        text.value = _summary_html(X, digit_cache[name], colour_box.value) + note
+
+    for box in (model_box, site_box, k_box, colour_box):
+        box.observe(update, "value")
+    update()
+    hint = widgets.HTML("<small>Pick a model, an attention output, a position and a digit to colour by.</small>")
+    return widgets.VBox([widgets.HBox([model_box, site_box]), widgets.HBox([k_box, colour_box]), hint, image, text])
+
+
+__all__ = [
+    "ADDITIVE_SHARE",
+    "MEASURES",
+    "OBJECT_LABELS",
+    "OPERAND_DIGITS",
+    "PAPER_GEOMETRY",
+    "PAPER_PAIRS",
+    "basis_axis_titles",
+    "basis_shares",
+    "dominant_frequencies",
+    "geometry_explorer",
+    "geometry_findings",
+    "head_for_pair",
+    "ideal_prism",
+    "is_pentagonal_prism",
+    "pair_variance",
+    "paper_pairs",
+    "pca_brush_chart",
+    "pca_frame",
+    "png_bytes",
+    "prism_chart",
+    "prism_edges",
+    "prism_figure",
+    "prism_frame",
+    "side_by_side",
+    "spectrum_frame",
+    "spectrum_heatmap",
+    "table1",
+    "table1_chart",
+    "table1_frame",
+    "takeaway_markdown",
+    "variance_chart",
+    "variance_frame",
+    "variance_table",
+    "view_label",
+]

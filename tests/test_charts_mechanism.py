@@ -1,0 +1,392 @@
+"""Unit tests of longmul.charts.mechanism (chapter "The mechanism": names and roles of attention edges,
+the frames, tables and charts, the generated takeaway, and the widget), on synthetic patterns and
+knockout effects; the widget on a tiny random model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import vl_convert
+
+from longmul.analysis.attention import AttentionPatterns, EdgeEffect, TeacherForcedScores, attention_graph
+from longmul.charts.mechanism import (
+    IMPORTANT_ACCURACY_DROP,
+    PAPER_MECHANISM,
+    ROLES,
+    attention_chart,
+    attention_row_html,
+    broad_heads,
+    cache_pairs,
+    edge_frame,
+    edge_role,
+    edge_table,
+    graph_chart,
+    graph_frame,
+    head_name,
+    important_effects,
+    key_kind,
+    knockout_frame,
+    knockout_heatmap,
+    knockout_table_html,
+    layer_name,
+    mechanism_explorer,
+    mechanism_findings,
+    pattern_frame,
+    pick_edges,
+    query_name,
+    reads_table,
+    takeaway_markdown,
+    tree_paths,
+)
+from longmul.hooks import Knockout
+from longmul.model import build_model, model_config_from_preset
+
+# The 4x4 sequence without a chain of thought: a0..a3 * b0..b3 || #### c0..c7 <eos>.
+LABELS = [f"a{i}" for i in range(4)] + ["*"] + [f"b{j}" for j in range(4)] + ["||", "####"] + [f"c{k}" for k in range(8)] + ["<eos>"]
+POS = {label: p for p, label in enumerate(LABELS)}
+ANSWERS = list(range(10, 18))  # p_k: '####' predicts c0, c_{k-1} predicts c_k
+T = len(LABELS)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The suite shares two cores with training runs; one thread is faster than two contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _compiles(chart) -> dict:
+    """The chart's vega-lite spec, after checking that vega-lite compiles it."""
+    spec = chart.to_dict()
+    vl_convert.vegalite_to_vega(spec)
+    return spec
+
+
+def _patterns() -> AttentionPatterns:
+    """A hand-made tree. Layer 1 head 0 reads the pair (a1, b1) at the position of c1 (predicting c2);
+    layer 2 head 1 at c3 (predicting c4) reads back c1; layer 2 head 2 parks on '||'; layer 2 head 3
+    reads every operand digit that can change c_k at the position predicting it; everything else is
+    uniform."""
+    mean = np.zeros((2, 4, T, T))
+    for q in range(T):
+        mean[:, :, q, : q + 1] = 1.0 / (q + 1)
+    c1, c3 = POS["c1"], POS["c3"]
+    mean[0, 0, c1] = 0.0
+    mean[0, 0, c1, [POS["a1"], POS["b1"]]] = 0.5
+    mean[1, 1, c3] = 0.0
+    mean[1, 1, c3, c1] = 0.9
+    mean[1, 1, c3, c3] = 0.1
+    for q in ANSWERS:
+        mean[1, 2, q] = 0.0
+        mean[1, 2, q, POS["||"]] = 1.0
+        k = q - ANSWERS[0]
+        needed = [POS[f"{x}{i}"] for x in "ab" for i in range(min(k, 3) + 1)]
+        mean[1, 3, q] = 0.0
+        mean[1, 3, q, needed] = 0.9 / len(needed)
+        mean[1, 3, q, q] = 0.1
+    return AttentionPatterns(mean=mean, labels=list(LABELS), answer_positions=list(ANSWERS), n_problems=10)
+
+
+def _effect(layer, head, query, key, k=None, acc=0.0, logit=0.0) -> EdgeEffect:
+    accuracy, logits = np.zeros(8), np.zeros(8)
+    if k is not None:
+        accuracy[k], logits[k] = acc, logit
+    return EdgeEffect(edge=Knockout(layer, head, POS[query], POS[key]), accuracy_drop=accuracy, logit_drop=logits)
+
+
+def _effects() -> list[EdgeEffect]:
+    return [
+        _effect(0, 0, "c1", "a1", k=4, acc=0.30, logit=2.0),  # cache: its knockout hurts c4 through the retrieval
+        _effect(0, 0, "c1", "b1", k=4, acc=0.25, logit=1.5),
+        _effect(1, 1, "c3", "c1", k=4, acc=0.40, logit=3.0),  # retrieve
+        _effect(1, 2, "c3", "||", k=4, acc=0.10, logit=0.8),  # sink
+        _effect(1, 0, "####", "####"),  # nothing
+        _effect(1, 1, "c3", "c3", k=4, acc=0.0, logit=0.6),  # own position: only the logit moves
+    ]
+
+
+CLEAN = np.array([1.0, 1.0, 0.9, 0.8, 0.7, 0.8, 0.9, 1.0])
+
+
+@pytest.fixture(scope="module")
+def frames():
+    patterns = {"ICoT": _patterns()}
+    effects = {"ICoT": _effects()}
+    edges = edge_frame(effects, patterns, {"ICoT": CLEAN})
+    return patterns, effects, edges
+
+
+# --------------------------------------------------------------------------- names and roles
+
+
+def test_names_count_layers_from_one_and_heads_from_zero():
+    assert layer_name(0) == "layer 1" and head_name(1, 3) == "L2H3"
+    assert query_name("####", 0) == "#### (→c0)" and query_name("c2", 3) == "c2 (→c3)" and query_name("*", None) == "*"
+    assert [key_kind(x) for x in ("a3", "b0", "####", "c7", "cot12", "||", "*", "<eos>")] == [
+        "a", "b", "answer", "answer", "cot", "symbol", "symbol", "symbol",
+    ]  # fmt: skip
+
+
+def test_edge_roles():
+    assert edge_role(0, 12, 1, "a1") == "cache"
+    assert edge_role(1, 14, 1, "a1") == "operand (layer 2)"
+    assert edge_role(1, 14, 12, "c1") == "retrieve"
+    assert edge_role(0, 14, 12, "c1") == "answer token"
+    assert edge_role(1, 14, 14, "c3") == "own position"
+    assert edge_role(1, 14, 9, "||") == "sink" and edge_role(0, 10, 4, "*") == "sink"
+    assert edge_role(1, 60, 42, "cot32") == "chain of thought"
+    assert set(ROLES) >= {"cache", "retrieve", "sink", "chain of thought", "own position"}
+    assert set(PAPER_MECHANISM) == {"ICoT", "SFT + aux loss"}
+
+
+def test_pick_edges_shares_the_budget_between_layers_and_sinks():
+    sink = [Knockout(1, 2, q, POS["||"]) for q in ANSWERS]  # the strongest, listed first
+    layer1 = [Knockout(0, 0, POS["c1"], POS["a1"]), Knockout(0, 0, POS["c1"], POS["b1"])]
+    layer2 = [Knockout(1, 1, POS["c3"], POS["c1"])]
+    picked = pick_edges(sink + layer2 + layer1, LABELS, 5)
+    assert picked == [layer1[0], layer2[0], sink[0], layer1[1], sink[1]]
+    assert pick_edges(sink, LABELS, 100) == sink and pick_edges(sink, LABELS, 0) == []
+    with pytest.raises(ValueError, match="limit"):
+        pick_edges(sink, LABELS, -1)
+
+
+# --------------------------------------------------------------------------- frames and tables
+
+
+def test_pattern_frame_and_reads_tables(frames):
+    patterns, _, _ = frames
+    df = pattern_frame(patterns)
+    assert len(df) == 2 * 4 * sum(q + 1 for q in ANSWERS)
+    row = df[(df["layer"] == 1) & (df["head"] == 1) & (df["k"] == 4) & (df["key_label"] == "c1")]
+    assert row["weight"].item() == pytest.approx(0.9) and row["query_name"].item() == "c3 (→c4)"
+    table = reads_table(patterns["ICoT"], layer=0)
+    assert list(table.columns) == ["L1H0", "L1H1", "L1H2", "L1H3"] and len(table) == 8
+    assert table.loc["c1 (→c2)", "L1H0"] == "a1 0.50, b1 0.50"
+    assert reads_table(patterns["ICoT"], layer=1).loc["c3 (→c4)", "L2H1"].startswith("c1 0.90")
+
+
+def test_cache_pairs_name_the_pair_and_its_column(frames):
+    patterns, _, _ = frames
+    pairs = cache_pairs(patterns)
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    assert (row["head_name"], row["position"], row["predicts"], row["pair"], row["column"]) == ("L1H0", "c1", 2, "(a1, b1)", "s2")
+    assert row["operand_weight"] == pytest.approx(1.0)
+
+
+def test_edge_frame_roles_costs_and_importance(frames):
+    _, effects, edges = frames
+    assert list(edges["edge"]) == [
+        "L2H1 c3←c1", "L1H0 c1←a1", "L1H0 c1←b1", "L2H2 c3←||", "L2H1 c3←c3", "L2H0 ####←####",
+    ]  # fmt: skip
+    by = edges.set_index("edge")
+    assert by.loc["L2H1 c3←c1", "role"] == "retrieve" and by.loc["L2H1 c3←c1", "predicts"] == 4
+    assert by.loc["L1H0 c1←a1", "role"] == "cache" and by.loc["L1H0 c1←a1", "weight"] == pytest.approx(0.5)
+    assert by.loc["L2H2 c3←||", "sink"] and by.loc["L2H2 c3←||", "role"] == "sink"
+    assert by.loc["L2H1 c3←c1", "worst"] == 4 and by.loc["L2H1 c3←c1", "clean_accuracy"] == pytest.approx(0.7)
+    assert by.loc["L2H1 c3←c3", "important"]  # by its logit drop of 0.6 alone
+    assert not by.loc["L2H0 ####←####", "important"]
+    assert [e.edge for e in important_effects(effects["ICoT"])] == [e.edge for e in effects["ICoT"][:4]] + [effects["ICoT"][5].edge]
+    assert len(important_effects(effects["ICoT"], min_accuracy_drop=0.35, min_logit_drop=10)) == 1
+    table = edge_table(edges, "ICoT")
+    assert len(table) == 5 and table.index[0] == "L2H1 c3←c1"
+    first = table.iloc[0]
+    assert (first["role"], first["hurts most"], first["its accuracy"]) == ("retrieve", "c4", "70% → 30%")
+    assert (first["accuracy cost (points)"], first["logit drop"], first["attention"]) == ("40.0", "3.00", "0.90")
+    assert len(edge_table(edges, "ICoT", top=2)) == 2 and edge_table(edges, "SFT").empty
+
+
+def test_knockout_frame_one_row_per_edge_and_digit(frames):
+    patterns, effects, _ = frames
+    df = knockout_frame(effects, patterns)
+    assert len(df) == 6 * 8
+    retrieve = df[df["edge"] == "L2H1 c3←c1"]
+    assert set(retrieve["rank"]) == {0} and retrieve.set_index("k").loc[4, "accuracy_drop"] == pytest.approx(0.4)
+    assert df[df["edge"] == "L2H2 c3←||"]["role"].iloc[0] == "sink"
+
+
+def test_tree_paths_join_cache_and_retrieve_edges(frames):
+    _, _, edges = frames
+    paths = tree_paths(edges)
+    assert sorted(paths["operand"]) == ["a1", "b1"]
+    row = paths[paths["operand"] == "a1"].iloc[0]
+    assert (row["cache_head"], row["via"], row["retrieve_head"], row["target"], row["predicts"]) == ("L1H0", "c1", "L2H1", "c3", 4)
+    assert row["cache_drop"] == pytest.approx(0.3) and row["retrieve_drop"] == pytest.approx(0.4)
+    assert tree_paths(edges[edges["role"] != "retrieve"]).empty
+
+
+def test_broad_heads_find_the_head_that_reads_everything(frames):
+    patterns, _, _ = frames
+    broad = broad_heads(pattern_frame(patterns))
+    assert set(broad["head_name"]) == {"L2H3"}  # uniform heads do not count
+    assert sorted(broad["predicts"]) == [2, 3, 4, 5, 6, 7]
+    row = broad.set_index("predicts").loc[2]
+    assert (row["digits_read"], row["digits_needed"]) == (6, 6) and row["operand_weight"] == pytest.approx(0.9)
+    assert broad_heads(pattern_frame(patterns).iloc[:0]).empty
+
+
+# --------------------------------------------------------------------------- findings and takeaway
+
+
+def _findings(frames, positions=(2, 3, 4, 5, 6)):
+    patterns, _, edges = frames
+    df = pattern_frame(patterns)
+    return mechanism_findings(edges, cache_pairs(patterns), broad_heads(df), ["ICoT"], positions=positions)
+
+
+def test_findings_count_what_was_found(frames):
+    row = _findings(frames).loc["ICoT"]
+    assert (row["tested"], row["important"], row["cache"], row["retrieve"], row["sink"], row["cot"]) == (6, 5, 2, 1, 1, 0)
+    assert row["tree_digits"] == [4] and row["paths"] == 2
+    assert row["top_edges"].startswith("L2H1 c3←c1 (retrieve): c4 accuracy −40.0 points, logit −3.00")
+    assert row["top_sink"].startswith("L2H2 c3←|| (sink)")
+    assert row["pairs"] == "(a1, b1) at c1"
+    assert row["broad"] == "L2H3 for c2, c3, c4, c5, c6, c7" and row["n_broad"] == 6
+
+
+def test_takeaway_names_edges_and_sinks_and_the_verdict(frames):
+    text = takeaway_markdown(_findings(frames, positions=(4,)), n_problems=150, positions=(4,))
+    assert "**ICoT**: 5 of 6 tested edges matter (2 cache, 1 retrieve, 1 sink edges)" in text
+    assert "a renormalisation effect, not information flow" in text
+    assert "Cache→retrieve paths reach 1 of the middle digits c4–c4 (c4; 2 paths in all)" in text
+    assert "has a tree-like graph" in text
+    assert f"≥ {100 * IMPORTANT_ACCURACY_DROP:g} points" in text and "over 150 problems" in text
+    assert "No SFT + aux loss" not in text and "the paper's main claim is not tested" not in text
+    strict = takeaway_markdown(_findings(frames))
+    assert "do not find the paper's tree" in strict and "reach 1 of the middle digits c2–c6" in strict
+
+
+def test_takeaway_caveats(frames):
+    findings = _findings(frames)
+    text = takeaway_markdown(
+        findings, cot_tokens={"ICoT": 46}, unfinished=["ICoT"], missing=["`models/sft` (SFT)"]
+    )
+    assert "still writes 46 chain-of-thought tokens" in text and "not a tree over the operands" in text
+    assert "cannot be looked for in our ICoT model yet" in text
+    assert "snapshot of a run still in training" in text
+    assert text.endswith("Not measured yet: `models/sft` (SFT).")
+    aux = findings.rename(index={"ICoT": "SFT + aux loss"})
+    assert "the same tree plus one such head" in takeaway_markdown(aux)
+    assert "No ICoT model was measured" in takeaway_markdown(aux)
+    assert takeaway_markdown(findings.iloc[:0], missing=["`models/icot` (ICoT)"]) == (
+        "No model was available to measure, so this chapter shows no evidence either way yet. "
+        "Not measured yet: `models/icot` (ICoT)."
+    )
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def test_attention_chart_has_its_selectors_and_lookups(frames):
+    patterns, _, _ = frames
+    spec = _compiles(attention_chart(pattern_frame(patterns), default_k=4))
+    params = {p["name"]: p for p in spec["params"]}
+    assert set(params) == {"model_pick", "layer_pick", "head_pick", "k_pick"}
+    assert params["model_pick"]["bind"]["labels"] == ["ICoT"] and params["model_pick"]["value"] == 0
+    assert params["layer_pick"]["bind"]["labels"] == ["layer 1", "layer 2"] and params["layer_pick"]["value"] == 1
+    assert params["k_pick"]["value"] == 4 and params["k_pick"]["bind"]["labels"][0] == "#### (→c0)"
+    cells = spec["data"]["values"]
+    assert all(c["w"] >= 0.01 for c in cells) and set(cells[0]) == {"m", "layer", "head", "k", "key", "w"}
+    assert sum("lookup" in t for t in spec["vconcat"][0]["transform"]) == 2
+
+
+def test_knockout_heatmap_one_panel_per_model_and_a_measure_switch(frames):
+    patterns, effects, _ = frames
+    df = knockout_frame({"ICoT": effects["ICoT"], "SFT": effects["ICoT"][:2]}, {"ICoT": patterns["ICoT"], "SFT": patterns["ICoT"]})
+    spec = _compiles(knockout_heatmap(df))
+    assert [panel["title"]["text"] for panel in spec["vconcat"]] == ["ICoT", "SFT"]
+    measure = next(p for p in spec["params"] if p["name"] == "measure")
+    assert measure["bind"]["options"] == ["accuracy", "logit"]
+    labels = {row["label"] for row in spec["datasets"][spec["vconcat"][0]["data"]["name"]]}
+    assert "L2H2 c3←|| [sink]" in labels
+
+
+def test_graph_frame_lays_out_arcs_above_and_below(frames):
+    patterns, effects, _ = frames
+    p = patterns["ICoT"]
+    graph = attention_graph(important_effects(effects["ICoT"]), p.labels, p.answer_positions)
+    df = graph_frame({"ICoT": graph}, {"ICoT": p.labels}, points=8)
+    nodes = df[df["part"] == "node"]
+    assert list(nodes["label"]) == LABELS[:-1]  # every position but <eos>
+    arcs = df[df["part"] == "arc"]
+    assert arcs["edge"].nunique() == 5 and len(arcs) == 5 * 9
+    cache = arcs[arcs["label"] == "L1H0 c1←a1"]
+    assert (cache["y"] >= 0).all() and cache["x"].iloc[0] == POS["a1"] and cache["x"].iloc[-1] == pytest.approx(POS["c1"])
+    retrieve = arcs[arcs["label"] == "L2H1 c3←c1"]
+    assert (retrieve["y"] <= 0).all() and retrieve["role"].iloc[0] == "retrieve"
+    loop = arcs[arcs["label"] == "L2H1 c3←c3"]
+    assert loop["x"].between(POS["c3"] - 0.31, POS["c3"] + 0.31).all()
+    spec = _compiles(graph_chart(df))
+    assert len(spec["vconcat"]) == 1
+    (pick,) = spec["params"]
+    assert pick["name"] == "head_pick" and pick["bind"] == "legend" and len(pick["views"]) == 1
+
+
+def test_charts_accept_no_rows():
+    _compiles(attention_chart(pattern_frame({})))
+    _compiles(knockout_heatmap(knockout_frame({}, {})))
+    _compiles(graph_chart(graph_frame({}, {})))
+    assert edge_frame({}, {}).empty and tree_paths(edge_frame({}, {})).empty
+
+
+# --------------------------------------------------------------------------- the widget
+
+
+def test_html_tables():
+    html = attention_row_html(LABELS, np.linspace(0, 1, T), POS["c1"], knocked=POS["a1"])
+    assert html.count('class="longmul-key"') == POS["c1"] + 1 and html.count("outline") == 1 and ">||<br>" in html
+    clean = TeacherForcedScores(
+        predicted=np.array([[5, 5, 6, 0, 8, 2, 0, 1]]), correct=np.ones((1, 8), bool), logit=np.full((1, 8), 9.0)
+    )
+    knocked = TeacherForcedScores(
+        predicted=np.array([[5, 5, 6, 0, -1, 2, 0, 1]]), correct=np.array([[1, 1, 1, 1, 0, 1, 1, 1]], bool), logit=np.full((1, 8), 7.5)
+    )
+    table = knockout_table_html([5, 5, 6, 0, 8, 2, 0, 1], clean, knocked)
+    assert "· ✗" in table and table.count("+1.50") == 8 and "edge knocked out" in table
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_model(model_config_from_preset("tiny"), seed=0).eval()
+
+
+def test_mechanism_explorer_updates(tiny):
+    widget = mechanism_explorer({"tiny": tiny}, a="1234", b="5678")
+    (a_box, _, _), (layer_box, head_box), (query_box, key_box) = (box.children for box in widget.children[:3])
+    out = widget.children[-1]
+    assert "1234 × 5678 = 7006652" in out.value and "L2H0 at c2 (→c3)" in out.value
+    assert layer_box.value == 1 and key_box.value == -1 and "Knocking out <b>L2H0 c2←" in out.value
+    head_box.value = 2
+    assert "L2H2 at c2 (→c3)" in out.value
+    query_box.value = 10  # '####'
+    assert [v for _, v in key_box.options] == [-1] + list(range(11))
+    key_box.value = POS["||"]
+    assert "L2H2 ####←||" in out.value and "attention sink" in out.value
+    a_box.value = "12a4"
+    assert "digits 0-9" in out.value
+
+
+def test_mechanism_explorer_opens_at_a_given_edge(tiny):
+    edge = Knockout(0, 3, POS["c1"], POS["b1"])
+    widget = mechanism_explorer({"other": tiny, "tiny": tiny}, start=("tiny", edge))
+    (_, _, model_box), (layer_box, head_box), (query_box, key_box) = (box.children for box in widget.children[:3])
+    assert (model_box.value, layer_box.value, head_box.value, query_box.value, key_box.value) == ("tiny", 0, 3, 12, 6)
+    assert "Knocking out <b>L1H3 c1←b1</b> (cache" in widget.children[-1].value
+    model_box.value = "other"  # a new model opens at the defaults
+    assert (layer_box.value, head_box.value, key_box.value) == (1, 0, -1)
+    bad = mechanism_explorer({"tiny": tiny}, start=("tiny", Knockout(0, 0, 3, 0)))  # query not an answer position
+    assert bad.children[2].children[0].value == 13
+
+
+def test_mechanism_explorer_notes_a_chain_of_thought_and_no_models(tiny):
+    cot_model = build_model(model_config_from_preset("tiny"), seed=1).eval()
+    cot_model.config.longmul_cot_tokens = 46
+    widget = mechanism_explorer({"plain": tiny, "with CoT": cot_model})
+    out = widget.children[-1]
+    assert "chain-of-thought" not in out.value
+    widget.children[0].children[2].value = "with CoT"
+    assert "still writes 46 chain-of-thought tokens" in out.value and "cot45" in out.value
+    assert "No model" in mechanism_explorer({}).children[-1].value
