@@ -134,3 +134,29 @@ def test_snapshot_of_a_run_in_progress(tmp_path, monkeypatch):
     assert loaded.training["command"] == "pytest"
     with pytest.raises(ValueError, match="no checkpoint"):
         export_snapshot(tmp_path / "snap", tmp_path / "other")
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    config = tiny_config(recipe="icot")
+    whole = train(config, tmp_path / "whole", command="pytest")
+    original = Trainer.train_step
+
+    def signalled_at_step_7(self, log):
+        if self.step == 7:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step: the step must still complete
+        return original(self, log)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "stopped", command="pytest")
+    state = json.loads((tmp_path / "stopped" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 8
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = train(config, tmp_path / "stopped", resume=True, command="pytest")
+    a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(whole) == _history(resumed)

@@ -22,8 +22,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -108,6 +111,35 @@ def per_digit_grad_norms(digit_loss: torch.Tensor, params: list[torch.nn.Paramet
         grads = torch.autograd.grad(digit_loss[k], params, retain_graph=True, allow_unused=True)
         norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
     return norms
+
+
+class StopRequest:
+    """Set by SIGINT/SIGTERM; the loop stops at the next step boundary, after a checkpoint."""
+
+    requested = False
+
+
+@contextmanager
+def stop_on_signals():
+    """Turn SIGINT and SIGTERM (``kill``, a session ending) into a clean stop: the step in flight
+    finishes, a checkpoint is written, then :class:`KeyboardInterrupt` is raised. Stopping between
+    steps keeps ``--resume`` exact."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        request.requested = True
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
@@ -336,9 +368,11 @@ class Trainer:
             disable=not config.progress,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
-        with open(self.history_path, "a") as history:
+        with open(self.history_path, "a") as history, stop_on_signals() as stop:
             try:
                 while self.step < config.max_steps:
+                    if stop.requested:
+                        raise KeyboardInterrupt
                     log = (self.step + 1) % config.log_every == 0 or self.step == 0
                     row = self.train_step(log)
                     if row:
