@@ -140,8 +140,12 @@ def wait_for_content(page: Page, name: str, problems: Problems) -> dict:
         checks.append(
             (
                 "widgets rendered",
-                """() => document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox, .widget-html').length > 0
-                       && document.querySelectorAll('.widget-text input').length > 0""",
+                # every embedded widget view drew something (any widget type: boxes, text, images)
+                """() => {
+                       const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+                       return document.querySelectorAll('.jupyter-widgets').length >= views
+                           && document.querySelectorAll('.jupyter-widgets.jupyter-widgets-error').length === 0;
+                   }""",
             )
         )
     for label, predicate in checks:
