@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from longmul.analysis.fourier import (
+    basis_shares,
     centroid_pca,
     chance_r2,
     digit_centroids,
@@ -106,6 +107,32 @@ def test_spectrum_and_the_pentagonal_prism(rng):
     assert labels[0].startswith("PC1: k=2") and labels[1].startswith("PC2: k=2") and labels[2].startswith("PC3: parity")
     records = result.records()
     assert [r["digit"] for r in records] == list(range(10)) and set(records[0]) == {"digit", "pc1", "pc2", "pc3"}
+
+
+def test_basis_shares_land_on_the_known_frequencies():
+    """Synthetic functions built from known basis functions: their variance goes to those functions only,
+    in proportion to squared amplitude × the function's own variance (5 for cos/sin, 10 for parity)."""
+    rng = np.random.default_rng(3)
+    shares = basis_shares(5.0 + 3 * COS2 + 4 * SIN2)  # variances 9·5 : 16·5, the constant carries none
+    assert "const" not in shares and set(shares) == set(fourier_basis()[1][1:])
+    assert shares["cos2"] == pytest.approx(9 / 25) and shares["sin2"] == pytest.approx(16 / 25)
+    assert sum(v for name, v in shares.items() if name not in ("cos2", "sin2")) == pytest.approx(0.0, abs=1e-12)
+    shares = basis_shares(2 * COS1 - PARITY)  # 4·5 : 1·10
+    assert shares["cos1"] == pytest.approx(2 / 3) and shares["parity"] == pytest.approx(1 / 3)
+    assert shares["sin1"] == pytest.approx(0.0, abs=1e-12)
+    for name, fn in zip(fourier_basis()[1][1:], fourier_basis()[0][1:]):  # each basis function on its own
+        shares = basis_shares(rng.normal() * fn + rng.normal())
+        assert shares[name] == pytest.approx(1.0) and sum(shares.values()) == pytest.approx(1.0)
+    noise = rng.normal(size=10)  # per frequency, the spectrum is the sum of its cos and sin shares
+    shares, spectrum = basis_shares(noise), frequency_spectrum(noise)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    for k in range(1, 5):
+        assert spectrum[k] == pytest.approx(shares[f"cos{k}"] + shares[f"sin{k}"])
+    assert spectrum[5] == pytest.approx(shares["parity"])
+    with pytest.raises(ValueError, match="do not vary"):
+        basis_shares(np.full(10, 3.0))
+    with pytest.raises(ValueError, match="one value per digit"):
+        basis_shares(np.ones(9))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import vl_convert
 
-from longmul.analysis.fourier import centroid_pca, fourier_basis, fourier_table
+from longmul.analysis.fourier import basis_shares, centroid_pca, fourier_basis, fourier_table
 from longmul.analysis.geometry import ActivationView, digit_pair_variance, pca
 from longmul.charts.evidence import limited_threads
 from longmul.charts.geometry import (
@@ -18,7 +18,6 @@ from longmul.charts.geometry import (
     PAPER_GEOMETRY,
     PAPER_PAIRS,
     basis_axis_titles,
-    basis_shares,
     dominant_frequencies,
     geometry_explorer,
     geometry_findings,

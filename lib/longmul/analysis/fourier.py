@@ -146,9 +146,9 @@ def fourier_table(objects: dict[str, np.ndarray], order: Sequence[int] = DEFAULT
     return rows
 
 
-def frequency_spectrum(values: np.ndarray) -> dict[int, float]:
-    """Share of the variance of a digit-indexed function ``values`` (10,) carried by each frequency
-    ``k = 1 … 5`` (cos and sin together; ``k = 5`` is parity). The shares add up to 1."""
+def _basis_power(values: np.ndarray) -> tuple[np.ndarray, list[str], float]:
+    """The power of a digit-indexed function ``values`` (10,) on each basis function of :func:`fourier_basis`
+    (its squared coefficient after removing the mean), the basis functions' names and the total power."""
     values = np.asarray(values, dtype=np.float64)
     if values.shape != (N_DIGITS,):
         raise ValueError(f"expected one value per digit, shape ({N_DIGITS},), got {values.shape}")
@@ -157,6 +157,21 @@ def frequency_spectrum(values: np.ndarray) -> dict[int, float]:
     total = float(power.sum())
     if total <= 0:
         raise ValueError("the values do not vary with the digit")
+    return power, names, total
+
+
+def basis_shares(values: np.ndarray) -> dict[str, float]:
+    """Share of the variance of a digit-indexed function ``values`` (10,) carried by each named basis
+    function of :func:`fourier_basis` (``cos1``, ``sin1``, …, ``parity``; the constant carries none); the
+    shares add up to 1. :func:`frequency_spectrum` adds up each frequency's cos and sin."""
+    power, names, total = _basis_power(values)
+    return {name: float(p / total) for name, p in zip(names, power) if name != "const"}
+
+
+def frequency_spectrum(values: np.ndarray) -> dict[int, float]:
+    """Share of the variance of a digit-indexed function ``values`` (10,) carried by each frequency
+    ``k = 1 … 5`` (cos and sin together; ``k = 5`` is parity). The shares add up to 1."""
+    power, names, total = _basis_power(values)
     spectrum = {}
     for k in range(1, N_DIGITS // 2 + 1):
         spectrum[k] = float(sum(power[names.index(n)] for n in frequency_names([k])) / total)

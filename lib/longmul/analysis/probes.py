@@ -184,6 +184,25 @@ def _default_sites(model: GPT2LMHeadModel, sites: Sequence[str] | None) -> list[
     return list(sites) if sites is not None else probe_sites(model_config_of(model).n_layers)
 
 
+def _activations_and_targets(
+    model: GPT2LMHeadModel,
+    problems: np.ndarray | Sequence[Problem] | None,
+    n_problems: int,
+    sites: Sequence[str] | None,
+    seed: int,
+    batch_size: int,
+) -> tuple[np.ndarray, list[str], dict[str, np.ndarray], np.ndarray]:
+    """What the probes are fitted on: the problems as operand pairs (N, 2) (``problems``, or ``n_problems``
+    random ones drawn with ``seed``), the sites (default :func:`probe_sites`), ``model``'s activations at
+    them (site → (N, n_c, d), :func:`collect_activations`) and the targets ĉ (N, n_c)."""
+    layout = model_config_of(model).layout
+    pairs = analysis_pairs(layout, problems, n_problems, seed, minimum=MIN_PROBLEMS)  # (N, 2)
+    sites = _default_sites(model, sites)
+    features = collect_activations(model, pairs, sites, batch_size)
+    targets = running_sums_batch(pairs, layout)  # (N, n_c)
+    return pairs, sites, features, targets
+
+
 def probe_running_sums(
     model: GPT2LMHeadModel,
     problems: np.ndarray | Sequence[Problem] | None = None,
@@ -199,10 +218,7 @@ def probe_running_sums(
 
     ``problems`` defaults to ``n_problems`` uniform random problems drawn with ``seed``.
     ``shuffle_targets`` permutes ĉ across problems (the shuffled-target control)."""
-    layout = model_config_of(model).layout
-    pairs = analysis_pairs(layout, problems, n_problems, seed, minimum=MIN_PROBLEMS)  # (N, 2)
-    features = collect_activations(model, pairs, _default_sites(model, sites), batch_size)
-    targets = running_sums_batch(pairs, layout)  # (N, n_c)
+    _, _, features, targets = _activations_and_targets(model, problems, n_problems, sites, seed, batch_size)
     if shuffle_targets:
         targets = _shuffled(targets, seed)
     return fit_probes(features, targets, test_fraction, seed, alphas, "shuffled" if shuffle_targets else "none")
@@ -231,11 +247,7 @@ def probe_with_controls(
     """The probes and both controls on the same problems and split: ``{"none": …, "shuffled": …,
     "untrained": …}``; each row's ``control`` says which. The shuffled control reuses the model's
     activations; the untrained twin is :func:`untrained_like` with ``seed``."""
-    layout = model_config_of(model).layout
-    pairs = analysis_pairs(layout, problems, n_problems, seed, minimum=MIN_PROBLEMS)  # (N, 2)
-    sites = _default_sites(model, sites)
-    features = collect_activations(model, pairs, sites, batch_size)
-    targets = running_sums_batch(pairs, layout)  # (N, n_c)
+    pairs, sites, features, targets = _activations_and_targets(model, problems, n_problems, sites, seed, batch_size)
     shuffled = _shuffled(targets, seed)
     twin_features = collect_activations(untrained_like(model, seed), pairs, sites, batch_size)
     return {

@@ -26,6 +26,7 @@ import pandas as pd
 from longmul.analysis.attribution import Attribution
 from longmul.analysis.probes import PAPER_SITE, ProbeResult
 from longmul.charts.accuracy import series_color_scale
+from longmul.charts.heatmap import annotated_heatmap
 
 PAPER_CITATION = "Bai et al. (2025), arXiv:2510.00184"
 PAPER_SHORT = "Bai et al. 2025"
@@ -156,47 +157,33 @@ def attribution_heatmaps(
     operands = list(dict.fromkeys(data["operand"]))
     high = float(max(data["drop"].max(), 1e-6)) if len(data) else 1.0
     low = float(min(data["drop"].min(), 0.0)) if len(data) else 0.0
-    x = alt.X("operand:N", sort=operands, title="replaced operand digit", axis=alt.Axis(orient="top", labelAngle=0))
-    y = alt.Y("output:N", sort=outputs, title="output digit")
-    faded = alt.when(alt.datum.possible).then(alt.value(1.0)).otherwise(alt.value(0.3))
-    rect = (
-        alt.Chart()
-        .mark_rect(stroke="white", strokeWidth=0.5)
-        .encode(
-            x=x,
-            y=y,
-            color=alt.Color(
-                "drop:Q",
-                scale=alt.Scale(scheme="blues", domain=[low, high], clamp=True),
-                title="logit drop",
-                legend=alt.Legend(orient="bottom", gradientLength=220),
-            ),
-            opacity=faded,
-            tooltip=[
-                alt.Tooltip("model:N"),
-                alt.Tooltip("output:N", title="output"),
-                alt.Tooltip("operand:N", title="replaced"),
-                alt.Tooltip("drop:Q", title="mean logit drop", format=".2f"),
-                alt.Tooltip("sem:Q", title="± standard error", format=".2f"),
-                alt.Tooltip("can change c_k:N"),
-                alt.Tooltip("accuracy:Q", title="model right on this digit", format=".0%"),
-            ],
-        )
-    )
-    text = (
-        alt.Chart()
-        .mark_text(fontSize=8)
-        .encode(
-            x=x,
-            y=y,
-            text="value:N",
-            color=alt.when(alt.datum.drop > (low + high) / 2).then(alt.value("white")).otherwise(alt.value("black")),
-            opacity=faded,
-        )
+    layers = annotated_heatmap(
+        data,
+        x="operand:N",
+        y="output:N",
+        x_title="replaced operand digit",
+        y_title="output digit",
+        x_sort=operands,
+        y_sort=outputs,
+        color="drop",
+        domain=[low, high],
+        clamp=True,
+        color_title="logit drop",
+        legend=alt.Legend(orient="bottom", gradientLength=220),
+        font_size=8,
+        opacity=alt.when(alt.datum.possible).then(alt.value(1.0)).otherwise(alt.value(0.3)),
+        tooltip=[
+            alt.Tooltip("model:N"),
+            alt.Tooltip("output:N", title="output"),
+            alt.Tooltip("operand:N", title="replaced"),
+            alt.Tooltip("drop:Q", title="mean logit drop", format=".2f"),
+            alt.Tooltip("sem:Q", title="± standard error", format=".2f"),
+            alt.Tooltip("can change c_k:N"),
+            alt.Tooltip("accuracy:Q", title="model right on this digit", format=".0%"),
+        ],
     )
     return (
-        alt.layer(rect, text, data=data)
-        .properties(width=alt.Step(step), height=alt.Step(step))
+        layers.properties(width=alt.Step(step), height=alt.Step(step))
         .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
         .properties(title=alt.Title(title, subtitle="faded: operand digits whose place value is too high to change c_k"))
     )

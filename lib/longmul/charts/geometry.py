@@ -28,11 +28,12 @@ from longmul.analysis.fourier import (
     DEFAULT_FREQUENCIES,
     N_DIGITS,
     CentroidPCA,
+    basis_shares,
     chance_r2,
-    fourier_basis,
     pooled_r2,
 )
 from longmul.analysis.geometry import ActivationView
+from longmul.charts.heatmap import annotated_heatmap
 
 # The operand-digit pairs the paper colours its Fig. 5 by (FACTS §5.4): the layer-1 attention output at the
 # position predicting c0 by b0 (c0 = a0·b0 mod 10, so a0 is its partner), one layer-1 head's output at the
@@ -368,23 +369,9 @@ def variance_chart(
 # --------------------------------------------------------------------------- the pentagonal prism
 
 
-def basis_shares(values: np.ndarray) -> dict[str, float]:
-    """Share of the variance of a digit-indexed function ``values`` (10,) carried by each named basis
-    function of :func:`longmul.analysis.fourier.fourier_basis` (``cos1``, ``sin1``, …, ``parity``; the
-    constant carries none); the shares add up to 1."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape != (N_DIGITS,):
-        raise ValueError(f"expected one value per digit, shape ({N_DIGITS},), got {values.shape}")
-    basis, names = fourier_basis(N_DIGITS)
-    power = (basis @ (values - values.mean())) ** 2  # (10,)
-    total = float(power.sum())
-    if total <= 0:
-        raise ValueError("the values do not vary with the digit")
-    return {name: float(p / total) for name, p in zip(names, power) if name != "const"}
-
-
 def basis_axis_titles(result: CentroidPCA, min_share: float = 0.2) -> list[str]:
-    """Axis titles for the centroid PCA named by Fourier basis functions: "PC1 (45%): cos2 + sin2", the
+    """Axis titles for the centroid PCA named by Fourier basis functions (their shares:
+    :func:`~longmul.analysis.fourier.basis_shares`): "PC1 (45%): cos2 + sin2", the
     basis functions that carry at least ``min_share`` of the component (at least the largest one), and the
     component's share of the centroids' variance."""
     titles = []
@@ -692,43 +679,30 @@ def spectrum_heatmap(
     objects = [OBJECT_LABELS[o] for o in OBJECT_LABELS if OBJECT_LABELS[o] in set(data["object"])]
     frequencies = list(dict.fromkeys(data.sort_values("k")["frequency"])) if len(data) else []
     models = _models_in(df)
-    x = alt.X("frequency:N", sort=frequencies, title=None, axis=alt.Axis(orient="top", labelAngle=0))
-    y = alt.Y("object:N", sort=objects, title=None)
-    rect = (
-        alt.Chart()
-        .mark_rect(stroke="white", strokeWidth=0.5)
-        .encode(
-            x=x,
-            y=y,
-            color=alt.Color(
-                "share:Q",
-                scale=alt.Scale(scheme="blues", domain=[0, 1]),
-                title="share of variance",
-                legend=alt.Legend(orient="bottom", format="%"),
-            ),
-            tooltip=[
-                alt.Tooltip("model:N"),
-                alt.Tooltip("object:N"),
-                alt.Tooltip("frequency:N"),
-                alt.Tooltip("share:Q", format=".1%"),
-                alt.Tooltip("chance:Q", title="noise would give", format=".1%"),
-                alt.Tooltip("above_chance:Q", title="× chance", format=".1f"),
-            ],
-        )
-    )
-    text = (
-        alt.Chart()
-        .mark_text(fontSize=9)
-        .encode(
-            x=x,
-            y=y,
-            text="value:N",
-            color=alt.when(alt.datum.share > 0.5).then(alt.value("white")).otherwise(alt.value("black")),
-        )
+    layers = annotated_heatmap(
+        _slim(data),
+        x="frequency:N",
+        y="object:N",
+        x_title=None,
+        y_title=None,
+        x_sort=frequencies,
+        y_sort=objects,
+        color="share",
+        domain=[0, 1],
+        color_title="share of variance",
+        legend=alt.Legend(orient="bottom", format="%"),
+        font_size=9,
+        tooltip=[
+            alt.Tooltip("model:N"),
+            alt.Tooltip("object:N"),
+            alt.Tooltip("frequency:N"),
+            alt.Tooltip("share:Q", format=".1%"),
+            alt.Tooltip("chance:Q", title="noise would give", format=".1%"),
+            alt.Tooltip("above_chance:Q", title="× chance", format=".1f"),
+        ],
     )
     return (
-        alt.layer(rect, text, data=_slim(data))
-        .properties(width=alt.Step(step), height=alt.Step(20))
+        layers.properties(width=alt.Step(step), height=alt.Step(20))
         .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
         .properties(title=alt.Title(title, subtitle="noise puts 22% at each of k = 1…4 and 11% at parity"))
     )
@@ -1065,7 +1039,6 @@ __all__ = [
     "PAPER_GEOMETRY",
     "PAPER_PAIRS",
     "basis_axis_titles",
-    "basis_shares",
     "dominant_frequencies",
     "geometry_explorer",
     "geometry_findings",
