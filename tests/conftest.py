@@ -7,22 +7,22 @@ from longmul.train import TrainConfig, train
 
 def tiny_config(**overrides) -> TrainConfig:
     """A run that takes a second or two: tiny model, 2x2-digit problems, small batches."""
-    base = dict(
-        preset="tiny",
-        n_digits=2,
-        batch_size=16,
-        max_steps=12,
-        log_every=3,
-        eval_every=6,
-        n_val=32,
-        final_eval_random=64,
-        icot_gate_problems=16,
-        icot_gate_every=4,
-        icot_tokens_per_stage=4,
-        icot_gate=0.0,
-        progress=False,
-        threads=1,
-    )
+    base = {
+        "preset": "tiny",
+        "n_digits": 2,
+        "batch_size": 16,
+        "max_steps": 12,
+        "log_every": 3,
+        "eval_every": 6,
+        "n_val": 32,
+        "final_eval_random": 64,
+        "icot_gate_problems": 16,
+        "icot_gate_every": 4,
+        "icot_tokens_per_stage": 4,
+        "icot_gate": 0.0,
+        "progress": False,
+        "threads": 1,
+    }
     base.update(overrides)
     return TrainConfig(**base)
 

@@ -32,7 +32,7 @@ from longmul.task import problem_from_strings, random_problems
 
 def _spec_in(html: str) -> dict:
     """The spec argument of the chart's IIFE."""
-    match = re.search(r"\}\)\((\{.*\}), \{\"actions\"", html, re.S)
+    match = re.search(r"\}\)\((\{.*\}), \{\"actions\"", html, re.DOTALL)
     assert match, "spec not found in chart HTML"
     return json.loads(match.group(1).replace("<\\/", "</"))
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 
@@ -78,7 +79,9 @@ def find_checkpoint(directory: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+def load_checkpoint(
+    directory: Path,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
     """(model tensors, optimizer tensors, extra tensors, state)."""
     directory = Path(directory)
     try:
@@ -89,5 +92,5 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str,
             load_file(directory / "extra.safetensors"),
             state,
         )
-    except (OSError, json.JSONDecodeError, Exception) as err:  # safetensors raises its own error type
+    except (OSError, json.JSONDecodeError, SafetensorError) as err:
         raise ValueError(f"checkpoint in {directory} is unreadable: {err}") from None

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     snap = sub.add_parser("snapshot", help="save a run's latest checkpoint as a model directory", description="Export the latest checkpoint of a (possibly unfinished) run as a saved model.")
     snap.add_argument("run_dir", type=Path)
-    snap.add_argument("--out", required=True, type=Path)
+    snap.add_argument("--out", type=Path, help="where to write it (default: RUN_DIR/snapshot, where the book looks)")
     snap.add_argument("--n-random", type=int, default=1000, help="fresh random problems to evaluate it on")
 
     data = sub.add_parser("data", help="write ICoT-format problem files", description="Write random problems in the ICoT line format.")
@@ -139,9 +139,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> None:
+    from .shipped import SNAPSHOT_DIR
     from .train import export_snapshot
 
-    path = export_snapshot(args.run_dir, args.out, args.n_random)
+    path = export_snapshot(args.run_dir, args.out or args.run_dir / SNAPSHOT_DIR, args.n_random)
     print(f"wrote {path}")
 
 

@@ -11,7 +11,15 @@ if TYPE_CHECKING:
 RECIPES = ("sft", "icot", "aux")
 AUX_TARGETS = ("running_sum", "shuffled")
 # Fields that may change when a run is resumed: they do not alter the trajectory up to the old end.
-RESUME_MUTABLE = {"max_steps", "stop_exact_match", "checkpoint_minutes", "threads", "final_eval_random", "device", "progress"}
+RESUME_MUTABLE = {
+    "max_steps",
+    "stop_exact_match",
+    "checkpoint_minutes",
+    "threads",
+    "final_eval_random",
+    "device",
+    "progress",
+}
 
 
 @dataclass
@@ -87,10 +95,13 @@ class TrainConfig:
 
             names = hook_names(model_config.n_layers)
             if self.aux_site not in names or "pattern" in self.aux_site or self.aux_site == "logits":
-                raise ValueError(f"aux_site {self.aux_site!r} is not an activation the probe can read; try one of {names[2:-2]}")
-            if self.aux_site.endswith(("hook_z", "hook_result")):
-                if not self.aux_heads or any(not 0 <= h < model_config.n_heads for h in self.aux_heads):
-                    raise ValueError(f"aux_site {self.aux_site} needs aux_heads, each in 0..{model_config.n_heads - 1}")
+                raise ValueError(
+                    f"aux_site {self.aux_site!r} is not an activation the probe can read; try one of {names[2:-2]}"
+                )
+            if self.aux_site.endswith(("hook_z", "hook_result")) and (
+                not self.aux_heads or any(not 0 <= h < model_config.n_heads for h in self.aux_heads)
+            ):
+                raise ValueError(f"aux_site {self.aux_site} needs aux_heads, each in 0..{model_config.n_heads - 1}")
             if self.aux_target not in AUX_TARGETS:
                 raise ValueError(f"unknown aux_target {self.aux_target!r}; choose one of {list(AUX_TARGETS)}")
             if self.aux_scale <= 0:
@@ -102,7 +113,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -100,7 +100,7 @@ def greedy_generate(
 
 def answer_digits(generated: np.ndarray, n_c: int) -> np.ndarray:
     """Digits after the first ``####`` (B, n_c); -1 where missing or not a digit."""
-    B, L = generated.shape
+    B = generated.shape[0]
     out = np.full((B, n_c), -1, dtype=np.int64)
     for row in range(B):
         hits = np.flatnonzero(generated[row] == ANSWER_ID)

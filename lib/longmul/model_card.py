@@ -12,10 +12,12 @@ def model_card(name: str, training: dict, metrics: dict) -> str:
     lines = [
         f"# longmul model `{name}`: {training['recipe']} recipe",
         "",
-        f"A GPT-2 ({mc['n_layers']} layers, {mc['n_heads']} heads, width {mc['d_model']}, "
-        f"{training['n_parameters']:,} parameters) trained from scratch on {mc['n_a']}x{mc['n_b']}-digit "
-        f"multiplication with the `{training['recipe']}` recipe of the `longmul` library, reproducing "
-        "Bai et al. (2025), *Why Can't Transformers Learn Multiplication?* (arXiv:2510.00184).",
+        (
+            f"A GPT-2 ({mc['n_layers']} layers, {mc['n_heads']} heads, width {mc['d_model']}, "
+            f"{training['n_parameters']:,} parameters) trained from scratch on {mc['n_a']}x{mc['n_b']}-digit "
+            f"multiplication with the `{training['recipe']}` recipe of the `longmul` library, reproducing "
+            "Bai et al. (2025), *Why Can't Transformers Learn Multiplication?* (arXiv:2510.00184)."
+        ),
         "",
         "Digits are written least-significant first. Prompt: `a0 a1 a2 a3 * b0 b1 b2 b3 ||`; the model",
         "generates `#### c0 c1 … c7 <eos>`.",
@@ -33,8 +35,10 @@ def model_card(name: str, training: dict, metrics: dict) -> str:
         "## Training",
         "",
         f"- command: `{training['command']}`",
-        f"- seed {training['seed']}, {training['steps']:,} steps, {training['examples']:,} examples, "
-        f"{training['wall_time_s'] / 60:.1f} min of wall time over {len(training['sessions'])} session(s)",
+        (
+            f"- seed {training['seed']}, {training['steps']:,} steps, {training['examples']:,} examples, "
+            f"{training['wall_time_s'] / 60:.1f} min of wall time over {len(training['sessions'])} session(s)"
+        ),
         f"- hardware (last session): {training['sessions'][-1]['hardware']}",
         "",
         "## Load it",

@@ -55,7 +55,7 @@ class Problem:
     def __post_init__(self) -> None:
         for name, value, width in (("a", self.a, self.n_a), ("b", self.b, self.n_b)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise ValueError(f"operand {name} must be an integer, got {value!r}")
+                raise ValueError(f"operand {name} must be an integer, got {value!r}")  # noqa: TRY004 (one error type for bad input)
             if width < 1:
                 raise ValueError(f"operand {name} needs at least one digit, got width {width}")
             if not 10 ** (width - 1) <= value < 10**width:

@@ -28,7 +28,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ from .model import ModelConfig, build_model, count_parameters
 from .model_card import model_card
 from .saved import save_model
 from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
+from .shipped import SNAPSHOT_DIR
 from .task import random_problems, sample_operands
 
 
@@ -427,7 +428,7 @@ class Trainer:
             "library_version": __version__,
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
-            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "written": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         extra = {"history.jsonl": self.history_path}
         probe_file = None
@@ -440,6 +441,8 @@ class Trainer:
             probe_file.unlink()
         if not keep_checkpoint:
             shutil.rmtree(self.out_dir / "checkpoint", ignore_errors=True)
+        if not snapshot:  # the finished model supersedes any snapshot of the run in progress
+            shutil.rmtree(self.out_dir / SNAPSHOT_DIR, ignore_errors=True)
         return target
 
 
@@ -514,7 +517,7 @@ def train(
     config.validate()
     trainer = Trainer(config, out_dir, command)
     trainer.session_start = time.monotonic()
-    trainer.session_started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    trainer.session_started = datetime.now(UTC).isoformat(timespec="seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         trainer.restore()
@@ -560,4 +563,4 @@ def tokens_per_sequence(config: TrainConfig) -> float:
     return layout.prompt_len + layout.answer_len
 
 
-__all__ = ["RECIPES", "TrainConfig", "train", "export_snapshot", "seconds_per_step", "running_sums_batch"]
+__all__ = ["RECIPES", "TrainConfig", "export_snapshot", "running_sums_batch", "seconds_per_step", "train"]

@@ -146,7 +146,7 @@ def fit_probes(
             raise ValueError(f"features of {site!r} must be (N={N}, n_c={n_c}, d), got shape {x.shape}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
-    n_test = int(round(N * test_fraction))
+    n_test = round(N * test_fraction)
     if n_test < 2 or N - n_test < 2:
         raise ValueError(f"{N} problems are too few: train and test splits need at least 2 each (got {N - n_test} and {n_test})")
     order = np.random.default_rng(seed).permutation(N)

@@ -1,0 +1,75 @@
+"""The book's models as shipped in ``models/``: finished runs, or snapshots of runs still in training.
+
+A training run writes its model into its own folder (``models/icot``) when it finishes. Until then the
+folder holds a resumable checkpoint and, where a session committed one, a snapshot of the latest
+checkpoint in ``models/<name>/snapshot`` (written by ``longmul snapshot models/<name>``). Chapters
+load the finished model when there is one, else the snapshot, and say which they got.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .saved import REQUIRED, LoadedModel, load_model
+
+MODEL_LABELS = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
+SNAPSHOT_DIR = "snapshot"
+
+
+def is_model_dir(path: Path) -> bool:
+    return all((path / name).is_file() for name in REQUIRED)
+
+
+def shipped_dir(models_dir: str | Path, name: str) -> Path | None:
+    """The finished model ``models_dir/name``, else its committed snapshot, else ``None``."""
+    run_dir = Path(models_dir) / name
+    for candidate in (run_dir, run_dir / SNAPSHOT_DIR):
+        if is_model_dir(candidate):
+            return candidate
+    return None
+
+
+@dataclass
+class ShippedModels:
+    """Models by display label, and the names of those not available at all."""
+
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def unfinished(self) -> list[str]:
+        """Labels of models that are snapshots of runs still in training."""
+        return [label for label, m in self.models.items() if m.training.get("snapshot_of_unfinished_run")]
+
+    def status_markdown(self) -> str:
+        """One paragraph saying what is missing and which models are snapshots (with their steps)."""
+        parts = []
+        if self.missing:
+            parts.append(
+                "Not available yet: " + ", ".join(f"`models/{name}`" for name in self.missing) + ". "
+                "The numbers below cover the models that are."
+            )
+        if self.unfinished:
+            parts.append(
+                "Snapshots of runs still in training: "
+                + ", ".join(f"{label} (step {self.models[label].training['steps']:,})" for label in self.unfinished)
+                + ". Their numbers will change when the runs finish."
+            )
+        return " ".join(parts) if parts else "All models are finished runs."
+
+
+def load_shipped(models_dir: str | Path, labels: dict[str, str] | None = None) -> ShippedModels:
+    """Load each model named in ``labels`` (name -> display label; default: the book's three)."""
+    labels = MODEL_LABELS if labels is None else labels
+    shipped = ShippedModels()
+    for name, label in labels.items():
+        directory = shipped_dir(models_dir, name)
+        if directory is None:
+            shipped.missing.append(name)
+        else:
+            shipped.models[label] = load_model(directory)
+    return shipped
+
+
+__all__ = ["MODEL_LABELS", "SNAPSHOT_DIR", "ShippedModels", "is_model_dir", "load_shipped", "shipped_dir"]

@@ -1,0 +1,51 @@
+"""Finding the book's models: a finished run wins over its snapshot; a missing one is reported."""
+
+import shutil
+
+import pytest
+
+from conftest import tiny_config
+from longmul.cli import main
+from longmul.shipped import SNAPSHOT_DIR, load_shipped, shipped_dir
+from longmul.train import Trainer, train
+
+
+def test_missing_models_are_named(tmp_path):
+    shipped = load_shipped(tmp_path, {"icot": "ICoT", "sft": "SFT"})
+    assert shipped.models == {} and shipped.missing == ["icot", "sft"]
+    assert "`models/icot`" in shipped.status_markdown() and "`models/sft`" in shipped.status_markdown()
+
+
+def test_finished_model_is_found(tiny_sft_model, tmp_path):
+    shutil.copytree(tiny_sft_model, tmp_path / "sft")
+    assert shipped_dir(tmp_path, "sft") == tmp_path / "sft"
+    shipped = load_shipped(tmp_path, {"sft": "SFT"})
+    assert list(shipped.models) == ["SFT"] and shipped.unfinished == [] and shipped.missing == []
+    assert shipped.status_markdown() == "All models are finished runs."
+
+
+def test_snapshot_stands_in_until_the_run_finishes(tmp_path, monkeypatch, capsys):
+    config = tiny_config(checkpoint_minutes=0.0, max_steps=8)
+    original = Trainer.train_step
+
+    def dies_at_step_5(self, log):
+        if self.step == 5:
+            raise RuntimeError("simulated end of session")
+        return original(self, log)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_step_5)
+    with pytest.raises(RuntimeError):
+        train(config, tmp_path / "sft", command="pytest")
+    assert shipped_dir(tmp_path, "sft") is None  # a checkpoint alone is not a model
+
+    assert main(["snapshot", str(tmp_path / "sft"), "--n-random", "8"]) == 0
+    assert shipped_dir(tmp_path, "sft") == tmp_path / "sft" / SNAPSHOT_DIR
+    shipped = load_shipped(tmp_path, {"sft": "SFT"})
+    assert shipped.unfinished == ["SFT"]
+    assert "SFT (step 5)" in shipped.status_markdown()
+
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train(config, tmp_path / "sft", resume=True, command="pytest")
+    assert shipped_dir(tmp_path, "sft") == tmp_path / "sft"
+    assert not (tmp_path / "sft" / SNAPSHOT_DIR).exists()  # superseded by the finished model
+    assert load_shipped(tmp_path, {"sft": "SFT"}).models["SFT"].training["steps"] == 8
