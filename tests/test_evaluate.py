@@ -1,9 +1,11 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
-from longmul.evaluate import answer_digits, evaluate_pairs, predict
+from longmul.evaluate import answer_digits, evaluate_pairs, greedy_generate, predict
+from longmul.model import PRESETS, build_model
 from longmul.saved import load_model
 from longmul.sequences import (
     ANSWER_ID,
@@ -12,6 +14,7 @@ from longmul.sequences import (
     PAD_ID,
     VOCAB,
     Layout,
+    full_ids,
     problems_to_pairs,
 )
 from longmul.task import Problem, random_problems
@@ -25,7 +28,9 @@ class Oracle(torch.nn.Module):
         self.layout, self.wrong_digit = layout, wrong_digit
         self.dummy = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, position_ids=None, attention_mask=None):
+    def forward(self, input_ids, position_ids=None, cache=None, use_cache=False):
+        if cache is not None:  # this oracle's "cache" is simply every token so far
+            input_ids = torch.cat([cache, input_ids], 1)
         L = self.layout
         B, T = input_ids.shape
         digits = input_ids[:, : L.prompt_len] - DIGIT_ID0
@@ -44,7 +49,7 @@ class Oracle(torch.nn.Module):
         else:
             nxt = torch.full((B,), EOS_ID)
         logits[torch.arange(B), -1, nxt] = 1.0
-        return SimpleNamespace(logits=logits)
+        return SimpleNamespace(logits=logits, cache=input_ids)
 
 
 def test_oracle_scores_perfectly_and_per_digit_accuracy_is_per_digit():
@@ -55,6 +60,27 @@ def test_oracle_scores_perfectly_and_per_digit_accuracy_is_per_digit():
     flawed = evaluate_pairs(Oracle(layout, wrong_digit=3), pairs, layout, position_skip=0, cot_tokens=0)
     assert flawed.exact_match == 0.0
     assert flawed.per_digit == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(("cot_tokens", "position_skip"), [(0, 0), (6, 40), (0, 46)])
+def test_cached_generation_equals_full_recomputation(cot_tokens, position_skip):
+    """Each generated token is the argmax of a plain forward pass over the whole sequence so far,
+    with the same positions: the key/value cache changes the cost, not the result."""
+    layout = Layout()
+    model = build_model(PRESETS["tiny"], seed=3).eval()
+    pairs = problems_to_pairs(random_problems(16, seed=1))
+    generated = greedy_generate(model, pairs, layout, position_skip=position_skip, cot_tokens=cot_tokens)
+    prompt = torch.from_numpy(full_ids(pairs, layout, with_cot=False)[:, : layout.prompt_len])
+    ids = torch.cat([prompt, torch.from_numpy(generated)], 1)  # (B, P + new)
+    P, new = layout.prompt_len, generated.shape[1]
+    positions = torch.cat([torch.arange(P), P + position_skip + torch.arange(new)])
+    with torch.no_grad():
+        logits = model(input_ids=ids, position_ids=positions.expand(len(ids), -1)).logits  # (B, P + new, V)
+    expected = logits[:, P - 1 : -1].argmax(-1).numpy()  # (B, new): the prediction for each new token
+    for row in range(len(ids)):
+        ended = np.flatnonzero(generated[row] == EOS_ID)
+        n = ended[0] + 1 if len(ended) else new  # <pad> after <eos> is filled in, not predicted
+        assert generated[row, :n].tolist() == expected[row, :n].tolist()
 
 
 def test_answer_digits_reads_after_the_first_marker():

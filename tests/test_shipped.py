@@ -49,3 +49,14 @@ def test_snapshot_stands_in_until_the_run_finishes(tmp_path, monkeypatch, capsys
     assert shipped_dir(tmp_path, "sft") == tmp_path / "sft"
     assert not (tmp_path / "sft" / SNAPSHOT_DIR).exists()  # superseded by the finished model
     assert load_shipped(tmp_path, {"sft": "SFT"}).models["SFT"].training["steps"] == 8
+
+
+def test_overview_describes_each_model(tiny_sft_model, tmp_path):
+    shutil.copytree(tiny_sft_model, tmp_path / "sft")
+    row = load_shipped(tmp_path, {"sft": "SFT"}).overview()["SFT"]
+    assert row == {
+        "recipe": "sft",
+        "training steps": "4",
+        "finished run": "yes",
+        "chain-of-thought tokens it writes": 0,
+    }

@@ -65,7 +65,10 @@ def greedy_generate(
     cot_tokens: int | None = None,
 ) -> np.ndarray:
     """Generate after the prompt of each pair, room for ``cot_tokens`` chain-of-thought tokens and the
-    answer; returns token ids (B, cot_tokens + answer_len), ``<pad>`` after ``<eos>``."""
+    answer; returns token ids (B, cot_tokens + answer_len), ``<pad>`` after ``<eos>``.
+
+    Keys and values of earlier tokens are cached, so each step feeds only the newest token. Every
+    prompt has the same length, so no padding mask is needed."""
     if position_skip is None:
         position_skip = position_skip_of(model)
     if cot_tokens is None:
@@ -75,21 +78,24 @@ def greedy_generate(
     prompt = torch.from_numpy(full_ids(pairs, layout, with_cot=False)[:, : layout.prompt_len]).to(device)  # (B, P)
     B, P = prompt.shape
     positions = torch.cat([torch.arange(P), P + position_skip + torch.arange(max_new_tokens)]).to(device)
-    ids = prompt
+    step_ids, start = prompt, 0  # the tokens fed this step and the position of the first of them
+    cache = None
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     generated = []
     for _ in range(max_new_tokens):
-        T = ids.shape[1]
-        logits = model(
-            input_ids=ids,
-            position_ids=positions[:T].expand(B, T),
-            attention_mask=torch.ones_like(ids),
-        ).logits  # (B, T, V)
-        nxt = logits[:, -1].argmax(-1)  # (B,)
+        T = step_ids.shape[1]
+        out = model(
+            input_ids=step_ids,
+            position_ids=positions[start : start + T].expand(B, T),
+            cache=cache,
+            use_cache=True,
+        )
+        cache = out.cache
+        nxt = out.logits[:, -1].argmax(-1)  # (B,)
         nxt = torch.where(finished, torch.full_like(nxt, PAD_ID), nxt)
         generated.append(nxt)
         finished |= nxt == EOS_ID
-        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        step_ids, start = nxt[:, None], start + T  # (B, 1)
         if bool(finished.all()):
             break
     out = torch.stack(generated, 1).cpu().numpy()  # (B, steps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .evaluate import cot_tokens_of
 from .saved import REQUIRED, LoadedModel, load_model
 
 MODEL_LABELS = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
@@ -41,6 +42,18 @@ class ShippedModels:
     def unfinished(self) -> list[str]:
         """Labels of models that are snapshots of runs still in training."""
         return [label for label, m in self.models.items() if m.training.get("snapshot_of_unfinished_run")]
+
+    def overview(self) -> dict[str, dict]:
+        """Per label: recipe, training steps, whether the run finished, chain-of-thought tokens it writes."""
+        return {
+            label: {
+                "recipe": m.training.get("recipe"),
+                "training steps": f"{m.training.get('steps', 0):,}",
+                "finished run": "no (snapshot)" if label in self.unfinished else "yes",
+                "chain-of-thought tokens it writes": cot_tokens_of(m.model),
+            }
+            for label, m in self.models.items()
+        }
 
     def status_markdown(self) -> str:
         """One paragraph saying what is missing and which models are snapshots (with their steps)."""
