@@ -3,8 +3,9 @@ shortcuts that read only two digits of each operand (chapter 1's per-digit chart
 
     .venv/bin/python scripts/readme_figure.py     # writes book/images/per-digit-accuracy.png
 
-Uses every model in models/ that is complete (icot, sft, aux), on the ICoT test set; rerun it when
-the shipped models change.
+Uses every model shipped in models/ (icot, sft, aux: the finished run, else the committed snapshot of
+a run still in training, named as such in the title), on the ICoT test set; rerun it when the shipped
+models change.
 """
 
 from __future__ import annotations
@@ -19,22 +20,21 @@ from longmul.charts.accuracy import per_digit_chart
 from longmul.charts.puzzle import per_digit_frame, shortcut_accuracy
 from longmul.datasets import icot_problems
 from longmul.evaluate import evaluate
-from longmul.saved import REQUIRED, load_model
+from longmul.shipped import load_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "book" / "images" / "per-digit-accuracy.png"
-MODEL_NAMES = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
 
 
 def main() -> int:
     problems = icot_problems("test")
-    results = {
-        label: evaluate(load_model(ROOT / "models" / name).model, problems)
-        for name, label in MODEL_NAMES.items()
-        if all((ROOT / "models" / name / f).is_file() for f in REQUIRED)
-    }
+    shipped = load_shipped(ROOT / "models")
+    results = {label: evaluate(m.model, problems) for label, m in shipped.models.items()}
     data = pd.concat([per_digit_frame(results), shortcut_accuracy(problems)])
-    title = "Which digits of a 4-digit × 4-digit product are right (ICoT test set)"
+    title = ["Which digits of a 4-digit × 4-digit product are right (ICoT test set)"]
+    if shipped.unfinished:
+        steps = ", ".join(f"{label} at step {shipped.models[label].training['steps']:,}" for label in shipped.unfinished)
+        title.append(f"still in training: {steps}")
     chart = per_digit_chart(data, title=title, legend_title=None)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_bytes(vlc.vegalite_to_png(chart.to_dict(), scale=2))

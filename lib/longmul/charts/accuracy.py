@@ -43,7 +43,7 @@ def _with_digit_label(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 def per_digit_chart(
     df: pd.DataFrame,
     *,
-    title: str = "Per-digit accuracy",
+    title: str | list[str] = "Per-digit accuracy",  # a list: one line each
     width: int = 420,
     legend_title: str | None = "click to highlight",
 ) -> alt.LayerChart:
