@@ -153,6 +153,34 @@ def test_load_runs_labels_and_bare_history_files(tmp_path):
     assert run.name == "w10" and run.recipe == "aux" and run.config == {}
 
 
+def test_discover_runs_and_the_table_of_everything_tried(tmp_path):
+    assert dyn.discover_runs(tmp_path / "nowhere") == {}
+    write_history(tmp_path / "aux_heads" / "history.jsonl", synthetic_rows(3_000))
+    write_state(tmp_path / "aux_heads", 3_000, recipe="aux", aux_site="blocks.1.attn.hook_z", aux_heads=[0, 1])
+    (tmp_path / "notes").mkdir()  # a folder without a history is not a run
+    runs = dyn.discover_runs(tmp_path)
+    assert list(runs) == ["aux_heads"]
+    row = dyn.tried_row(runs["aux_heads"])
+    assert row["recipe"] == "aux" and "aux_site = blocks.1.attn.hook_z" in row["recipe settings"]
+    assert row["steps"] == 3_000 and row["examples"] == 3_000 * 256 and row["status"] == "in progress"
+    # at step 3,000 only c0, c1 and c7 (learned at 300, 500, 1,600) are right
+    assert row["val accuracy c0 … c7"] == "1.00 1.00 0.10 0.10 0.10 0.10 0.10 1.00"
+    assert row["val exact match"] == pytest.approx(0.1**5)
+
+
+def test_wall_time_comes_from_the_records_when_they_have_it(tmp_path):
+    run_dir = tmp_path / "sft"
+    write_history(run_dir / "history.jsonl", synthetic_rows(2_000))  # history: 200 s at step 2,000
+    assert dyn.load_run(run_dir).elapsed_s == 200
+    write_state(run_dir, 2_000)
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    state["elapsed_s"] = 150.0  # e.g. corrected for a paused process
+    (run_dir / "checkpoint" / "state.json").write_text(json.dumps(state))
+    assert dyn.load_run(run_dir).elapsed_s == 150.0
+    (run_dir / "training.json").write_text(json.dumps({"steps": 2_000, "wall_time_s": 120.0, "config": {}}))
+    assert dyn.load_run(run_dir).elapsed_s == 120.0
+
+
 # --------------------------------------------------------------------------- tables
 
 def test_digit_rows_unpooled_and_pooled(tmp_path):

@@ -126,6 +126,7 @@ class RunHistory:
     checkpoint_step: int | None = None
     planned_steps: int | None = None  # max_steps of the run's configuration
     partial_last_line: bool = False  # the history ended in a line still being written
+    recorded_wall_s: float | None = None  # training time in training.json or the checkpoint (corrections included)
 
     @property
     def last_step(self) -> int:
@@ -137,6 +138,10 @@ class RunHistory:
 
     @property
     def elapsed_s(self) -> float:
+        """Training time: as recorded with the model or the latest checkpoint (which carry any
+        correction, e.g. for a paused process), else the latest time in the history."""
+        if self.recorded_wall_s is not None:
+            return self.recorded_wall_s
         return max([r.get("elapsed_s", 0.0) for r in self.train + self.evals] or [0.0])
 
     @property
@@ -229,6 +234,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunHistory:
         checkpoint_step=state.get("step") if state else None,
         planned_steps=config.get("max_steps"),
         partial_last_line=partial,
+        recorded_wall_s=(record or {}).get("wall_time_s", (state or {}).get("elapsed_s")),
     )
     _split_rows(run, rows)
     return run
@@ -244,6 +250,32 @@ def load_runs(models_dir: str | Path, names: Mapping[str, str] | Sequence[str]) 
     """``{label: run}`` for the run directories ``models_dir/<name>``; ``names`` maps name -> label."""
     labels = dict(names) if isinstance(names, Mapping) else {n: n for n in names}
     return {label: load_run(Path(models_dir) / name, name=label) for name, label in labels.items()}
+
+
+def discover_runs(folder: str | Path) -> dict[str, RunHistory]:
+    """Every run directory directly under ``folder`` (one with a ``history.jsonl``), by folder name;
+    empty when the folder does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    return {p.name: load_run(p) for p in sorted(folder.iterdir()) if (p / "history.jsonl").is_file()}
+
+
+def tried_row(run: RunHistory) -> dict:
+    """One row of the table of everything trained: the run's recipe settings, how far it got, and its
+    latest validation scores (exact match, and accuracy of each digit c0 … c7)."""
+    latest = run.latest_eval
+    return {
+        "run": run.name,
+        "recipe": run.recipe,
+        "recipe settings": run_settings(run)["recipe settings"],
+        "status": run.status,
+        "steps": run.last_step,
+        "examples": run.examples,
+        "wall-clock hours": round(run.elapsed_s / 3600, 2),
+        "val exact match": latest["val_exact_match"] if latest else None,
+        "val accuracy c0 … c7": " ".join(f"{a:.2f}" for a in latest["val_per_digit"]) if latest else "",
+    }
 
 
 def run_summary(run: RunHistory) -> dict:
@@ -719,6 +751,7 @@ __all__ = [
     "cot_gone_step",
     "cot_length",
     "digit_names",
+    "discover_runs",
     "digit_rows",
     "eval_rows",
     "flatness",
@@ -735,5 +768,6 @@ __all__ = [
     "stage_rows",
     "steps_to_exact_match",
     "sweep_rows",
+    "tried_row",
     "window_stats",
 ]
