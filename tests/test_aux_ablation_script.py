@@ -1,0 +1,46 @@
+"""scripts/aux_ablation.py: the README it writes records a command for every configuration in the
+form the chapter's reader expects, and bad arguments stop it before anything runs."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from longmul import dynamics as dyn
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "aux_ablation.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("aux_ablation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_records_every_command_where_read_sweep_finds_them(tmp_path):
+    script = load_script()
+    commands = dyn.ablation_commands(script.FOLDER, max_steps=1234)
+    folder = tmp_path / "aux_ablation"
+    folder.mkdir()
+    (folder / "README.md").write_text(script.readme(commands, 1234))
+    (folder / "none").mkdir()
+    (folder / "none" / "history.jsonl").write_text('{"kind": "eval", "step": 1000, "val_exact_match": 0.0}\n')
+    sweep = dyn.read_sweep(folder)
+    assert set(sweep.commands) == {name for name, _, _ in dyn.ABLATION_PLAN}
+    assert all("--max-steps 1234" in c for c in sweep.commands.values())
+    assert sweep.without_command == []
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
+
+
+def test_unknown_configuration_is_refused():
+    result = run_script("--only", "none,site_nowhere")
+    assert result.returncode == 2 and "unknown configuration(s) site_nowhere" in result.stderr
+
+
+def test_nonpositive_steps_are_refused():
+    result = run_script("--max-steps", "0")
+    assert result.returncode == 2 and "--max-steps must be positive" in result.stderr
