@@ -2,7 +2,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from longmul.train import TrainConfig, train
+from longmul.train import TrainConfig, Trainer, train
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -25,6 +25,22 @@ def tiny_config(**overrides) -> TrainConfig:
     }
     base.update(overrides)
     return TrainConfig(**base)
+
+
+def train_until_killed(config: TrainConfig, out, step: int, monkeypatch) -> None:
+    """Start a run and kill it (an exception, as when a session ends) when it reaches ``step``; its
+    last checkpoint stays behind. ``Trainer.train_step`` is restored afterwards."""
+    original = Trainer.train_step
+
+    def dies_at_step(self, log):
+        if self.step == step:
+            raise RuntimeError("simulated kill")
+        return original(self, log)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_step)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train(config, out, command="pytest")
+    monkeypatch.setattr(Trainer, "train_step", original)
 
 
 @pytest.fixture(scope="session")

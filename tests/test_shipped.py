@@ -2,12 +2,10 @@
 
 import shutil
 
-import pytest
-
-from conftest import tiny_config
+from conftest import tiny_config, train_until_killed
 from longmul.cli import main
 from longmul.shipped import SNAPSHOT_DIR, load_shipped, shipped_dir
-from longmul.train import Trainer, train
+from longmul.train import train
 
 
 def test_missing_models_are_named(tmp_path):
@@ -26,16 +24,7 @@ def test_finished_model_is_found(tiny_sft_model, tmp_path):
 
 def test_snapshot_stands_in_until_the_run_finishes(tmp_path, monkeypatch, capsys):
     config = tiny_config(checkpoint_minutes=0.0, max_steps=8)
-    original = Trainer.train_step
-
-    def dies_at_step_5(self, log):
-        if self.step == 5:
-            raise RuntimeError("simulated end of session")
-        return original(self, log)
-
-    monkeypatch.setattr(Trainer, "train_step", dies_at_step_5)
-    with pytest.raises(RuntimeError):
-        train(config, tmp_path / "sft", command="pytest")
+    train_until_killed(config, tmp_path / "sft", 5, monkeypatch)
     assert shipped_dir(tmp_path, "sft") is None  # a checkpoint alone is not a model
 
     assert main(["snapshot", str(tmp_path / "sft"), "--n-random", "8"]) == 0
@@ -44,7 +33,6 @@ def test_snapshot_stands_in_until_the_run_finishes(tmp_path, monkeypatch, capsys
     assert shipped.unfinished == ["SFT"]
     assert "SFT (step 5)" in shipped.status_markdown()
 
-    monkeypatch.setattr(Trainer, "train_step", original)
     train(config, tmp_path / "sft", resume=True, command="pytest")
     assert shipped_dir(tmp_path, "sft") == tmp_path / "sft"
     assert not (tmp_path / "sft" / SNAPSHOT_DIR).exists()  # superseded by the finished model

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import tiny_config, train_until_killed
 from longmul.sequences import Layout
 from longmul.task import Problem
 from longmul.train import TrainConfig, Trainer, running_sums_batch, train
@@ -34,17 +34,7 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(recipe, tmp_pa
     config = tiny_config(recipe=recipe, dropout=0.1, checkpoint_minutes=0.0)
     whole = train(config, tmp_path / "whole", command="pytest")
 
-    original = Trainer.train_step
-
-    def dies_at_step_7(self, log):
-        if self.step == 7:
-            raise RuntimeError("simulated kill")
-        return original(self, log)
-
-    monkeypatch.setattr(Trainer, "train_step", dies_at_step_7)
-    with pytest.raises(RuntimeError, match="simulated kill"):
-        train(config, tmp_path / "resumed", command="pytest")
-    monkeypatch.setattr(Trainer, "train_step", original)
+    train_until_killed(config, tmp_path / "resumed", 7, monkeypatch)
     resumed = train(config, tmp_path / "resumed", resume=True, command="pytest")
 
     a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
@@ -117,17 +107,7 @@ def test_snapshot_of_a_run_in_progress(tmp_path, monkeypatch):
     from longmul.saved import load_model
     from longmul.train import export_snapshot
 
-    config = tiny_config(checkpoint_minutes=0.0)
-    original = Trainer.train_step
-
-    def dies_at_step_5(self, log):
-        if self.step == 5:
-            raise RuntimeError("simulated kill")
-        return original(self, log)
-
-    monkeypatch.setattr(Trainer, "train_step", dies_at_step_5)
-    with pytest.raises(RuntimeError):
-        train(config, tmp_path / "run", command="pytest")
+    train_until_killed(tiny_config(checkpoint_minutes=0.0), tmp_path / "run", 5, monkeypatch)
     snapshot = export_snapshot(tmp_path / "run", tmp_path / "snap", final_eval_random=10)
     loaded = load_model(snapshot)
     assert loaded.training["steps"] == 5 and loaded.training["snapshot_of_unfinished_run"]
