@@ -210,3 +210,16 @@ def test_per_digit_and_grid_frames():
     assert grid.loc[grid["k"] == 3, "predicted"].item() == 9
     with pytest.raises(ValueError, match="not the problem"):
         answer_grid_frame(results, problems[::-1])
+
+
+def test_round_floats_cuts_floats_only():
+    import pandas as pd
+
+    from longmul.charts.frames import round_floats
+
+    df = pd.DataFrame({"x": [0.123456, float("nan"), 12345.678], "k": [1, 2, 3], "name": ["a", "b", "c"]})
+    out = round_floats(df)
+    assert out["x"].iloc[0] == 0.1235 and pd.isna(out["x"].iloc[1]) and out["x"].iloc[2] == 12350.0
+    assert out["k"].tolist() == [1, 2, 3] and out["name"].tolist() == ["a", "b", "c"]
+    assert round_floats(df, 2)["x"].iloc[0] == 0.12
+    assert df["x"].iloc[0] == 0.123456  # the input is left as it was

@@ -15,6 +15,7 @@ import altair as alt
 import pandas as pd
 
 from longmul.charts.accuracy import digit_labels, series_color_scale
+from longmul.charts.frames import round_floats
 from longmul.dynamics import LN10, RunHistory, digit_rows
 
 # One colour per output digit, the same in every chart of the chapter (and in the widget).
@@ -29,11 +30,7 @@ def _frame(rows) -> pd.DataFrame:
 
 def _slim(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Only the columns a chart uses, floats to 4 significant digits: the spec is embedded in the page."""
-    out = df[[c for c in columns if c in df.columns]].copy()
-    for column in out.columns:
-        if pd.api.types.is_float_dtype(out[column]):
-            out[column] = out[column].map(lambda v: float(f"{v:.4g}") if pd.notna(v) else v)
-    return out
+    return round_floats(df[[c for c in columns if c in df.columns]])
 
 
 def _runs_in(df: pd.DataFrame) -> list[str]:

@@ -33,6 +33,7 @@ from longmul.analysis.fourier import (
     pooled_r2,
 )
 from longmul.analysis.geometry import ActivationView
+from longmul.charts.frames import round_floats
 from longmul.charts.heatmap import annotated_heatmap
 
 # The operand-digit pairs the paper colours its Fig. 5 by (FACTS §5.4): the layer-1 attention output at the
@@ -80,15 +81,6 @@ PARITY_COLORS = {"even": "#4c78a8", "odd": "#e45756"}
 # digits; digits n and n+5 share that angle and differ in parity: the prism's rungs.
 PENTAGONS = {"even": [0, 6, 2, 8, 4], "odd": [5, 1, 7, 3, 9]}
 RUNGS = [(n, n + 5) for n in range(5)]
-
-
-def _slim(df: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """Floats to ``digits`` significant digits: the data is embedded in the page."""
-    out = df.copy()
-    for column in out.columns:
-        if pd.api.types.is_float_dtype(out[column]):
-            out[column] = out[column].map(lambda v: float(f"{v:.{digits}g}") if pd.notna(v) else v)
-    return out
 
 
 def _models_in(df: pd.DataFrame) -> list[str]:
@@ -169,7 +161,7 @@ def pca_brush_chart(
     default = codes.get(default_view, 0)
     points = df[["view", "pc1", "pc2", "pc3", *[c for c in colours if c in df.columns]]].copy()
     points["v"] = points.pop("view").map(codes)
-    points = _slim(points, 3)
+    points = round_floats(points, 3)
 
     view = alt.param(
         name="view",
@@ -313,7 +305,7 @@ def variance_chart(
     columns = ["model", "view", "pair", *MEASURES]
     paper = paper_pairs(df)[columns].copy()
     paper["pair"] = "paper"
-    data = _slim(pd.concat([paper, df[columns]], ignore_index=True), 3)
+    data = round_floats(pd.concat([paper, df[columns]], ignore_index=True), 3)
     data = data.rename(columns=MEASURES)
     pairs = ["paper"] + [f"{a}·{b}" for a in OPERAND_DIGITS[:4] for b in OPERAND_DIGITS[4:]]
     views = list(dict.fromkeys(df["view"])) if len(df) else []
@@ -448,7 +440,7 @@ def prism_chart(
             fx, fy = f"pc{x + 1}", f"pc{y + 1}"
             ex = alt.X(f"{fx}:Q", title=titles[x], axis=alt.Axis(labels=False, ticks=False, titleFontSize=10))
             ey = alt.Y(f"{fy}:Q", title=titles[y], axis=alt.Axis(labels=False, ticks=False, titleFontSize=10))
-            mine = _slim(edges[edges["model"] == model])
+            mine = round_floats(edges[edges["model"] == model])
             pentagons = (
                 alt.Chart(mine[mine["kind"] == "pentagon"])
                 .mark_line(strokeWidth=1.2, opacity=0.55)
@@ -459,7 +451,7 @@ def prism_chart(
                 .mark_line(strokeWidth=1, strokeDash=[3, 3], color="#999")
                 .encode(x=ex, y=ey, detail="edge:N", order="end:O")
             )
-            dots = alt.Chart(_slim(points[points["model"] == model])).encode(x=ex, y=ey)
+            dots = alt.Chart(round_floats(points[points["model"] == model])).encode(x=ex, y=ey)
             circles = dots.mark_circle(size=60, opacity=0.9).encode(
                 color=parity_colour,
                 tooltip=[
@@ -636,7 +628,7 @@ def table1_chart(
         .transform_filter(alt.datum.object == (objects[0] if objects else ""))
     )
     return (
-        alt.layer(chance, lines, data=_slim(data))
+        alt.layer(chance, lines, data=round_floats(data))
         .properties(width=width, height=170)
         .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
         .properties(title=alt.Title(title, subtitle="dashed: the chance level, R² of the same fit to noise"))
@@ -680,7 +672,7 @@ def spectrum_heatmap(
     frequencies = list(dict.fromkeys(data.sort_values("k")["frequency"])) if len(data) else []
     models = _models_in(df)
     layers = annotated_heatmap(
-        _slim(data),
+        round_floats(data),
         x="frequency:N",
         y="object:N",
         x_title=None,
