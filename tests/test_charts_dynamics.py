@@ -12,6 +12,7 @@ from longmul import dynamics as dyn
 from longmul.charts.dynamics import (
     DIGIT_COLORS,
     accuracy_curves_chart,
+    aux_error_chart,
     grad_norm_heatmap,
     history_explorer,
     history_figure,
@@ -117,8 +118,22 @@ def test_accuracy_curves(runs):
     assert spec["layer"][1]["encoding"]["y"]["scale"]["domain"] == [0, 1]
 
 
+def test_aux_error_chart_has_the_error_and_the_digit_losses(runs):
+    aux = runs["SFT + aux loss"]
+    aux.config["aux_scale"] = 10.0
+    for row in aux.train:
+        row["aux_loss"] = 0.01
+    spec = aux_error_chart(dyn.aux_error_rows(runs, max_points=20), dyn.digit_rows(runs, max_points=20)).to_dict()
+    error, loss = spec["vconcat"]
+    assert error["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
+    assert loss["encoding"]["y"]["scale"]["domain"] == [0, 3] and loss["encoding"]["color"]["field"] == "digit"
+    errors = [v for v in spec["datasets"].values() if v and "rms_error" in v[0] and "step" in v[0]]
+    assert errors and {v["rms_error"] for v in errors[0]} == {1.0}
+    assert {v["run"] for v in _dataset(spec)} == {"SFT + aux loss"}  # only the runs with an aux loss
+
+
 def test_charts_accept_no_rows():
-    for chart in (loss_curves_chart([]), grad_norm_heatmap([]), step_slider_chart([]), accuracy_curves_chart([])):
+    for chart in (loss_curves_chart([]), grad_norm_heatmap([]), step_slider_chart([]), accuracy_curves_chart([]), aux_error_chart([], [])):
         json.dumps(chart.to_dict())
 
 

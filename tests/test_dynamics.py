@@ -230,6 +230,40 @@ def test_eval_and_stage_rows(tmp_path):
     assert dyn.stage_rows([run]) == [{"run": "sft", "step": 600, "removed": 8}]
 
 
+def test_aux_error_rows_are_rms_in_units_of_c_hat(tmp_path):
+    run = in_progress_run(tmp_path)
+    run.config["aux_scale"] = 10.0
+    for i, row in enumerate(run.train):
+        row["aux_loss"] = 0.04 if i % 2 else 0.0  # pooled pairs: mean MSE 0.02
+    rows = dyn.aux_error_rows([run])
+    assert len(rows) == len(run.train) and rows[1]["rms_error"] == pytest.approx(0.2 * 10)
+    run.train = run.train[:100]
+    pooled = dyn.aux_error_rows([run], max_points=50)  # bins of two rows: MSE 0 and 0.04
+    assert len(pooled) == 50 and all(r["rms_error"] == pytest.approx(math.sqrt(0.02) * 10) for r in pooled)
+    assert pooled[-1]["step"] == run.train[-1]["step"]
+    assert dyn.aux_error_rows([in_progress_run(tmp_path / "sft_only")]) == []
+
+
+def test_stage_table(tmp_path):
+    run = dyn.RunHistory("icot", tmp_path, "in progress", recipe="icot", config={"n_digits": 4})
+    run.train = [train_row(s) for s in (100, 700, 2_000, 2_600)]
+    run.evals = [
+        {**eval_row(500, [0.5] * 8), "removed": 0},
+        {**eval_row(1_000, [0.9] * 8), "removed": 8},
+        {**eval_row(1_500, [0.8] * 8), "removed": 8},
+        {**eval_row(2_500, [0.1] * 8), "removed": 16},
+    ]
+    run.stages = [{"step": 600, "removed": 8}, {"step": 2_000, "removed": 16}]
+    table = dyn.stage_table(run)
+    assert [(r["removed"], r["from_step"], r["to_step"], r["steps"], r["current"]) for r in table] == [
+        (0, 0, 600, 600, False),
+        (8, 600, 2_000, 1_400, False),
+        (16, 2_000, 2_600, 600, True),
+    ]
+    assert table[1]["best_val_exact_match"] == pytest.approx(0.9**8)
+    assert table[2]["best_val_exact_match"] == pytest.approx(0.1**8)
+
+
 # --------------------------------------------------------------------------- statistics
 
 def test_learned_steps_by_loss_give_the_constructed_order(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
-from longmul.saved import load_model
+from longmul.saved import load_model, save_model
 
 
 def test_saved_model_has_the_hugging_face_layout_and_records(tiny_sft_model):
@@ -45,6 +45,19 @@ def test_tampering_is_detected(tiny_sft_model, tmp_path):
     (copy / "manifest.json").unlink()
     with pytest.raises(ValueError, match="missing manifest.json"):
         load_model(copy)
+
+
+def test_saving_into_a_run_directory_leaves_its_other_files_out_of_the_manifest(tiny_sft_model, tmp_path):
+    """A finished run is saved into its own directory, beside its scratch files (e.g. the aux probe's
+    temporary file, deleted right after): those must not be in the manifest."""
+    loaded = load_model(tiny_sft_model)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "scratch.tmp").write_text("deleted after saving")
+    save_model(run, loaded.model, loaded.training, loaded.metrics)
+    assert "scratch.tmp" not in json.loads((run / "manifest.json").read_text())
+    (run / "scratch.tmp").unlink()
+    assert load_model(run).training == loaded.training
 
 
 def test_missing_and_foreign_directories(tmp_path):

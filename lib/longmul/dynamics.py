@@ -400,6 +400,47 @@ def stage_rows(runs: Mapping[str, RunHistory] | Iterable[RunHistory]) -> list[di
     return [{"run": run.name, "step": s["step"], "removed": s["removed"]} for run in _as_runs(runs) for s in run.stages]
 
 
+def aux_error_rows(runs: Mapping[str, RunHistory] | Iterable[RunHistory], max_points: int | None = None) -> list[dict]:
+    """The auxiliary loss over training, as the probe's root-mean-square error in units of ĉ:
+    ``sqrt(aux MSE) × aux_scale`` (the loss regresses ĉ_k / aux_scale; the error is pooled over the
+    n_c positions). One row per (run, logged step or bin of at most ``max_points`` per run): ``run``,
+    ``step``, ``examples``, ``rms_error``. Runs without an aux loss give no rows."""
+    out = []
+    for run in _as_runs(runs):
+        scale = float(run.config.get("aux_scale", 1.0))
+        rows = [r for r in run.train if r.get("aux_loss") is not None]
+        for start, stop in _chunks(len(rows), max_points):
+            chunk = rows[start:stop]
+            mse = float(np.mean([r["aux_loss"] for r in chunk]))
+            last = chunk[-1]
+            out.append({"run": run.name, "step": last["step"], "examples": last.get("examples"), "rms_error": math.sqrt(mse) * scale})
+    return out
+
+
+def stage_table(run: RunHistory) -> list[dict]:
+    """ICoT: one row per removal stage: ``removed`` (chain-of-thought tokens gone in it), ``from_step``,
+    ``to_step`` (the next stage's start, or the last logged step), ``steps``, ``current`` (the stage the
+    run was in at its last logged step) and ``best_val_exact_match`` (over the evaluations in the
+    stage, None if none). The full chain of thought before the first removal is stage 0."""
+    starts = [{"step": 0, "removed": 0}] + [s for s in run.stages if s["step"] > 0 or s["removed"] > 0]
+    out = []
+    for i, stage in enumerate(starts):
+        last = i == len(starts) - 1
+        end = run.last_step if last else starts[i + 1]["step"]
+        scores = [e["val_exact_match"] for e in run.evals if stage["step"] < e["step"] <= end and e.get("removed", stage["removed"]) == stage["removed"]]
+        out.append(
+            {
+                "removed": stage["removed"],
+                "from_step": stage["step"],
+                "to_step": end,
+                "steps": end - stage["step"],
+                "current": last,
+                "best_val_exact_match": max(scores) if scores else None,
+            }
+        )
+    return out
+
+
 def grad_norm_matrix(run: RunHistory, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, matrix)``: the gradient norm of each digit's loss (rows c_0 … c_7) at each logged step
     (columns; pooled by geometric mean into at most ``max_points`` bins, ``steps`` = each bin's last

@@ -105,14 +105,16 @@ def save_model(
         if bars_were_on:
             hf_logging.enable_progress_bar()
     if directory.exists():
-        # Keep whatever else lives there (a resumable checkpoint) but replace the model files.
+        # Keep whatever else lives there (a resumable checkpoint, a run's scratch files) but replace
+        # the model files; the manifest covers those only.
+        names = [item.name for item in tmp.iterdir()]
         for item in tmp.iterdir():
             target = directory / item.name
             if target.is_dir():
                 shutil.rmtree(target)
             item.replace(target)
         tmp.rmdir()
-        write_manifest_subset(directory, [p.name for p in directory.iterdir() if p.is_file()])
+        write_manifest_subset(directory, names)
     else:
         tmp.replace(directory)
     return directory

@@ -122,6 +122,53 @@ def loss_curves_chart(
     return alt.layer(*layers).add_params(run).properties(title=title, width=width, height=height)
 
 
+def aux_error_chart(
+    error_rows,
+    rows,
+    *,
+    title: str = "The probe's error on ĉ and the loss of each digit, over training",
+    width: int = 500,
+) -> alt.VConcatChart:
+    """Two panels over the same steps, for the runs in ``error_rows``: the aux probe's RMS error in
+    units of ĉ (:func:`longmul.dynamics.aux_error_rows`, log scale, with a rule at 0.5, below which a
+    reading rounds to the right integer) and each digit's loss (:func:`longmul.dynamics.digit_rows`)."""
+    errors = _frame(error_rows)
+    if errors.empty:
+        errors = pd.DataFrame(columns=["run", "step", "examples", "rms_error"])
+    runs = _runs_in(errors)
+    losses = _frame(rows)
+    losses = losses[losses["run"].isin(runs)] if len(losses) else pd.DataFrame(columns=["run", "step", "k", "loss"])
+    losses = losses.assign(digit="c" + losses["k"].astype(int).astype(str))
+    n_c = int(losses["k"].max()) + 1 if len(losses) else 8
+    x = alt.X("step:Q", title="training step", axis=alt.Axis(format="~s"), scale=alt.Scale(nice=False))
+    error = alt.layer(
+        alt.Chart(_slim(errors, ["run", "step", "examples", "rms_error"]))
+        .mark_line(color="black")
+        .encode(
+            x=x,
+            y=alt.Y("rms_error:Q", scale=alt.Scale(type="log"), title="probe RMS error (ĉ units, log)"),
+            detail="run:N",
+            tooltip=[alt.Tooltip("run:N"), alt.Tooltip("step:Q", format=","), alt.Tooltip("rms_error:Q", format=".3f", title="RMS error")],
+        ),
+        alt.Chart(pd.DataFrame({"rms_error": [0.5], "label": ["0.5: a reading this close rounds to ĉ"]}))
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(y="rms_error:Q", tooltip=["label:N"]),
+    ).properties(width=width, height=140)
+    loss = (
+        alt.Chart(_slim(losses, ["run", "step", "digit", "loss"]))
+        .mark_line(strokeWidth=1.5)
+        .encode(
+            x=x,
+            y=alt.Y("loss:Q", scale=alt.Scale(domain=[0, 3], clamp=True), title="digit loss (nats)"),
+            color=alt.Color("digit:N", scale=digit_color_scale(n_c), sort=digit_labels(n_c), title="digit"),
+            detail="run:N",
+            tooltip=[alt.Tooltip("run:N"), alt.Tooltip("digit:N"), alt.Tooltip("step:Q", format=","), alt.Tooltip("loss:Q", format=".3f")],
+        )
+        .properties(width=width, height=200)
+    )
+    return alt.vconcat(error, loss).resolve_scale(x="shared").properties(title=title)
+
+
 def grad_norm_heatmap(
     rows,
     *,
