@@ -56,11 +56,26 @@ def test_probe_on_a_shuffled_target_explains_nothing():
     assert {row["control"] for row in result.rows} == {"shuffled"}
 
 
+def test_exact_is_the_share_of_readings_that_round_to_the_integer_target():
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 300, size=(400, 2)).astype(float)  # integers, like ĉ_k
+    readable = np.concatenate([targets[..., None], rng.normal(size=(400, 2, 3))], axis=2)  # ĉ_k is a feature
+    blurred = readable.copy()
+    blurred[..., 0] += rng.normal(scale=3.0, size=(400, 2))  # readable only to within a few units
+    result = fit_probes({"readable": readable, "blurred": blurred, "noise": rng.normal(size=(400, 2, 4))}, targets)
+    assert (result.metric("readable", "exact") > 0.99).all()
+    assert (result.metric("blurred", "exact") < 0.3).all() and (result.metric("blurred", "r2") > 0.99).all()
+    assert (result.metric("noise", "exact") < 0.05).all()
+    for site in ("readable", "blurred"):
+        rounded = np.rint(result.predictions[site]) == result.y_test  # (n_test, n_c)
+        np.testing.assert_allclose(result.metric(site, "exact"), rounded.mean(0))
+
+
 def test_table_is_tidy():
     features, y = synthetic(N=100)
     result = fit_probes(features, y, test_fraction=0.2)
     assert len(result.rows) == 2 * 3
-    assert set(result.rows[0]) == {"site", "k", "mae", "r2", "alpha", "n_train", "n_test", "control"}
+    assert set(result.rows[0]) == {"site", "k", "mae", "r2", "exact", "alpha", "n_train", "n_test", "control"}
     assert [(r["site"], r["k"]) for r in result.rows[:3]] == [("linear", 0), ("linear", 1), ("linear", 2)]
     assert all(r["n_train"] == 80 and r["n_test"] == 20 for r in result.rows)
     assert sorted(result.probes) == sorted((s, k) for s in ("linear", "noise") for k in range(3))

@@ -22,6 +22,7 @@ from longmul.charts.evidence import (
     evidence_findings,
     limited_threads,
     paper_probe_frame,
+    probe_exact_table,
     probe_frame,
     probe_scatter_chart,
     probe_site_chart,
@@ -75,7 +76,8 @@ def _probe_rows(model: str, r2_probe: float, mae_probe: float) -> list[dict]:
     for control, r2, mae in (("none", r2_probe, mae_probe), ("shuffled", 0.0, 30.0), ("untrained", 0.5, 18.0)):
         for site in SITES:
             for k in range(8):
-                rows.append({"model": model, "control": control, "site": site, "k": k, "mae": mae, "r2": r2})
+                exact = max(0.0, 1.0 - mae / 10)  # any number that differs between readouts
+                rows.append({"model": model, "control": control, "site": site, "k": k, "mae": mae, "r2": r2, "exact": exact})
     return rows
 
 
@@ -156,7 +158,7 @@ def _probe_result(seed: int = 0):
 def test_probe_frame_and_scatter_frame():
     result = _probe_result()
     df = probe_frame({"M": {"none": result, "shuffled": result}})
-    assert list(df.columns) == ["model", "control", "site", "k", "mae", "r2", "alpha", "n_train", "n_test"]
+    assert list(df.columns) == ["model", "control", "site", "k", "mae", "r2", "exact", "alpha", "n_train", "n_test"]
     assert len(df) == 2 * 2 * 8
     good = df[(df["site"] == "good") & (df["control"] == "none")]
     assert (good["r2"] > 0.99).all()
@@ -178,6 +180,13 @@ def test_probe_table_puts_controls_and_the_paper_beside_each_number():
     assert len(paper) == 2
     assert table.loc[paper[1], "ĉ3"] == "111.60" and table.loc[paper[1], "ĉ0"] == ""
     assert len(probe_table(df, PAPER_SITE, paper=False)) == 6
+
+
+def test_probe_exact_table_has_each_model_and_control_but_no_paper_row():
+    df = pd.DataFrame(_probe_rows("ICoT", 0.95, 2.5) + _probe_rows("SFT", 0.4, 20.0))
+    table = probe_exact_table(df, PAPER_SITE, models=["SFT", "ICoT"])
+    assert list(table.index) == [(m, c) for m in ("SFT", "ICoT") for c in ("probe", "control: shuffled target", "control: untrained twin")]
+    assert table.loc[("ICoT", "probe"), "ĉ3"] == "75.0%" and table.loc[("SFT", "probe"), "ĉ0"] == "0.0%"
 
 
 def test_probe_site_chart_has_a_site_selector_and_the_papers_diamonds():

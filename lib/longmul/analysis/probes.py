@@ -108,18 +108,18 @@ def collect_activations(
 class ProbeResult:
     """Held-out scores of one probe per (site, k), with what a scatter plot or a readout needs."""
 
-    rows: list[dict]  # one per (site, k): site, k, mae, r2, alpha, n_train, n_test, control
+    rows: list[dict]  # one per (site, k): site, k, mae, r2, exact, alpha, n_train, n_test, control
     y_test: np.ndarray  # (n_test, n_c) true ĉ_k of the held-out problems (shuffled for that control)
     predictions: dict[str, np.ndarray]  # site → (n_test, n_c) the probes' predictions on them
     test_index: np.ndarray  # (n_test,) which of the input problems were held out
     probes: dict[tuple[str, int], Pipeline]  # (site, k) → the fitted scaler + ridge
 
     def metric(self, site: str, name: str = "mae") -> np.ndarray:
-        """``name`` ("mae", "r2" or "alpha") of ``site``'s probes for k = 0 … n_c-1: (n_c,)."""
+        """``name`` ("mae", "r2", "exact" or "alpha") of ``site``'s probes for k = 0 … n_c-1: (n_c,)."""
         if site not in self.predictions:
             raise ValueError(f"site {site!r} was not probed; probed: {list(self.predictions)}")
-        if name not in ("mae", "r2", "alpha"):
-            raise ValueError(f"unknown metric {name!r}; choose 'mae', 'r2' or 'alpha'")
+        if name not in ("mae", "r2", "exact", "alpha"):
+            raise ValueError(f"unknown metric {name!r}; choose 'mae', 'r2', 'exact' or 'alpha'")
         return np.array([row[name] for row in self.rows if row["site"] == site])
 
 
@@ -134,7 +134,9 @@ def fit_probes(
     """Fit a ridge probe per site and position on a random train split and score it on the rest.
 
     ``features``: site → (N, n_c, d) activations; ``targets``: (N, n_c) values to read out (ĉ_k).
-    The split is a permutation drawn with ``seed``; ``control`` only labels the rows."""
+    The split is a permutation drawn with ``seed``; ``control`` only labels the rows. Besides MAE and R²,
+    each row has ``exact``: the share of held-out problems whose reading, rounded, is the target itself
+    (for ĉ_k, then also its digit c_k = ĉ_k mod 10)."""
     targets = np.asarray(targets, dtype=np.float64)
     if targets.ndim != 2:
         raise ValueError(f"targets must be (N, n_c), got shape {targets.shape}")
@@ -164,6 +166,7 @@ def fit_probes(
                     "k": k,
                     "mae": float(mean_absolute_error(targets[test, k], predicted[:, k])),
                     "r2": float(r2_score(targets[test, k], predicted[:, k])),
+                    "exact": float((np.rint(predicted[:, k]) == targets[test, k]).mean()),
                     "alpha": float(probe[-1].alpha_),
                     "n_train": len(train),
                     "n_test": n_test,

@@ -235,14 +235,14 @@ def attribution_summary(
 
 def probe_frame(results: Mapping[str, Mapping[str, ProbeResult]]) -> pd.DataFrame:
     """The probes' held-out scores of each model and control as rows: model, control, site, k, mae, r2,
-    alpha, n_train, n_test (``results``: model → the dict :func:`probe_with_controls` returns)."""
+    exact, alpha, n_train, n_test (``results``: model → the dict :func:`probe_with_controls` returns)."""
     rows = [
         {"model": model, **row}
         for model, by_control in results.items()
         for result in by_control.values()
         for row in result.rows
     ]
-    columns = ["model", "control", "site", "k", "mae", "r2", "alpha", "n_train", "n_test"]
+    columns = ["model", "control", "site", "k", "mae", "r2", "exact", "alpha", "n_train", "n_test"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -282,6 +282,25 @@ def probe_table(
             label = f"reported by {PAPER_SHORT}" if control == "paper" else control_label
             index.append((model, label))
             rows.append(cells)
+    return pd.DataFrame(
+        rows, index=pd.MultiIndex.from_tuples(index, names=["model", "readout"]), columns=[f"ĉ{k}" for k in range(n_c)]
+    )
+
+
+def probe_exact_table(df: pd.DataFrame, site: str = PAPER_SITE, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """At one site, the share of held-out problems whose probe reading rounds to ĉ_k exactly: one row
+    per model and control (the paper reports no such number), one column per ĉ_k, cells "12.3%"."""
+    data = df[df["site"] == site]
+    models = list(models) if models is not None else list(dict.fromkeys(df["model"]))
+    n_c = int(df["k"].max()) + 1 if len(df) else 8
+    index, rows = [], []
+    for model in models:
+        for control, control_label in CONTROL_LABELS.items():
+            part = data[(data["model"] == model) & (data["control"] == control)].set_index("k")
+            if part.empty:
+                continue
+            index.append((model, control_label))
+            rows.append([f"{float(part.loc[k, 'exact']):.1%}" if k in part.index else "" for k in range(n_c)])
     return pd.DataFrame(
         rows, index=pd.MultiIndex.from_tuples(index, names=["model", "readout"]), columns=[f"ĉ{k}" for k in range(n_c)]
     )
