@@ -12,7 +12,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "longmul.cli", *args], capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["data"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"], ["snapshot"], ["runs"], ["data"]])
 def test_help_everywhere(command):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -35,6 +35,15 @@ def test_predict_prints_digits(tiny_sft_model, capsys):
     assert "2365 × 4347 = 10280655" in out and "c7" in out
 
 
+def test_runs_lists_a_folder_of_runs_and_a_run_directory(tiny_sft_model, capsys):
+    assert main(["runs", str(tiny_sft_model.parent)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tiny_sft_model}: sft, finished, step 4, 64 examples") and "val exact match" in out
+    assert main(["runs", str(tiny_sft_model), "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["run"] == str(tiny_sft_model) and row["steps"] == 4 and row["status"] == "finished"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -45,6 +54,8 @@ def test_predict_prints_digits(tiny_sft_model, capsys):
         (["predict", "{tmp}/missing", "1234", "5678"], "model directory not found"),
         (["eval", "{model}", "--problems", "{tmp}/bad.txt"], "bad.txt:1: malformed"),
         (["train", "--recipe", "sft", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),
+        (["runs", "{tmp}/nope"], "no such folder"),
+        (["runs", "{tmp}"], "no runs (directories with a history.jsonl)"),
     ],
 )
 def test_bad_input_gives_one_clear_line(args, message, tmp_path, tiny_sft_model, capsys):

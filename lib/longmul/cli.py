@@ -1,4 +1,4 @@
-"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``snapshot``, ``data``.
+"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``snapshot``, ``runs``, ``data``.
 
 Errors in what the user asked for (bad operands, missing model directories, unknown recipes, …)
 print one line ``longmul: error: …`` and exit with status 2, without a traceback.
@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--out", type=Path, help="where to write it (default: RUN_DIR/snapshot, where the book looks)")
     snap.add_argument("--n-random", type=int, default=1000, help="fresh random problems to evaluate it on")
 
+    runs = sub.add_parser("runs", help="how far each run under some folders has got", description="List the runs (finished or in progress) in some folders: steps, examples, training time, latest validation scores.")
+    runs.add_argument("folders", type=Path, nargs="*", default=[Path("models"), Path("runs")], help="folders holding run directories, or run directories (default: models runs)")
+    runs.add_argument("--json", action="store_true", help="one JSON object per run instead of a table")
+
     data = sub.add_parser("data", help="write ICoT-format problem files", description="Write random problems in the ICoT line format.")
     data.add_argument("--out", required=True, type=Path)
     data.add_argument("--n", type=int, required=True, help="number of problems")
@@ -146,6 +150,34 @@ def cmd_snapshot(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_runs(args: argparse.Namespace) -> None:
+    from .dynamics import discover_runs, icot_progress, load_run, tried_row
+
+    found = {}
+    for folder in args.folders:
+        if not folder.is_dir():
+            raise ValueError(f"no such folder: {folder}")
+        if (folder / "history.jsonl").is_file():  # a run directory itself
+            found[str(folder)] = load_run(folder)
+        else:
+            found.update({str(folder / name): run for name, run in discover_runs(folder).items()})
+    if not found:
+        raise ValueError(f"no runs (directories with a history.jsonl) in {', '.join(map(str, args.folders))}")
+    for path, run in found.items():
+        row = {**tried_row(run), "run": path}
+        progress = icot_progress(run)
+        if progress:
+            row["chain-of-thought tokens removed"] = f"{progress['removed']} of {progress['cot_len']}"
+        if args.json:
+            print(json.dumps(row))
+            continue
+        em = f"{row['val exact match']:.1%}" if row["val exact match"] is not None else "—"
+        print(f"{path}: {row['recipe']}, {row['status']}, step {row['steps']:,}, {row['examples']:,} examples, {row['wall-clock hours']:.2f} h")
+        print(f"    val exact match {em}; per digit c0…c7: {row['val accuracy c0 … c7'] or '—'}")
+        if progress:
+            print(f"    chain-of-thought tokens removed: {row['chain-of-thought tokens removed']}")
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from .datasets import evaluation_problems
     from .task import random_problems, write_problems
@@ -156,7 +188,14 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"wrote {len(problems)} problems to {args.out}")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "snapshot": cmd_snapshot, "data": cmd_data}
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "snapshot": cmd_snapshot,
+    "runs": cmd_runs,
+    "data": cmd_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
