@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config, train_until_killed
+from longmul.saved import MANIFEST, load_model
 from longmul.sequences import Layout
 from longmul.task import Problem
 from longmul.train import TrainConfig, Trainer, running_sums_batch, train
@@ -27,6 +28,11 @@ def test_loss_falls(recipe, tmp_path):
     assert len(rows[-1]["digit_loss"]) == len(rows[-1]["digit_grad_norm"]) == 4
     if recipe == "aux":
         assert rows[-1]["aux_loss"] < rows[0]["aux_loss"]
+    # The finished run is a valid model directory: its manifest lists exactly its own files.
+    assert load_model(out).training["steps"] == 80
+    listed = set(json.loads((out / MANIFEST).read_text()))
+    assert listed == {p.name for p in out.iterdir() if p.is_file() and p.name != MANIFEST}
+    assert ("aux_probe.safetensors" in listed) == (recipe == "aux")
 
 
 @pytest.mark.parametrize("recipe", ["sft", "icot", "aux"])
@@ -104,7 +110,6 @@ def test_config_round_trips_through_json():
 
 
 def test_snapshot_of_a_run_in_progress(tmp_path, monkeypatch):
-    from longmul.saved import load_model
     from longmul.train import export_snapshot
 
     train_until_killed(tiny_config(checkpoint_minutes=0.0), tmp_path / "run", 5, monkeypatch)
