@@ -38,8 +38,9 @@ DEFAULT_PROBLEMS = 2_000
 
 
 @dataclass(frozen=True)
-class AuxProbe:
-    """The jointly trained probe of an aux-loss model, and where it reads."""
+class SavedAuxProbe:
+    """The jointly trained probe of an aux-loss model as saved beside it (the weights of
+    :class:`longmul.train.AuxProbe`), and where it reads."""
 
     weight: torch.Tensor  # (n_c, d_in): one readout per output digit
     site: str
@@ -47,14 +48,14 @@ class AuxProbe:
     scale: float
 
 
-def load_aux_probe(loaded: LoadedModel) -> AuxProbe:
+def load_aux_probe(loaded: LoadedModel) -> SavedAuxProbe:
     """The probe saved with an aux-loss model; ``ValueError`` if the model has none."""
     config = loaded.training.get("config", {})
     path = Path(loaded.path) / PROBE_FILE
     if loaded.training.get("recipe") != "aux" or not path.is_file():
         raise ValueError(f"{loaded.path} is not an aux-loss model with a saved probe ({PROBE_FILE})")
     weight = load_file(str(path))["weight"]
-    return AuxProbe(weight, config["aux_site"], tuple(config.get("aux_heads") or ()), float(config["aux_scale"]))
+    return SavedAuxProbe(weight, config["aux_site"], tuple(config.get("aux_heads") or ()), float(config["aux_scale"]))
 
 
 def aux_readout(

@@ -256,6 +256,29 @@ def paper_probe_frame(site: str = PAPER_SITE) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "control", "site", "k", "mae", "r2"])
 
 
+def _per_model_and_control(
+    data: pd.DataFrame, models: Sequence[str], n_c: int, cell, label=lambda control, control_label: control_label
+) -> pd.DataFrame:
+    """One row per model and control found in ``data`` (probe rows at one site), one column per ĉ_k;
+    ``cell(row)`` formats one (model, control, k) row, "" where there is none."""
+    index, rows = [], []
+    for model in models:
+        for control, control_label in CONTROL_LABELS.items():
+            part = data[(data["model"] == model) & (data["control"] == control)].set_index("k")
+            if part.empty:
+                continue
+            index.append((model, label(control, control_label)))
+            rows.append([cell(part.loc[k]) if k in part.index else "" for k in range(n_c)])
+    return pd.DataFrame(
+        rows, index=pd.MultiIndex.from_tuples(index, names=["model", "readout"]), columns=[f"ĉ{k}" for k in range(n_c)]
+    )
+
+
+def _models_and_width(df: pd.DataFrame, models: Sequence[str] | None) -> tuple[list[str], int]:
+    models = list(models) if models is not None else list(dict.fromkeys(df["model"]))
+    return models, int(df["k"].max()) + 1 if len(df) else 8
+
+
 def probe_table(
     df: pd.DataFrame, site: str = PAPER_SITE, paper: bool = True, models: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -264,45 +287,22 @@ def probe_table(
     data = df[df["site"] == site]
     if paper:
         data = pd.concat([data, paper_probe_frame(site)], ignore_index=True)
-    models = list(models) if models is not None else list(dict.fromkeys(df["model"]))
-    n_c = int(df["k"].max()) + 1 if len(df) else 8
-    index, rows = [], []
-    for model in models:
-        for control, control_label in CONTROL_LABELS.items():
-            part = data[(data["model"] == model) & (data["control"] == control)].set_index("k")
-            if part.empty:
-                continue
-            cells = []
-            for k in range(n_c):
-                if k not in part.index:
-                    cells.append("")
-                    continue
-                mae, r2 = float(part.loc[k, "mae"]), float(part.loc[k, "r2"])
-                cells.append(f"{mae:.2f}" if np.isnan(r2) else f"{mae:.2f} ({r2:.2f})")
-            label = f"reported by {PAPER_SHORT}" if control == "paper" else control_label
-            index.append((model, label))
-            rows.append(cells)
-    return pd.DataFrame(
-        rows, index=pd.MultiIndex.from_tuples(index, names=["model", "readout"]), columns=[f"ĉ{k}" for k in range(n_c)]
-    )
+
+    def cell(row: pd.Series) -> str:
+        mae, r2 = float(row["mae"]), float(row["r2"])
+        return f"{mae:.2f}" if np.isnan(r2) else f"{mae:.2f} ({r2:.2f})"
+
+    def label(control: str, control_label: str) -> str:
+        return f"reported by {PAPER_SHORT}" if control == "paper" else control_label
+
+    return _per_model_and_control(data, *_models_and_width(df, models), cell, label)
 
 
 def probe_exact_table(df: pd.DataFrame, site: str = PAPER_SITE, models: Sequence[str] | None = None) -> pd.DataFrame:
     """At one site, the share of held-out problems whose probe reading rounds to ĉ_k exactly: one row
     per model and control (the paper reports no such number), one column per ĉ_k, cells "12.3%"."""
-    data = df[df["site"] == site]
-    models = list(models) if models is not None else list(dict.fromkeys(df["model"]))
-    n_c = int(df["k"].max()) + 1 if len(df) else 8
-    index, rows = [], []
-    for model in models:
-        for control, control_label in CONTROL_LABELS.items():
-            part = data[(data["model"] == model) & (data["control"] == control)].set_index("k")
-            if part.empty:
-                continue
-            index.append((model, control_label))
-            rows.append([f"{float(part.loc[k, 'exact']):.1%}" if k in part.index else "" for k in range(n_c)])
-    return pd.DataFrame(
-        rows, index=pd.MultiIndex.from_tuples(index, names=["model", "readout"]), columns=[f"ĉ{k}" for k in range(n_c)]
+    return _per_model_and_control(
+        df[df["site"] == site], *_models_and_width(df, models), lambda row: f"{float(row['exact']):.1%}"
     )
 
 
