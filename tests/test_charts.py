@@ -13,6 +13,7 @@ import pytest
 from longmul import charts
 from longmul.charts.accuracy import (
     dependency_chart,
+    error_offset_chart,
     per_digit_chart,
     problem_grid_chart,
 )
@@ -20,6 +21,9 @@ from longmul.charts.explorer import answer_explorer, answer_table_html
 from longmul.charts.puzzle import (
     answer_grid_frame,
     dependency_counts,
+    error_kind,
+    error_offset_frame,
+    error_summary,
     per_digit_frame,
     running_sum_stats,
     shortcut_accuracy,
@@ -210,6 +214,37 @@ def test_per_digit_and_grid_frames():
     assert grid.loc[grid["k"] == 3, "predicted"].item() == 9
     with pytest.raises(ValueError, match="not the problem"):
         answer_grid_frame(results, problems[::-1])
+
+
+def test_error_offsets_of_a_model_that_misses_the_carry():
+    problems = random_problems(40, seed=3)
+    off_by_one = [list(p.c_digits) for p in problems]
+    for row in off_by_one[:30]:
+        row[4] = (row[4] + 1) % 10  # c4 one too high on 30 problems
+    for row in off_by_one[:10]:
+        row[5] = (row[5] + 2) % 10  # c5 two too high on 10: parity right
+    results = {"A": _result(problems, off_by_one)}
+    frame = error_offset_frame(results).set_index(["k", "offset"])
+    assert frame.loc[(4, 1), "count"] == 30 and frame.loc[(4, 1), "share"] == 1.0
+    assert frame.loc[(4, -1), "count"] == 0
+    assert frame.loc[(5, 2), "wrong"] == 10
+    assert sorted(frame.loc[4].index) == [-4, -3, -2, -1, 1, 2, 3, 4, 5]
+    summary = error_summary(results, min_wrong=1).set_index("k")
+    assert list(summary.index) == [4, 5]
+    assert summary.loc[4, "off by ±1"] == 1.0 and summary.loc[4, "error rate"] == 30 / 40
+    assert summary.loc[5, "off by an even amount"] == 1.0 and summary.loc[5, "off by ±1"] == 0.0
+    assert summary["looks like"].tolist() == ["carry errors (±1)", "parity right"]
+    spec = error_offset_chart(error_offset_frame(results), min_wrong=20).to_dict()
+    shown = {row["k"] for row in next(iter(spec["datasets"].values()))}
+    assert shown == {4}  # c5 has 10 wrong answers, fewer than min_wrong
+
+
+@pytest.mark.parametrize(
+    ("carry", "even", "kind"),
+    [(0.9, 0.05, "carry errors (±1)"), (0.0, 1.0, "parity right"), (2 / 9, 4 / 9, "guesses"), (0.5, 0.3, "mixed")],
+)
+def test_error_kind(carry, even, kind):
+    assert error_kind(carry, even) == kind
 
 
 def test_round_floats_cuts_floats_only():

@@ -11,6 +11,8 @@ import altair as alt
 import pandas as pd
 
 CHANCE = 0.1  # a uniform guess of a digit
+# Vega expression: offsets (predicted − true, mod 10) drawn with their sign: +1, −1, ±5.
+_SIGNED_LABEL = "datum.value == 5 ? '±5' : (datum.value > 0 ? '+' + datum.value : datum.value == 0 ? '0' : '−' + abs(datum.value))"
 
 # One colour per model or rule across every chart of the book; others get the fallback palette.
 SERIES_COLORS = {
@@ -151,3 +153,49 @@ def problem_grid_chart(df: pd.DataFrame, *, title: str = "Each model's answers, 
         .facet(column=alt.Column("model:N", title=None))
         .properties(title=title)
     )
+
+
+def error_offset_chart(
+    df: pd.DataFrame,
+    *,
+    min_wrong: int = 20,
+    title: str | list[str] = "Where the wrong digits land",
+) -> alt.HConcatChart:
+    """One heatmap per model: rows c_k, columns the offset (predicted − true, mod 10, from −4 to +5),
+    colour the share of that digit's wrong answers at that offset.
+
+    ``df``: :func:`longmul.charts.puzzle.error_offset_frame`. Digits with fewer than ``min_wrong``
+    wrong answers are left blank (too few to show a pattern); hover a cell for the counts.
+    """
+    data, order = _with_digit_label(df)
+    data = data[data["wrong"] >= min_wrong]
+    offsets = sorted(int(o) for o in df["offset"].unique()) if len(df) else list(range(-4, 6))
+    panels = []
+    for model in dict.fromkeys(df["model"]):
+        one = data[data["model"] == model]
+        base = alt.Chart(one).encode(
+            x=alt.X("offset:O", sort=offsets, title="offset", axis=alt.Axis(labelAngle=0, labelExpr=_SIGNED_LABEL)),
+            y=alt.Y("digit:N", sort=order, title=None, scale=alt.Scale(domain=order)),
+        )
+        cells = base.mark_rect().encode(
+            color=alt.Color(
+                "share:Q",
+                scale=alt.Scale(domain=[0, 1], scheme="blues"),
+                title="share of its wrong answers",
+                legend=alt.Legend(orient="bottom", format="%", gradientLength=240),
+            ),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("digit:N"),
+                alt.Tooltip("offset:O", title="predicted − true (mod 10)"),
+                alt.Tooltip("count:Q", title="wrong answers at this offset"),
+                alt.Tooltip("wrong:Q", title="wrong answers at this digit"),
+                alt.Tooltip("share:Q", format=".0%"),
+            ],
+        )
+        labels = base.mark_text(fontSize=9).encode(
+            text=alt.Text("share:Q", format=".0%"),
+            color=alt.when(alt.datum.share > 0.5).then(alt.value("white")).otherwise(alt.value("black")),
+        )
+        panels.append(alt.layer(cells, labels).properties(title=str(model), width=230, height=alt.Step(20)))
+    return alt.hconcat(*panels).properties(title=title).resolve_scale(color="shared")

@@ -1,5 +1,6 @@
 """Tidy tables behind chapter 1's charts ("The puzzle"): per-digit results, what each output digit
-depends on, and two shortcuts that get the outer digits without the carry chain.
+depends on, two shortcuts that get the outer digits without the carry chain, and how far off the
+wrong digits are.
 
 Each function returns a ``pandas.DataFrame`` in the shape the builders of
 :mod:`longmul.charts.accuracy` take (digit positions in a column ``k``, c_0 = units).
@@ -12,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from longmul.analysis.digit_errors import CARRY_CHANCE, N_OFFSETS, PARITY_CHANCE, digit_errors, signed_offset
 from longmul.evaluate import EvalResult
 from longmul.task import Problem
 
@@ -113,4 +115,71 @@ def answer_grid_frame(results: Mapping[str, EvalResult], problems: Sequence[Prob
                     }
                 )
     columns = ["model", "problem", "k", "predicted", "target", "running_sum", "correct"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def error_offset_frame(results: Mapping[str, EvalResult]) -> pd.DataFrame:
+    """Where each model's wrong digits land: one row per (model, c_k, signed offset ≠ 0).
+
+    Columns ``model``, ``k``, ``offset`` (−4 … +5: predicted − true, mod 10), ``count``, ``wrong``
+    (wrong digits at c_k in all) and ``share`` (count / wrong; NaN where none is wrong).
+    """
+    rows = []
+    for name, result in results.items():
+        errors = digit_errors(result.predicted, result.target)
+        for k in range(errors.counts.shape[0]):
+            wrong = int(errors.wrong[k])
+            for offset in range(1, N_OFFSETS):
+                count = int(errors.counts[k, offset])
+                rows.append(
+                    {
+                        "model": name,
+                        "k": k,
+                        "offset": signed_offset(offset),
+                        "count": count,
+                        "wrong": wrong,
+                        "share": count / wrong if wrong else float("nan"),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["model", "k", "offset", "count", "wrong", "share"])
+
+
+MOSTLY = 0.75  # a share of the wrong digits from which one kind of error "dominates"
+NEAR_CHANCE = 0.1  # both shares within this of their chance levels: the errors look like guesses
+
+
+def error_kind(carry_share: float, even_share: float) -> str:
+    """Name the pattern of a digit's wrong answers from the shares off by ±1 and off by an even amount."""
+    if carry_share >= MOSTLY:
+        return "carry errors (±1)"
+    if even_share >= MOSTLY:
+        return "parity right"
+    if abs(carry_share - CARRY_CHANCE) <= NEAR_CHANCE and abs(even_share - PARITY_CHANCE) <= NEAR_CHANCE:
+        return "guesses"
+    return "mixed"
+
+
+def error_summary(results: Mapping[str, EvalResult], min_wrong: int = 1) -> pd.DataFrame:
+    """Per (model, c_k) with at least ``min_wrong`` wrong digits: the error rate, and the shares of the
+    wrong digits that are off by ±1 (a carry error) and by an even amount (guessing gives 2/9 and 4/9),
+    and what the pattern looks like (:func:`error_kind`)."""
+    rows = []
+    for name, result in results.items():
+        errors = digit_errors(result.predicted, result.target)
+        for k in range(errors.counts.shape[0]):
+            if errors.wrong[k] < min_wrong:
+                continue
+            carry, even = float(errors.carry_share[k]), float(errors.even_share[k])
+            rows.append(
+                {
+                    "model": name,
+                    "k": k,
+                    "wrong": int(errors.wrong[k]),
+                    "error rate": errors.wrong[k] / errors.n,
+                    "off by ±1": carry,
+                    "off by an even amount": even,
+                    "looks like": error_kind(carry, even),
+                }
+            )
+    columns = ["model", "k", "wrong", "error rate", "off by ±1", "off by an even amount", "looks like"]
     return pd.DataFrame(rows, columns=columns)

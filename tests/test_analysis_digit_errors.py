@@ -1,0 +1,72 @@
+"""Unit tests of longmul.analysis.digit_errors: offsets of wrong digits, carry and parity shares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from longmul.analysis.digit_errors import CARRY_CHANCE, PARITY_CHANCE, digit_errors, signed_offset
+
+
+def test_signed_offsets_run_from_minus_four_to_plus_five():
+    assert [signed_offset(d) for d in range(10)] == [0, 1, 2, 3, 4, 5, -4, -3, -2, -1]
+    with pytest.raises(ValueError, match="0…9"):
+        signed_offset(10)
+
+
+def test_counts_offsets_and_missing_digits():
+    target = np.array([[3, 0], [3, 9], [3, 5], [3, 5]])
+    predicted = np.array([[3, 1], [4, 0], [2, -1], [7, 5]])
+    errors = digit_errors(predicted, target)
+    # c0: right, +1, −1 (offset 9), +4
+    assert errors.counts[0].tolist() == [1, 1, 0, 0, 1, 0, 0, 0, 0, 1]
+    # c1: +1, +1 (9 → 0 wraps), missing, right
+    assert errors.counts[1].tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert errors.missing.tolist() == [0, 1]
+    assert errors.n == 4
+    assert errors.wrong.tolist() == [3, 2]
+    np.testing.assert_allclose(errors.carry_share, [2 / 3, 1.0])
+    np.testing.assert_allclose(errors.even_share, [1 / 3, 0.0])
+
+
+def test_a_digit_never_wrong_has_no_share():
+    errors = digit_errors(np.array([[1], [2]]), np.array([[1], [2]]))
+    assert errors.wrong.tolist() == [0]
+    assert np.isnan(errors.carry_share[0]) and np.isnan(errors.even_share[0])
+
+
+def test_guessing_lands_on_plus_minus_one_at_the_chance_rate():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 10, size=(200_000, 1))
+    errors = digit_errors(rng.integers(0, 10, size=target.shape), target)
+    assert errors.carry_share[0] == pytest.approx(CARRY_CHANCE, abs=0.01)
+    assert errors.even_share[0] == pytest.approx(PARITY_CHANCE, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "target", "match"),
+    [
+        (np.zeros((2, 3)), np.zeros((2, 4)), "one shape"),
+        (np.zeros(3), np.zeros(3), "one shape"),
+        (np.zeros((1, 2)), np.full((1, 2), 10), "target digits"),
+        (np.full((1, 2), -2), np.zeros((1, 2)), "predicted digits"),
+    ],
+)
+def test_bad_input_is_named(predicted, target, match):
+    with pytest.raises(ValueError, match=match):
+        digit_errors(predicted.astype(int), target.astype(int))
+
+
+@given(
+    target=arrays(np.int64, st.tuples(st.integers(1, 30), st.integers(1, 8)), elements=st.integers(0, 9)),
+    shift=st.integers(0, 9),
+)
+def test_a_constant_shift_puts_every_digit_at_that_offset(target, shift):
+    errors = digit_errors((target + shift) % 10, target)
+    n = target.shape[0]
+    assert (errors.counts[:, shift] == n).all()
+    assert errors.counts.sum() == target.size
+    assert (errors.wrong == (0 if shift == 0 else n)).all()
