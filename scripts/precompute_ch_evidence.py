@@ -22,7 +22,7 @@ import argparse
 import json
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         "paper_site": PAPER_SITE,
         "scatter_sites": args.scatter_site,
         "longmul_version": __version__,
-        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out / "evidence.json").write_text(json.dumps(meta, indent=2) + "\n")
     command = shlex.join([".venv/bin/python", "scripts/precompute_ch_evidence.py", *argv])

@@ -19,7 +19,6 @@ from longmul.charts.geometry import (
     PAPER_PAIRS,
     basis_axis_titles,
     dominant_frequencies,
-    geometry_explorer,
     geometry_findings,
     head_for_pair,
     ideal_prism,
@@ -45,6 +44,7 @@ from longmul.charts.geometry import (
     variance_table,
     view_label,
 )
+from longmul.charts.geometry_explorer import geometry_explorer
 from longmul.model import build_model, model_config_from_preset
 
 BASIS, NAMES = fourier_basis()

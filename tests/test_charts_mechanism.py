@@ -15,7 +15,6 @@ from longmul.charts.mechanism import (
     PAPER_MECHANISM,
     ROLES,
     attention_chart,
-    attention_row_html,
     broad_heads,
     cache_pairs,
     edge_frame,
@@ -28,9 +27,7 @@ from longmul.charts.mechanism import (
     key_kind,
     knockout_frame,
     knockout_heatmap,
-    knockout_table_html,
     layer_name,
-    mechanism_explorer,
     mechanism_findings,
     pattern_frame,
     pick_edges,
@@ -39,6 +36,7 @@ from longmul.charts.mechanism import (
     takeaway_markdown,
     tree_paths,
 )
+from longmul.charts.mechanism_explorer import attention_row_html, knockout_table_html, mechanism_explorer
 from longmul.hooks import Knockout
 from longmul.model import build_model, model_config_from_preset
 
