@@ -3,14 +3,14 @@
     .venv/bin/python scripts/aux_ablation.py --max-steps 10000                     # every configuration
     .venv/bin/python scripts/aux_ablation.py --max-steps 10000 --only none,site_heads   # a subset
 
-The configurations are :data:`longmul.dynamics.ABLATION_PLAN`: no aux loss, three probe sites, two
+The configurations are :data:`longmul.sweeps.ABLATION_PLAN`: no aux loss, three probe sites, two
 weights and the shuffled-target control, all with the same optimiser settings and seed. Each runs with
 ``longmul train`` one after the other (start two instances with disjoint ``--only`` lists to use two
 cores). A configuration already finished is skipped; one with a checkpoint is resumed, so the script
 can be stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again.
 
 ``results/aux_ablation/README.md`` records the exact command of every configuration, the form in
-which :func:`longmul.dynamics.read_sweep` finds them; the chapter reads the folder.
+which :func:`longmul.sweeps.read_sweep` finds them; the chapter reads the folder.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from longmul.dynamics import ABLATION_PLAN, ablation_commands
+from longmul.sweeps import ABLATION_PLAN, ablation_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = "results/aux_ablation"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from longmul import dynamics as dyn
+from longmul import sweeps
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "aux_ablation.py"
 
@@ -20,14 +20,14 @@ def load_script():
 
 def test_readme_records_every_command_where_read_sweep_finds_them(tmp_path):
     script = load_script()
-    commands = dyn.ablation_commands(script.FOLDER, max_steps=1234)
+    commands = sweeps.ablation_commands(script.FOLDER, max_steps=1234)
     folder = tmp_path / "aux_ablation"
     folder.mkdir()
     (folder / "README.md").write_text(script.readme(commands, 1234))
     (folder / "none").mkdir()
     (folder / "none" / "history.jsonl").write_text('{"kind": "eval", "step": 1000, "val_exact_match": 0.0}\n')
-    sweep = dyn.read_sweep(folder)
-    assert set(sweep.commands) == {name for name, _, _ in dyn.ABLATION_PLAN}
+    sweep = sweeps.read_sweep(folder)
+    assert set(sweep.commands) == {name for name, _, _ in sweeps.ABLATION_PLAN}
     assert all("--max-steps 1234" in c for c in sweep.commands.values())
     assert sweep.without_command == []
 
