@@ -1,4 +1,5 @@
-"""Unit tests of longmul.analysis.digit_errors: offsets of wrong digits, carry and parity shares."""
+"""Unit tests of longmul.analysis.digit_errors: offsets of wrong digits, carry and parity shares, and
+where carry errors happen."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from longmul.analysis.digit_errors import CARRY_CHANCE, PARITY_CHANCE, digit_errors, signed_offset
+from longmul.analysis.digit_errors import (
+    CARRY_CHANCE,
+    PARITY_CHANCE,
+    carry_boundary_errors,
+    digit_errors,
+    signed_offset,
+)
+from longmul.task import random_problems
 
 
 def test_signed_offsets_run_from_minus_four_to_plus_five():
@@ -70,3 +78,55 @@ def test_a_constant_shift_puts_every_digit_at_that_offset(target, shift):
     assert (errors.counts[:, shift] == n).all()
     assert errors.counts.sum() == target.size
     assert (errors.wrong == (0 if shift == 0 else n)).all()
+
+
+# --------------------------------------------------------------------------- carry boundary
+
+
+def _problem_arrays(n: int, seed: int):
+    problems = random_problems(n, seed=seed)
+    return np.array([p.c_digits for p in problems]), np.array([p.running_sums for p in problems])
+
+
+def test_a_misjudged_carry_errs_only_next_to_a_multiple_of_ten():
+    target, running = _problem_arrays(3_000, seed=4)
+    rng = np.random.default_rng(0)
+    predicted = target.copy()
+    for k in range(1, target.shape[1]):
+        estimate = running[:, k - 1] + rng.integers(-1, 2, size=len(target))  # ĉ_{k−1} to within a unit
+        carry_error = estimate // 10 - running[:, k - 1] // 10  # −1, 0 or +1
+        predicted[:, k] = (target[:, k] + carry_error) % 10
+    split = carry_boundary_errors(predicted, target, running)
+    k = 4
+    assert split.problems[k].sum() == len(target) and split.problems[0].sum() == 0
+    assert split.wrong[k, 1:9].sum() == 0  # only residues 0 and 9 can flip the carry
+    assert split.minus_one[k, 0] > 0 and split.minus_one[k, 1:].sum() == 0
+    assert split.plus_one[k, 9] > 0 and split.plus_one[k, :9].sum() == 0
+    assert split.sign_agreement[k] == 1.0
+    assert np.isnan(split.boundary_ratio[k])  # no error at residues 3…6
+    np.testing.assert_allclose(split.error_rate[k, [0, 9]], 1 / 3, atol=0.08)
+
+
+def test_guesses_do_not_care_about_the_carry():
+    target, running = _problem_arrays(20_000, seed=5)
+    guesses = np.random.default_rng(1).integers(0, 10, size=target.shape)
+    split = carry_boundary_errors(guesses, target, running)
+    assert split.boundary_ratio[4] == pytest.approx(1.0, abs=0.1)
+    assert split.sign_agreement[4] == pytest.approx(0.5, abs=0.05)
+
+
+def test_missing_digits_count_as_wrong_but_not_as_plus_or_minus_one():
+    target, running = _problem_arrays(50, seed=6)
+    predicted = target.copy()
+    predicted[:, 3] = -1
+    split = carry_boundary_errors(predicted, target, running)
+    assert split.wrong[3].sum() == 50 and split.plus_one[3].sum() == split.minus_one[3].sum() == 0
+    assert np.isnan(split.sign_agreement[3])
+
+
+def test_running_sums_of_other_problems_are_refused():
+    target, running = _problem_arrays(20, seed=7)
+    with pytest.raises(ValueError, match="do not belong"):
+        carry_boundary_errors(target, target, running[::-1])
+    with pytest.raises(ValueError, match="shape"):
+        carry_boundary_errors(target, target, running[:, :4])

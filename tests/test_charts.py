@@ -12,6 +12,7 @@ import pytest
 
 from longmul import charts
 from longmul.charts.accuracy import (
+    carry_boundary_chart,
     dependency_chart,
     error_offset_chart,
     per_digit_chart,
@@ -20,6 +21,8 @@ from longmul.charts.accuracy import (
 from longmul.charts.explorer import answer_explorer, answer_table_html
 from longmul.charts.puzzle import (
     answer_grid_frame,
+    carry_boundary_frame,
+    carry_boundary_summary,
     dependency_counts,
     error_kind,
     error_offset_frame,
@@ -237,6 +240,27 @@ def test_error_offsets_of_a_model_that_misses_the_carry():
     spec = error_offset_chart(error_offset_frame(results), min_wrong=20).to_dict()
     shown = {row["k"] for row in next(iter(spec["datasets"].values()))}
     assert shown == {4}  # c5 has 10 wrong answers, fewer than min_wrong
+
+
+def test_carry_boundary_frame_and_summary():
+    problems = random_problems(400, seed=8)
+    predicted = [list(p.c_digits) for p in problems]
+    for row, p in zip(predicted, problems):
+        if p.running_sums[3] % 10 == 0:
+            row[4] = (row[4] - 1) % 10  # the carry into c4 misjudged where ĉ3 ends in 0
+    results = {"A": _result(problems, predicted)}
+    frame = carry_boundary_frame(results, problems)
+    c4 = frame[frame["k"] == 4].set_index(["residue", "kind"])
+    ends_in_zero = sum(p.running_sums[3] % 10 == 0 for p in problems)
+    assert c4.loc[(0, "one too small"), "count"] == ends_in_zero and c4.loc[(0, "one too small"), "rate"] == 1.0
+    assert c4["count"].sum() == ends_in_zero
+    assert set(frame["k"]) == set(range(1, 8))
+    summary = carry_boundary_summary(results, problems, min_wrong=1).set_index("k")
+    assert list(summary.index) == [4] and summary.loc[4, "sign as a carry predicts"] == 1.0
+    spec = carry_boundary_chart(frame, digits=(3, 4)).to_dict()
+    assert spec["facet"]["column"]["sort"] == ["c3", "c4"]
+    with pytest.raises(ValueError, match="covers 400 problems"):
+        carry_boundary_frame(results, problems[:10])
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from longmul.evaluate import answer_digits, evaluate_pairs, greedy_generate, predict
+from longmul.evaluate import EvalResult, answer_digits, evaluate_pairs, greedy_generate, pooled, predict
 from longmul.model import PRESETS, build_model
 from longmul.saved import load_model
 from longmul.sequences import (
@@ -118,3 +118,19 @@ def test_teacher_forced_batch_follows_the_model_format(tiny_sft_model):
     mid = teacher_forced_batch(model, pairs)
     assert mid.input_ids.shape == (1, 26) and mid.answer_positions[0, 0].item() == 16
     assert VOCAB[mid.input_ids[0, 16]] == "####"
+
+
+def test_pooled_results_score_as_one_evaluation():
+    def result(predicted, target):
+        predicted, target = np.array(predicted), np.array(target)
+        correct = predicted == target
+        return EvalResult(float(correct.all(1).mean()), list(correct.mean(0)), len(target), predicted, target)
+
+    first = result([[1, 2], [3, 4]], [[1, 2], [3, 5]])
+    second = result([[0, 0]], [[9, 0]])
+    both = pooled([first, second])
+    assert both.n == 3 and both.exact_match == pytest.approx(1 / 3)
+    assert both.per_digit == pytest.approx([2 / 3, 2 / 3])
+    assert both.predicted.tolist() == [[1, 2], [3, 4], [0, 0]]
+    with pytest.raises(ValueError, match="at least one"):
+        pooled([])

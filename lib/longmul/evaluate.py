@@ -132,6 +132,22 @@ class EvalResult:
         return {"exact_match": self.exact_match, "per_digit": self.per_digit, "n": self.n}
 
 
+def pooled(results: Sequence[EvalResult]) -> EvalResult:
+    """One result over the problems of all ``results`` in order, as if they had been evaluated together."""
+    if not results:
+        raise ValueError("pooled needs at least one result")
+    predicted = np.concatenate([r.predicted for r in results])
+    target = np.concatenate([r.target for r in results])
+    correct = predicted == target
+    return EvalResult(
+        exact_match=float(correct.all(1).mean()),
+        per_digit=[float(x) for x in correct.mean(0)],
+        n=len(target),
+        predicted=predicted,
+        target=target,
+    )
+
+
 def _target_digits(pairs: np.ndarray, n_c: int) -> np.ndarray:
     product = pairs[:, 0].astype(np.int64) * pairs[:, 1].astype(np.int64)
     return (product[:, None] // 10 ** np.arange(n_c)[None, :]) % 10

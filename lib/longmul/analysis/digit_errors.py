@@ -7,6 +7,12 @@ A third pattern: errors only at even offsets mean the model has the digit's pari
 
 Offsets are reported signed, from −4 to +5 (+5 and −5 are the same digit mod 10). Digits a model did
 not write at all (``-1`` in :class:`longmul.evaluate.EvalResult`) count as *missing*, not as an offset.
+
+:func:`carry_boundary_errors` asks where carry errors happen. The carry into position k is
+⌊ĉ_{k−1} / 10⌋. A model that estimates ĉ_{k−1} to within about a unit gets that carry wrong only when
+ĉ_{k−1} is close to a multiple of ten: one too small (so c_k − 1) when its last digit is 0 or 1, one
+too large (c_k + 1) when it is 8 or 9. A model that guesses c_k is wrong equally often whatever that
+last digit is.
 """
 
 from __future__ import annotations
@@ -64,8 +70,7 @@ class DigitErrors:
         return self._share_of_wrong([2, 4, 6, 8])
 
 
-def digit_errors(predicted: np.ndarray, target: np.ndarray) -> DigitErrors:
-    """Count offsets of ``predicted`` digits from ``target`` digits, both (n, n_c), -1 = missing."""
+def _checked_digits(predicted: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     predicted, target = np.asarray(predicted), np.asarray(target)
     if predicted.shape != target.shape or predicted.ndim != 2:
         raise ValueError(f"predicted and target must be (n, n_c) arrays of one shape, got {predicted.shape} and {target.shape}")
@@ -73,6 +78,12 @@ def digit_errors(predicted: np.ndarray, target: np.ndarray) -> DigitErrors:
         raise ValueError("target digits must be 0…9")
     if ((predicted < -1) | (predicted > 9)).any():
         raise ValueError("predicted digits must be 0…9, or -1 where missing")
+    return predicted, target
+
+
+def digit_errors(predicted: np.ndarray, target: np.ndarray) -> DigitErrors:
+    """Count offsets of ``predicted`` digits from ``target`` digits, both (n, n_c), -1 = missing."""
+    predicted, target = _checked_digits(predicted, target)
     present = predicted >= 0
     offsets = (predicted - target) % N_OFFSETS  # (n, n_c)
     n_c = target.shape[1]
@@ -80,3 +91,68 @@ def digit_errors(predicted: np.ndarray, target: np.ndarray) -> DigitErrors:
     for k in range(n_c):
         counts[k] = np.bincount(offsets[present[:, k], k], minlength=N_OFFSETS)
     return DigitErrors(counts=counts, missing=(~present).sum(0).astype(np.int64))
+
+
+@dataclass(frozen=True)
+class BoundaryErrors:
+    """Errors of each c_k split by ``r = ĉ_{k−1} mod 10``, the last digit of the running sum below.
+
+    Arrays are (n_c, 10), indexed ``[k, r]``; row 0 is all zero (nothing carries into c_0).
+    """
+
+    problems: np.ndarray  # problems with that r
+    wrong: np.ndarray  # of which c_k was wrong (a missing digit counts as wrong)
+    plus_one: np.ndarray  # of which c_k was one too large (mod 10)
+    minus_one: np.ndarray  # of which c_k was one too small (mod 10)
+
+    @property
+    def error_rate(self) -> np.ndarray:
+        """(n_c, 10) share of the problems with that r whose c_k is wrong; NaN where there are none."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.problems > 0, self.wrong / self.problems, np.nan)
+
+    @property
+    def boundary_ratio(self) -> np.ndarray:
+        """(n_c,) error rate where r is 0 or 9 over the error rate where r is 3 … 6: about 1 for a model
+        that guesses, large for one whose only errors are carries misjudged near a multiple of ten.
+        NaN where either rate is undefined or the inner rate is 0."""
+        edge, inner = [0, 9], [3, 4, 5, 6]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            edge_rate = self.wrong[:, edge].sum(1) / self.problems[:, edge].sum(1)
+            inner_rate = self.wrong[:, inner].sum(1) / self.problems[:, inner].sum(1)
+            return np.where(inner_rate > 0, edge_rate / inner_rate, np.nan)
+
+    @property
+    def sign_agreement(self) -> np.ndarray:
+        """(n_c,) among the ±1 errors: the share that go the way a misjudged carry would, −1 where
+        r ≤ 4 and +1 where r ≥ 5. About 1/2 for guesses; NaN where there is no ±1 error."""
+        agree = self.minus_one[:, :5].sum(1) + self.plus_one[:, 5:].sum(1)
+        total = self.minus_one.sum(1) + self.plus_one.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, agree / total, np.nan)
+
+
+def carry_boundary_errors(predicted: np.ndarray, target: np.ndarray, running_sums: np.ndarray) -> BoundaryErrors:
+    """Split the errors of each c_k (k ≥ 1) by the last digit of ĉ_{k−1}.
+
+    ``predicted``, ``target``: (n, n_c) digits (-1 = missing); ``running_sums``: (n, n_c) ĉ_k of the same
+    problems (``Problem.running_sums``), whose last digits must be the targets.
+    """
+    predicted, target = _checked_digits(predicted, target)
+    running_sums = np.asarray(running_sums)
+    if running_sums.shape != target.shape:
+        raise ValueError(f"running_sums must have the targets' shape {target.shape}, got {running_sums.shape}")
+    if ((running_sums % N_OFFSETS) != target).any():
+        raise ValueError("running_sums do not belong to these targets: ĉ_k mod 10 must be c_k")
+    n_c = target.shape[1]
+    shape = (n_c, N_OFFSETS)
+    problems, wrong, plus_one, minus_one = (np.zeros(shape, dtype=np.int64) for _ in range(4))
+    offsets = (predicted - target) % N_OFFSETS
+    present = predicted >= 0
+    for k in range(1, n_c):
+        r = running_sums[:, k - 1] % N_OFFSETS  # (n,)
+        problems[k] = np.bincount(r, minlength=N_OFFSETS)
+        wrong[k] = np.bincount(r[predicted[:, k] != target[:, k]], minlength=N_OFFSETS)
+        plus_one[k] = np.bincount(r[present[:, k] & (offsets[:, k] == 1)], minlength=N_OFFSETS)
+        minus_one[k] = np.bincount(r[present[:, k] & (offsets[:, k] == N_OFFSETS - 1)], minlength=N_OFFSETS)
+    return BoundaryErrors(problems=problems, wrong=wrong, plus_one=plus_one, minus_one=minus_one)

@@ -199,3 +199,52 @@ def error_offset_chart(
         )
         panels.append(alt.layer(cells, labels).properties(title=str(model), width=230, height=alt.Step(20)))
     return alt.hconcat(*panels).properties(title=title).resolve_scale(color="shared")
+
+
+_BOUNDARY_KINDS = {"one too small": "#4c78a8", "one too large": "#f58518", "other wrong": "#bab0ac"}
+
+
+def carry_boundary_chart(
+    df: pd.DataFrame,
+    *,
+    digits: tuple[int, ...] = (2, 3, 4, 5, 6),
+    title: str | list[str] = "How often c_k is wrong, by the last digit of the running sum below it",
+) -> alt.FacetChart:
+    """A grid of small bar charts, one row per model and one column per digit c_k: for each last digit
+    r = ĉ_{k−1} mod 10 (x), the share of problems whose c_k is one too small, one too large, or otherwise
+    wrong (stacked). A model whose errors are misjudged carries has its bars at r = 0 (too small) and
+    r = 9 (too large); a model that guesses has them level.
+
+    ``df``: :func:`longmul.charts.puzzle.carry_boundary_frame`.
+    """
+    data, order = _with_digit_label(df[df["k"].isin(digits)])
+    models = list(dict.fromkeys(data["model"]))
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("residue:O", title="ĉ(k−1) mod 10", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("sum(rate):Q", title="share wrong", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "kind:N",
+                scale=alt.Scale(domain=list(_BOUNDARY_KINDS), range=list(_BOUNDARY_KINDS.values())),
+                legend=alt.Legend(title="c_k is", orient="bottom"),
+            ),
+            order=alt.Order("kind:N", sort="descending"),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("digit:N"),
+                alt.Tooltip("residue:O", title="ĉ(k−1) mod 10"),
+                alt.Tooltip("kind:N", title="c_k is"),
+                alt.Tooltip("count:Q", title="problems with this error"),
+                alt.Tooltip("problems:Q", title="problems with this residue"),
+                alt.Tooltip("rate:Q", format=".1%", title="share"),
+            ],
+        )
+        .properties(width=105, height=80)
+        .facet(
+            row=alt.Row("model:N", sort=models, title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
+            column=alt.Column("digit:N", sort=[o for o in order if int(o[1:]) in digits], title=None),
+        )
+        .properties(title=title)
+    )

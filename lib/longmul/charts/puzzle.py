@@ -13,7 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from longmul.analysis.digit_errors import CARRY_CHANCE, N_OFFSETS, PARITY_CHANCE, digit_errors, signed_offset
+from longmul.analysis.digit_errors import (
+    CARRY_CHANCE,
+    N_OFFSETS,
+    PARITY_CHANCE,
+    carry_boundary_errors,
+    digit_errors,
+    signed_offset,
+)
 from longmul.evaluate import EvalResult
 from longmul.task import Problem
 
@@ -183,3 +190,65 @@ def error_summary(results: Mapping[str, EvalResult], min_wrong: int = 1) -> pd.D
             )
     columns = ["model", "k", "wrong", "error rate", "off by ±1", "off by an even amount", "looks like"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _boundary_errors(result: EvalResult, problems: Sequence[Problem]):
+    if len(problems) != len(result.target):
+        raise ValueError(f"the result covers {len(result.target)} problems, got {len(problems)}")
+    return carry_boundary_errors(result.predicted, result.target, np.array([p.running_sums for p in problems]))
+
+
+def carry_boundary_frame(results: Mapping[str, EvalResult], problems: Sequence[Problem]) -> pd.DataFrame:
+    """Each model's errors of c_k (k ≥ 1) by ``residue`` = ĉ_{k−1} mod 10, the last digit of the running
+    sum below. ``problems``: the problems every result was evaluated on, in order.
+
+    One row per (model, k, residue, kind), ``kind`` one of "one too small", "one too large", "other
+    wrong", with ``rate`` (share of the problems with that residue) and the counts ``count``,
+    ``problems``.
+    """
+    rows = []
+    for name, result in results.items():
+        split = _boundary_errors(result, problems)
+        other = split.wrong - split.plus_one - split.minus_one
+        for k in range(1, split.problems.shape[0]):
+            for residue in range(N_OFFSETS):
+                n = int(split.problems[k, residue])
+                for kind, counts in (("one too small", split.minus_one), ("one too large", split.plus_one), ("other wrong", other)):
+                    count = int(counts[k, residue])
+                    rows.append(
+                        {
+                            "model": name,
+                            "k": k,
+                            "residue": residue,
+                            "kind": kind,
+                            "count": count,
+                            "problems": n,
+                            "rate": count / n if n else float("nan"),
+                        }
+                    )
+    return pd.DataFrame(rows, columns=["model", "k", "residue", "kind", "count", "problems", "rate"])
+
+
+def carry_boundary_summary(results: Mapping[str, EvalResult], problems: Sequence[Problem], min_wrong: int = 1) -> pd.DataFrame:
+    """Per (model, c_k) with at least ``min_wrong`` wrong digits: how much likelier an error is where
+    ĉ_{k−1} ends in 0 or 9 than where it ends in 3…6 (``boundary ratio``, ≈ 1 for guesses), and the
+    share of the ±1 errors whose sign a misjudged carry predicts (``sign as a carry predicts``, ≈ 1/2
+    for guesses)."""
+    rows = []
+    for name, result in results.items():
+        split = _boundary_errors(result, problems)
+        ratio, agreement = split.boundary_ratio, split.sign_agreement
+        for k in range(1, split.problems.shape[0]):
+            wrong = int(split.wrong[k].sum())
+            if wrong < min_wrong:
+                continue
+            rows.append(
+                {
+                    "model": name,
+                    "k": k,
+                    "wrong": wrong,
+                    "boundary ratio": float(ratio[k]),
+                    "sign as a carry predicts": float(agreement[k]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["model", "k", "wrong", "boundary ratio", "sign as a carry predicts"])
