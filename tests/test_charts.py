@@ -193,16 +193,7 @@ def test_running_sum_stats():
 
 
 def _result(problems, predicted):
-    target = np.array([p.c_digits for p in problems])
-    predicted = np.array(predicted)
-    correct = predicted == target
-    return EvalResult(
-        exact_match=float(correct.all(1).mean()),
-        per_digit=[float(x) for x in correct.mean(0)],
-        n=len(problems),
-        predicted=predicted,
-        target=target,
-    )
+    return EvalResult.from_digits(np.array(predicted), np.array([p.c_digits for p in problems]))
 
 
 def test_per_digit_and_grid_frames():

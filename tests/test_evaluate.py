@@ -121,13 +121,9 @@ def test_teacher_forced_batch_follows_the_model_format(tiny_sft_model):
 
 
 def test_pooled_results_score_as_one_evaluation():
-    def result(predicted, target):
-        predicted, target = np.array(predicted), np.array(target)
-        correct = predicted == target
-        return EvalResult(float(correct.all(1).mean()), list(correct.mean(0)), len(target), predicted, target)
-
-    first = result([[1, 2], [3, 4]], [[1, 2], [3, 5]])
-    second = result([[0, 0]], [[9, 0]])
+    first = EvalResult.from_digits(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [3, 5]]))
+    second = EvalResult.from_digits(np.array([[0, 0]]), np.array([[9, 0]]))
+    assert first.exact_match == 0.5 and first.per_digit == [1.0, 0.5]
     both = pooled([first, second])
     assert both.n == 3 and both.exact_match == pytest.approx(1 / 3)
     assert both.per_digit == pytest.approx([2 / 3, 2 / 3])

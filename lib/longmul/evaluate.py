@@ -128,6 +128,18 @@ class EvalResult:
     predicted: np.ndarray = field(repr=False)  # (n, n_c) predicted digits, -1 where none
     target: np.ndarray = field(repr=False)  # (n, n_c)
 
+    @classmethod
+    def from_digits(cls, predicted: np.ndarray, target: np.ndarray) -> EvalResult:
+        """Score predicted digits (n, n_c; -1 where missing) against the true ones."""
+        correct = predicted == target
+        return cls(
+            exact_match=float(correct.all(1).mean()),
+            per_digit=[float(x) for x in correct.mean(0)],
+            n=len(target),
+            predicted=predicted,
+            target=target,
+        )
+
     def to_dict(self) -> dict:
         return {"exact_match": self.exact_match, "per_digit": self.per_digit, "n": self.n}
 
@@ -136,16 +148,7 @@ def pooled(results: Sequence[EvalResult]) -> EvalResult:
     """One result over the problems of all ``results`` in order, as if they had been evaluated together."""
     if not results:
         raise ValueError("pooled needs at least one result")
-    predicted = np.concatenate([r.predicted for r in results])
-    target = np.concatenate([r.target for r in results])
-    correct = predicted == target
-    return EvalResult(
-        exact_match=float(correct.all(1).mean()),
-        per_digit=[float(x) for x in correct.mean(0)],
-        n=len(target),
-        predicted=predicted,
-        target=target,
-    )
+    return EvalResult.from_digits(np.concatenate([r.predicted for r in results]), np.concatenate([r.target for r in results]))
 
 
 def _target_digits(pairs: np.ndarray, n_c: int) -> np.ndarray:
@@ -177,15 +180,7 @@ def evaluate_pairs(
         ]
     )
     model.train(was_training)
-    target = _target_digits(pairs, layout.n_c)
-    correct = predicted == target
-    return EvalResult(
-        exact_match=float(correct.all(1).mean()),
-        per_digit=[float(x) for x in correct.mean(0)],
-        n=len(pairs),
-        predicted=predicted,
-        target=target,
-    )
+    return EvalResult.from_digits(predicted, _target_digits(pairs, layout.n_c))
 
 
 def evaluate(model: GPT2LMHeadModel, problems: Sequence[Problem], batch_size: int = 500, progress: bool = False) -> EvalResult:
