@@ -139,6 +139,14 @@ def test_finished_snapshot_and_resumed_runs(tmp_path):
     assert dyn.load_run(tmp_path / "absent").status == "missing"
 
 
+def test_recent_rate_is_steps_per_training_second():
+    rows = [{**train_row(s), "elapsed_s": s / 4} for s in range(100, 3_001, 100)]  # 4 steps a second
+    run = dyn.RunHistory("r", Path("r"), "in progress", train=rows)
+    assert run.recent_rate() == pytest.approx(4.0)
+    assert run.recent_rate(rows=5) == pytest.approx(4.0)
+    assert dyn.RunHistory("r", Path("r"), "in progress", train=rows[:1]).recent_rate() is None
+
+
 def test_load_runs_labels_and_bare_history_files(tmp_path):
     write_history(tmp_path / "sft" / "history.jsonl", synthetic_rows(1_000))
     runs = dyn.load_runs(tmp_path, {"sft": "SFT", "aux": "SFT + aux loss"})

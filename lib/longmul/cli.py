@@ -164,7 +164,7 @@ def cmd_runs(args: argparse.Namespace) -> None:
     if not found:
         raise ValueError(f"no runs (directories with a history.jsonl) in {', '.join(map(str, args.folders))}")
     for path, run in found.items():
-        row = {**tried_row(run), "run": path}
+        row = {**tried_row(run), "run": path, "recent steps per second": run.recent_rate()}
         progress = icot_progress(run)
         if progress:
             row["chain-of-thought tokens removed"] = f"{progress['removed']} of {progress['cot_len']}"
@@ -172,7 +172,9 @@ def cmd_runs(args: argparse.Namespace) -> None:
             print(json.dumps(row))
             continue
         em = f"{row['val exact match']:.1%}" if row["val exact match"] is not None else "—"
-        print(f"{path}: {row['recipe']}, {row['status']}, step {row['steps']:,}, {row['examples']:,} examples, {row['wall-clock hours']:.2f} h")
+        rate = run.recent_rate()
+        speed = f", {rate:.2f} steps/s when last logged" if rate and run.status == "in progress" else ""
+        print(f"{path}: {row['recipe']}, {row['status']}, step {row['steps']:,}, {row['examples']:,} examples, {row['wall-clock hours']:.2f} h{speed}")
         print(f"    val exact match {em}; per digit c0…c7: {row['val accuracy c0 … c7'] or '—'}")
         if progress:
             print(f"    chain-of-thought tokens removed: {row['chain-of-thought tokens removed']}")

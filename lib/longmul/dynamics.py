@@ -144,6 +144,17 @@ class RunHistory:
     def latest_eval(self) -> dict | None:
         return self.evals[-1] if self.evals else None
 
+    def recent_rate(self, rows: int = 20) -> float | None:
+        """Training steps per second over the last ``rows`` logged training rows; None with fewer
+        than two. ``elapsed_s`` is training time carried across resumes, so a window that spans one
+        still measures training speed."""
+        recent = self.train[-rows:]
+        if len(recent) < 2:
+            return None
+        steps = recent[-1]["step"] - recent[0]["step"]
+        seconds = recent[-1].get("elapsed_s", 0.0) - recent[0].get("elapsed_s", 0.0)
+        return steps / seconds if steps > 0 and seconds > 0 else None
+
 
 def read_history_file(path: str | Path) -> tuple[list[dict], bool]:
     """The rows of a ``history.jsonl`` and whether its last line was cut off.
