@@ -47,6 +47,14 @@ def test_tokenizer_agrees_with_vectorised_ids():
     assert len(tokenizer) == len(VOCAB)
 
 
+def test_tokenizer_decodes_every_token_apart():
+    tokenizer = build_tokenizer()
+    problem = random_problems(1, seed=2)[0]
+    ids = full_ids(problems_to_pairs([problem]), Layout(), with_cot=True)[0]
+    assert tokenizer.decode(list(ids)).split(" ") == decode_tokens(ids)  # "####" stays whole
+    assert tokenizer.decode(list(ids), skip_special_tokens=True).split(" ")[-9:] == ["####", *map(str, problem.c_digits)]
+
+
 def test_make_batch_removes_cot_from_the_left_and_keeps_positions():
     layout = Layout()
     pairs = problems_to_pairs([Problem(2365, 4347), Problem(9999, 1000)])

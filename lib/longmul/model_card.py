@@ -1,13 +1,18 @@
-"""The ``README.md`` written beside each saved model."""
+"""The ``README.md`` written beside each saved model: what it is, its scores, how it was trained, and
+how to run it with longmul or with plain ``transformers`` (``tests/test_model_card.py`` runs that code)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def model_card(name: str, training: dict, metrics: dict) -> str:
+def model_card(path: str | Path, training: dict, metrics: dict) -> str:
+    """The card of the model saved in ``path`` (as the reader will type it, e.g. ``models/icot``)."""
+    name = Path(path).as_posix()
     mc = training["model_config"]
     lines = [
         f"# longmul model `{name}`: {training['recipe']} recipe",
@@ -19,6 +24,15 @@ def model_card(name: str, training: dict, metrics: dict) -> str:
             "Bai et al. (2025), *Why Can't Transformers Learn Multiplication?* (arXiv:2510.00184)."
         ),
         "",
+        *(
+            [
+                f"**A snapshot of a run still in training** (step {training['steps']:,}); the finished model will",
+                "replace it.",
+                "",
+            ]
+            if training.get("snapshot_of_unfinished_run")
+            else []
+        ),
         "Digits are written least-significant first. Prompt: `a0 a1 a2 a3 * b0 b1 b2 b3 ||`; the model",
         "generates `#### c0 c1 … c7 <eos>`.",
         "",
@@ -47,25 +61,26 @@ def model_card(name: str, training: dict, metrics: dict) -> str:
         "from longmul.saved import load_model          # verifies the sha256 manifest",
         "from longmul.evaluate import predict",
         "from longmul.task import problem_from_strings",
-        f"loaded = load_model('models/{name}')",
+        f"loaded = load_model('{name}')",
         "print(predict(loaded.model, problem_from_strings('2365', '4347')).digits)",
         "```",
         "",
-        "With plain `transformers` (no longmul):",
+        "With plain `transformers` (no longmul), greedy decoding of 2365 × 4347 written units first:",
         "",
         "```python",
+        "import torch",
         "from transformers import AutoTokenizer, GPT2LMHeadModel",
-        f"tok = AutoTokenizer.from_pretrained('models/{name}')",
-        f"model = GPT2LMHeadModel.from_pretrained('models/{name}')",
-        "ids = tok('5 6 3 2 * 7 4 3 4 ||', return_tensors='pt').input_ids",
-        "skip = getattr(model.config, 'longmul_position_skip', 0)  # ICoT: removed chain-of-thought positions",
-        "for _ in range(10):",
-        "    T = ids.shape[1]",
-        "    pos = [list(range(10)) + [10 + skip + t for t in range(T - 10)]]",
-        "    import torch",
-        "    nxt = model(ids, position_ids=torch.tensor(pos), attention_mask=torch.ones_like(ids)).logits[0, -1].argmax()",
-        "    ids = torch.cat([ids, nxt.view(1, 1)], 1)",
-        "print(tok.decode(ids[0]))  # … #### 5 5 6 0 8 2 0 1 <eos>",
+        "",
+        f"tok = AutoTokenizer.from_pretrained('{name}')",
+        f"model = GPT2LMHeadModel.from_pretrained('{name}')",
+        "skip = getattr(model.config, 'longmul_position_skip', 0)  # ICoT: chain-of-thought tokens removed in training",
+        "ids = tok('5 6 3 2 * 7 4 3 4 ||', return_tensors='pt').input_ids  # 10 prompt tokens",
+        "while ids[0, -1] != tok.eos_token_id and skip + ids.shape[1] < model.config.n_positions:",
+        "    # tokens after '||' keep the positions they had before the chain of thought was removed",
+        "    positions = torch.tensor([list(range(10)) + [10 + skip + t for t in range(ids.shape[1] - 10)]])",
+        "    logits = model(ids, position_ids=positions, attention_mask=torch.ones_like(ids)).logits",
+        "    ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)",
+        "print(tok.decode(ids[0, 10:]))  # a finished model: #### 5 5 6 0 8 2 0 1 <eos>",
         "```",
         "",
     ]

@@ -8,7 +8,7 @@ directly from digits (:mod:`longmul.sequences`); a test checks the two agree.
 
 from __future__ import annotations
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from .sequences import TOKEN_ID
@@ -22,7 +22,8 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
             pre_tokenizers.WhitespaceSplit(),
         ]
     )
-    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins tokens with spaces
+    # No decoder: decoding joins the tokens with spaces. (A WordPiece decoder, the usual way to get
+    # that, would read the answer marker "####" as a continuation prefix and glue it to the digit before.)
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         eos_token="<eos>",
