@@ -29,6 +29,12 @@ def test_data_and_eval_json(tmp_path, tiny_sft_model, capsys):
     assert result["n"] == 25 and len(result["per_digit"]) == 8
 
 
+def test_data_creates_the_folder_it_writes_into(tmp_path):
+    out = tmp_path / "new" / "folder" / "problems.txt"
+    assert main(["data", "--out", str(out), "--n", "4"]) == 0
+    assert len(read_problems(out)) == 4
+
+
 def test_predict_prints_digits(tiny_sft_model, capsys):
     assert main(["predict", str(tiny_sft_model), "2365", "4347"]) == 0
     out = capsys.readouterr().out
@@ -56,6 +62,7 @@ def test_runs_lists_a_folder_of_runs_and_a_run_directory(tiny_sft_model, capsys)
         (["train", "--recipe", "sft", "--preset", "huge", "--out", "{tmp}/x"], "unknown preset"),
         (["runs", "{tmp}/nope"], "no such folder"),
         (["runs", "{tmp}"], "no runs (directories with a history.jsonl)"),
+        (["data", "--out", "{tmp}/bad.txt/x.txt", "--n", "3"], "bad.txt"),  # a file where a folder should be
     ],
 )
 def test_bad_input_gives_one_clear_line(args, message, tmp_path, tiny_sft_model, capsys):

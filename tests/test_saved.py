@@ -66,3 +66,13 @@ def test_missing_and_foreign_directories(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a longmul model directory"):
         load_model(tmp_path / "empty")
+
+
+def test_a_run_still_in_training_points_to_its_snapshot(tiny_sft_model, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"run still in training.*`longmul snapshot .*run` saves its latest checkpoint"):
+        load_model(run)
+    shutil.copytree(tiny_sft_model, run / "snapshot")
+    with pytest.raises(ValueError, match=r"load its snapshot .*run/snapshot"):
+        load_model(run)

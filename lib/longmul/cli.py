@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad input, or a file that cannot be read or written
         parser.exit(2, f"longmul: error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "longmul: interrupted (a resumable checkpoint was saved where training was running)\n")

@@ -30,6 +30,7 @@ from .tokenizer import build_tokenizer
 
 MANIFEST = "manifest.json"
 REQUIRED = ("config.json", "model.safetensors", "training.json", MANIFEST)
+SNAPSHOT_DIR = "snapshot"  # where `longmul snapshot RUN_DIR` saves an unfinished run's latest checkpoint
 
 
 def sha256_file(path: Path) -> str:
@@ -155,6 +156,14 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
         raise ValueError(f"model directory not found: {directory}")
     missing = [name for name in REQUIRED if not (directory / name).is_file()]
     if missing:
+        if (directory / "checkpoint").is_dir() and not (directory / "training.json").is_file():
+            snapshot = directory / SNAPSHOT_DIR
+            hint = (
+                f"load its snapshot {snapshot}, or run `longmul snapshot {directory}` for a newer one"
+                if (snapshot / "training.json").is_file()
+                else f"`longmul snapshot {directory}` saves its latest checkpoint as a model"
+            )
+            raise ValueError(f"{directory} is a run still in training, not a finished model: {hint}")
         raise ValueError(f"{directory} is not a longmul model directory (missing {', '.join(missing)})")
     if verify:
         verify_manifest(directory)

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .evaluate import cot_tokens_of
-from .saved import REQUIRED, LoadedModel, load_model
+from .saved import REQUIRED, SNAPSHOT_DIR, LoadedModel, load_model
 
 MODEL_LABELS = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
-SNAPSHOT_DIR = "snapshot"
 
 
 def is_model_dir(path: Path) -> bool:

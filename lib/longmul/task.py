@@ -230,8 +230,10 @@ def read_problems(path: str | Path) -> list[Problem]:
 
 
 def write_problems(problems: Iterable[Problem], path: str | Path) -> None:
-    """Write ``problems`` as ICoT lines (atomically: a failure leaves no partial file)."""
+    """Write ``problems`` as ICoT lines (atomically: a failure leaves no partial file), creating the
+    file's folder if needed."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(format_icot_line(p) + "\n" for p in problems)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

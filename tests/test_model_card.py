@@ -1,0 +1,71 @@
+"""longmul.model_card: the card names the model's own path, marks snapshots, and its plain-`transformers`
+code decodes exactly what longmul's own greedy decoding writes, for a plain and an ICoT-format model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from longmul.evaluate import predict
+from longmul.model_card import model_card
+from longmul.saved import load_model
+from longmul.shipped import shipped_dir
+from longmul.task import problem_from_strings
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def _card(directory: Path) -> str:
+    training = json.loads((directory / "training.json").read_text())
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return model_card(directory, training, metrics)
+
+
+def _plain_transformers_code(card: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)
+    code = next(b for b in blocks if "GPT2LMHeadModel.from_pretrained" in b)
+    assert "longmul" not in code.replace("longmul_position_skip", "")  # the point: no longmul needed
+    return code
+
+
+def _run(code: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "<model card>", "exec"), {})  # noqa: S102 - running the documented code is the test
+    return out.getvalue().strip()
+
+
+def _expected(directory: Path) -> list[str]:
+    return predict(load_model(directory).model, problem_from_strings("2365", "4347")).tokens
+
+
+def test_the_card_names_the_path_and_marks_a_snapshot(tiny_sft_model):
+    training = json.loads((tiny_sft_model / "training.json").read_text())
+    metrics = json.loads((tiny_sft_model / "metrics.json").read_text())
+    card = model_card(Path("models") / "sft" / "snapshot", {**training, "snapshot_of_unfinished_run": True}, metrics)
+    assert card.startswith("# longmul model `models/sft/snapshot`")
+    assert "A snapshot of a run still in training" in card
+    assert "load_model('models/sft/snapshot')" in card
+    assert "snapshot" not in model_card(Path("models/sft"), training, metrics).split("##")[0]
+
+
+def test_plain_transformers_code_decodes_as_longmul_does(tiny_sft_model):
+    printed = _run(_plain_transformers_code(_card(tiny_sft_model))).split(" ")
+    expected = _expected(tiny_sft_model)
+    # longmul stops after the answer's length; the card's loop runs on to <eos> or the last position
+    assert printed[: len(expected)] == expected
+
+
+@pytest.mark.parametrize("name", ["icot", "aux"])
+def test_plain_transformers_code_runs_on_the_shipped_models(name):
+    directory = shipped_dir(MODELS, name)
+    if directory is None:
+        pytest.skip(f"models/{name} is not shipped yet")
+    printed = _run(_plain_transformers_code(_card(directory))).split(" ")
+    assert printed == _expected(directory)  # a trained model stops at <eos>
+    assert "####" in printed and printed[-1] == "<eos>"
