@@ -193,11 +193,11 @@ def error_offset_chart(
                 alt.Tooltip("share:Q", format=".0%"),
             ],
         )
-        labels = base.mark_text(fontSize=9).encode(
+        labels = base.mark_text(fontSize=8).encode(
             text=alt.Text("share:Q", format=".0%"),
             color=alt.when(alt.datum.share > 0.5).then(alt.value("white")).otherwise(alt.value("black")),
         )
-        panels.append(alt.layer(cells, labels).properties(title=str(model), width=230, height=alt.Step(20)))
+        panels.append(alt.layer(cells, labels).properties(title=str(model), width=170, height=alt.Step(20)))
     return alt.hconcat(*panels).properties(title=title).resolve_scale(color="shared")
 
 
@@ -241,9 +241,9 @@ def carry_boundary_chart(
                 alt.Tooltip("rate:Q", format=".1%", title="share"),
             ],
         )
-        .properties(width=105, height=80)
+        .properties(width=78, height=80)
         .facet(
-            row=alt.Row("model:N", sort=models, title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
+            row=alt.Row("model:N", sort=models, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=90)),
             column=alt.Column("digit:N", sort=[o for o in order if int(o[1:]) in digits], title=None),
         )
         .properties(title=title)
