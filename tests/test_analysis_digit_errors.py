@@ -130,3 +130,15 @@ def test_running_sums_of_other_problems_are_refused():
         carry_boundary_errors(target, target, running[::-1])
     with pytest.raises(ValueError, match="shape"):
         carry_boundary_errors(target, target, running[:, :4])
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40))
+def test_boundary_counts_add_up(seed, n):
+    target, running = _problem_arrays(n, seed=seed)
+    predicted = np.random.default_rng(seed).integers(-1, 10, size=target.shape)
+    split = carry_boundary_errors(predicted, target, running)
+    wrong = predicted != target
+    assert (split.problems[1:].sum(1) == n).all()
+    assert (split.wrong[1:].sum(1) == wrong[:, 1:].sum(0)).all()
+    assert (split.plus_one + split.minus_one <= split.wrong).all()
+    assert (split.wrong <= split.problems).all()
