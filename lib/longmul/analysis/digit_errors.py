@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 N_OFFSETS = 10
-SIGNED_OFFSETS = tuple(range(-4, 6))  # the display order: −4 … −1, 0, +1 … +5
 CARRY_CHANCE = 2 / 9  # share of uniformly random wrong digits that are off by ±1
 PARITY_CHANCE = 4 / 9  # share of uniformly random wrong digits off by an even amount (±2, ±4)
 
