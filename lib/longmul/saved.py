@@ -149,6 +149,11 @@ def read_history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def is_model_dir(path: Path) -> bool:
+    """Whether ``path`` holds every file a saved model needs (:data:`REQUIRED`)."""
+    return all((path / name).is_file() for name in REQUIRED)
+
+
 def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
     """Load a model directory written by :func:`save_model`; ``ValueError`` names what is wrong."""
     directory = Path(directory)
@@ -160,7 +165,7 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
             snapshot = directory / SNAPSHOT_DIR
             hint = (
                 f"load its snapshot {snapshot}, or run `longmul snapshot {directory}` for a newer one"
-                if (snapshot / "training.json").is_file()
+                if is_model_dir(snapshot)
                 else f"`longmul snapshot {directory}` saves its latest checkpoint as a model"
             )
             raise ValueError(f"{directory} is a run still in training, not a finished model: {hint}")

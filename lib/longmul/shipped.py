@@ -12,13 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .evaluate import cot_tokens_of
-from .saved import REQUIRED, SNAPSHOT_DIR, LoadedModel, load_model
+from .saved import SNAPSHOT_DIR, LoadedModel, is_model_dir, load_model
 
 MODEL_LABELS = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
-
-
-def is_model_dir(path: Path) -> bool:
-    return all((path / name).is_file() for name in REQUIRED)
 
 
 def shipped_dir(models_dir: str | Path, name: str) -> Path | None:
