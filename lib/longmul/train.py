@@ -64,6 +64,7 @@ def hardware_description(device: torch.device) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,  # a run resumed on another machine may change it
         "device": str(device),
     }
     if device.type == "cuda":
