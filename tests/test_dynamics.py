@@ -185,6 +185,24 @@ def test_wall_time_comes_from_the_records_when_they_have_it(tmp_path):
     assert dyn.load_run(run_dir).elapsed_s == 120.0
 
 
+def test_trained_on_sums_each_machines_sessions(tmp_path):
+    run_dir = tmp_path / "icot"
+    write_history(run_dir / "history.jsonl", synthetic_rows(2_000))
+    write_state(run_dir, 2_000)
+    assert dyn.load_run(run_dir).trained_on == ""  # no session recorded its hardware
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    cpu, gpu = {"device": "cpu"}, {"device": "cuda", "gpu": "NVIDIA H200"}
+    state["sessions"] = [
+        {"wall_time_s": 3600.0, "hardware": cpu},
+        {"wall_time_s": 360.0, "hardware": gpu},
+        {"wall_time_s": 5400.0, "hardware": cpu},
+    ]
+    (run_dir / "checkpoint" / "state.json").write_text(json.dumps(state))
+    run = dyn.load_run(run_dir)
+    assert run.trained_on == "CPU 2.5 h, NVIDIA H200 0.1 h"
+    assert dyn.tried_row(run)["trained on"] == dyn.run_summary(run)["trained on"] == run.trained_on
+
+
 # --------------------------------------------------------------------------- tables
 
 def test_digit_rows_unpooled_and_pooled(tmp_path):

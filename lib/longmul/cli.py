@@ -174,7 +174,11 @@ def cmd_runs(args: argparse.Namespace) -> None:
         em = f"{row['val exact match']:.1%}" if row["val exact match"] is not None else "—"
         rate = row["recent steps per second"]
         speed = f", {rate:.2f} steps/s when last logged" if rate and run.status == "in progress" else ""
-        print(f"{path}: {row['recipe']}, {row['status']}, step {row['steps']:,}, {row['examples']:,} examples, {row['wall-clock hours']:.2f} h{speed}")
+        where = f" ({row['trained on']})" if row["trained on"] else ""
+        print(
+            f"{path}: {row['recipe']}, {row['status']}, step {row['steps']:,}, {row['examples']:,} examples, "
+            f"{row['wall-clock hours']:.2f} h{where}{speed}"
+        )
         print(f"    val exact match {em}; per digit c0…c7: {row['val accuracy c0 … c7'] or '—'}")
         if progress:
             print(f"    chain-of-thought tokens removed: {row['chain-of-thought tokens removed']}")

@@ -119,6 +119,7 @@ class RunHistory:
     planned_steps: int | None = None  # max_steps of the run's configuration
     partial_last_line: bool = False  # the history ended in a line still being written
     recorded_wall_s: float | None = None  # training time in training.json or the checkpoint (corrections included)
+    sessions: list[dict] = field(default_factory=list)  # one record per process that trained it (command, hardware, time)
 
     @property
     def last_step(self) -> int:
@@ -143,6 +144,18 @@ class RunHistory:
     @property
     def latest_eval(self) -> dict | None:
         return self.evals[-1] if self.evals else None
+
+    @property
+    def trained_on(self) -> str:
+        """Training time per kind of machine, from the sessions' records: "CPU 10.4 h, NVIDIA H200 0.2 h"
+        (a run resumed on another machine lists each); empty where no session recorded its hardware."""
+        hours: dict[str, float] = {}
+        for session in self.sessions:
+            hardware = session.get("hardware")
+            if hardware:
+                label = hardware.get("gpu") or "CPU"
+                hours[label] = hours.get(label, 0.0) + session.get("wall_time_s", 0.0) / 3600
+        return ", ".join(f"{label} {h:.1f} h" for label, h in hours.items())
 
     def recent_rate(self, rows: int = 20) -> float | None:
         """Training steps per second over the last ``rows`` logged training rows; None with fewer
@@ -238,6 +251,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunHistory:
         planned_steps=config.get("max_steps"),
         partial_last_line=partial,
         recorded_wall_s=(record or {}).get("wall_time_s", (state or {}).get("elapsed_s")),
+        sessions=(record or state or {}).get("sessions", []),
     )
     _split_rows(run, rows)
     return run
@@ -276,6 +290,7 @@ def tried_row(run: RunHistory) -> dict:
         "steps": run.last_step,
         "examples": run.examples,
         "wall-clock hours": round(run.elapsed_s / 3600, 2),
+        "trained on": run.trained_on,
         "val exact match": latest["val_exact_match"] if latest else None,
         "val accuracy c0 … c7": " ".join(f"{a:.2f}" for a in latest["val_per_digit"]) if latest else "",
     }
@@ -292,6 +307,7 @@ def run_summary(run: RunHistory) -> dict:
         "planned steps": run.planned_steps,
         "examples seen": run.examples,
         "wall-clock hours": round(run.elapsed_s / 3600, 2),
+        "trained on": run.trained_on,
         "latest val exact match": latest["val_exact_match"] if latest else None,
         "at step": latest["step"] if latest else None,
         "command": run.command,
