@@ -7,10 +7,15 @@
 Each command runs in its own process (a 2-layer width-128 model keeps a GPU far from busy, so the
 runs share it well). At the deadline every run still going gets SIGTERM, which makes it write a
 resumable checkpoint and stop. Each run's ``--out`` folder (checkpoint, history, and the final model
-if it finished) is then packed as ``<name>.tar.gz`` in ``--out-dir`` with the run's log, ready to be
-unpacked over the same path here and resumed on CPU with the command in its ``state.json``. Files over
-``--max-file-mib`` stay behind (the device tool returns files of at most 16 MiB): a width-768 run
-brings back its history and state but not its weights.
+if it finished; not its ``snapshot/``, which came from here) is then packed with the run's log as
+``<name>.tar.gz`` in ``--out-dir``, ready to be unpacked over the same path here and resumed on CPU
+with the command in its ``state.json``.
+
+The device tool brings back at most 8 files of 16 MiB each (64 MiB in all), so checkpoint files over
+``--max-checkpoint-mib`` stay behind (a width-768 run's optimizer state: such a run brings back its
+history and state, and its final model if it finished, but cannot be resumed), and a pack over
+``--part-mib`` is split into ``<name>.tar.gz.part00``, ``part01``, … (join them with ``cat``).
+
 A run that fails is reported at once (with the end of its log), and once no run is left the script
 stops early, so that no device time is spent waiting.
 """
@@ -35,13 +40,34 @@ def out_folder(command: str) -> Path:
     return Path(args[args.index("--out") + 1])
 
 
-def small_enough(member: tarfile.TarInfo, limit: float) -> tarfile.TarInfo | None:
-    """Leave out files too large to come back from the device machine (a width-768 model's
-    optimizer state, say), so that the run's history and state still do."""
-    if member.size > limit:
-        print(f"left out of the pack (too large, {member.size / 2**20:.1f} MiB): {member.name}", flush=True)
+def keep_in_pack(member: tarfile.TarInfo, checkpoint_limit: float) -> tarfile.TarInfo | None:
+    from longmul.saved import SNAPSHOT_DIR  # here, not at the top: it loads torch, which a failed start never needs
+
+    parts = Path(member.name).parts
+    if SNAPSHOT_DIR in parts:
+        return None
+    if "checkpoint" in parts and member.size > checkpoint_limit:
+        print(f"left out of the pack ({member.size / 2**20:.1f} MiB): {member.name}", flush=True)
         return None
     return member
+
+
+def pack_run(folder: Path, log: Path, out_dir: Path, checkpoint_limit: float, part_bytes: int) -> list[Path]:
+    """Pack a run folder and its log into ``out_dir``; split the pack into parts if it is too large."""
+    pack = out_dir / f"{folder.name}.tar.gz"
+    with tarfile.open(pack, "w:gz") as tar:
+        tar.add(folder, arcname=str(folder), filter=partial(keep_in_pack, checkpoint_limit=checkpoint_limit))
+        tar.add(log, arcname=f"{folder}/device.log")
+    if pack.stat().st_size <= part_bytes:
+        return [pack]
+    data = pack.read_bytes()
+    pack.unlink()
+    parts = []
+    for i, offset in enumerate(range(0, len(data), part_bytes)):
+        part = out_dir / f"{pack.name}.part{i:02d}"
+        part.write_bytes(data[offset : offset + part_bytes])
+        parts.append(part)
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("commands", nargs="+", help="longmul train commands, one per run")
     parser.add_argument("--seconds", type=float, required=True, help="training time before SIGTERM")
     parser.add_argument("--out-dir", type=Path, required=True, help="where the packed runs go")
-    parser.add_argument("--max-file-mib", type=float, default=12, help="files larger than this stay behind")
+    parser.add_argument("--max-checkpoint-mib", type=float, default=12, help="larger checkpoint files stay behind")
+    parser.add_argument("--part-mib", type=float, default=15, help="packs larger than this are split")
     parser.add_argument("--grace", type=float, default=60, help="seconds to wait for checkpoints after SIGTERM")
     args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{folder}: exit {proc.returncode} after {time.monotonic() - start:.0f} s", flush=True)
         if not folder.is_dir():
             continue  # nothing to bring back but the log
-        with tarfile.open(args.out_dir / f"{folder.name}.tar.gz", "w:gz") as tar:
-            tar.add(folder, arcname=str(folder), filter=partial(small_enough, limit=args.max_file_mib * 2**20))
-            tar.add(log, arcname=f"{folder}/device.log")
+        packed = pack_run(folder, log, args.out_dir, args.max_checkpoint_mib * 2**20, int(args.part_mib * 2**20))
+        print(f"{folder}: packed as {', '.join(p.name for p in packed)}", flush=True)
         log.unlink()
     # 130: stopped by the SIGTERM above, after writing its checkpoint
     return 0 if all(p.returncode in (0, 130) for p in procs) else 1

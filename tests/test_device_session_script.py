@@ -17,6 +17,9 @@ out = pathlib.Path(sys.argv[sys.argv.index("--out") + 1])
 (out / "checkpoint").mkdir(parents=True)
 (out / "history.jsonl").write_text("{}\\n")
 (out / "checkpoint" / "optimizer.safetensors").write_bytes(bytes(300_000))
+(out / "model.safetensors").write_bytes(bytes(300_000))  # a finished model's weights come back whatever their size
+(out / "snapshot").mkdir()
+(out / "snapshot" / "model.safetensors").write_bytes(bytes(10))
 def stop(*_):
     (out / "checkpoint" / "state.json").write_text("{}")
     print("checkpoint written", flush=True)
@@ -40,7 +43,7 @@ def test_runs_are_stopped_and_packed_without_large_files(tmp_path):
             str(SCRIPT),
             "--seconds",
             "6",
-            "--max-file-mib",
+            "--max-checkpoint-mib",
             "0.1",
             "--out-dir",
             str(packs),
@@ -59,9 +62,39 @@ def test_runs_are_stopped_and_packed_without_large_files(tmp_path):
         names = set(tar.getnames())
         log = tar.extractfile("runs/one/device.log").read().decode()
     assert {"runs/one/history.jsonl", "runs/one/checkpoint/state.json", "runs/one/device.log"} <= names
-    assert "runs/one/checkpoint/optimizer.safetensors" not in names
+    assert "runs/one/model.safetensors" in names
+    assert "runs/one/checkpoint/optimizer.safetensors" not in names and "runs/one/snapshot" not in names
     assert "training" in log and "checkpoint written" in log
     assert "left out of the pack" in result.stdout
+
+
+def test_a_large_pack_comes_back_in_parts(tmp_path):
+    packs = tmp_path / "packs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--seconds",
+            "6",
+            "--part-mib",
+            "0.001",
+            "--out-dir",
+            str(packs),
+            command(FAKE_RUN, "runs/big"),
+        ],
+        cwd=tmp_path,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    parts = sorted(packs.iterdir())
+    assert len(parts) > 1 and all(p.name.startswith("big.tar.gz.part") for p in parts)
+    joined = tmp_path / "big.tar.gz"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(joined) as tar:
+        assert "runs/big/checkpoint/optimizer.safetensors" in tar.getnames()
 
 
 def test_a_failed_run_is_reported_and_the_script_stops_early(tmp_path):
