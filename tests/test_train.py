@@ -96,6 +96,15 @@ def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
         train(tiny_config(), tmp_path / "empty", resume=True, command="pytest")
 
 
+def test_the_icot_gate_may_change_on_resume_and_each_stage_records_its_gate(tmp_path):
+    out = train(tiny_config(recipe="icot", max_steps=4, icot_gate=0.0), tmp_path / "run", command="pytest")
+    train(tiny_config(recipe="icot", max_steps=16, icot_gate=-1.0), out, resume=True, command="pytest")
+    stages = json.loads((out / "training.json").read_text())["icot_stages"]
+    gates = {s["step"]: s["gate"] for s in stages if "gate" in s}
+    assert gates and set(gates.values()) == {0.0, -1.0}
+    assert all(gate == (0.0 if step <= 4 else -1.0) for step, gate in gates.items())
+
+
 def test_extending_a_finished_run(tmp_path):
     out = train(tiny_config(max_steps=6), tmp_path / "run", command="pytest")
     train(tiny_config(max_steps=12), out, resume=True, command="pytest")

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 RECIPES = ("sft", "icot", "aux")
 AUX_TARGETS = ("running_sum", "shuffled")
 # Fields that may change when a run is resumed: they do not alter the trajectory up to the old end.
+# The ICoT gate only decides when later stages begin; each stage's record keeps the gate it passed.
 RESUME_MUTABLE = {
     "max_steps",
     "stop_exact_match",
@@ -19,6 +20,7 @@ RESUME_MUTABLE = {
     "final_eval_random",
     "device",
     "progress",
+    "icot_gate",
 }
 
 

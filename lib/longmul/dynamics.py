@@ -439,8 +439,9 @@ def aux_error_rows(runs: Mapping[str, RunHistory] | Iterable[RunHistory], max_po
 def stage_table(run: RunHistory) -> list[dict]:
     """ICoT: one row per removal stage: ``removed`` (chain-of-thought tokens gone in it), ``from_step``,
     ``to_step`` (the next stage's start, or the last logged step), ``steps``, ``current`` (the stage the
-    run was in at its last logged step) and ``best_val_exact_match`` (over the evaluations in the
-    stage, None if none). The full chain of thought before the first removal is stage 0."""
+    run was in at its last logged step), ``best_val_exact_match`` (over the evaluations in the
+    stage, None if none) and ``gate`` (the accuracy gate passed to enter it, None where not recorded).
+    The full chain of thought before the first removal is stage 0."""
     starts = [{"step": 0, "removed": 0}] + [s for s in run.stages if s["step"] > 0 or s["removed"] > 0]
     out = []
     for i, stage in enumerate(starts):
@@ -455,6 +456,7 @@ def stage_table(run: RunHistory) -> list[dict]:
                 "steps": end - stage["step"],
                 "current": last,
                 "best_val_exact_match": max(scores) if scores else None,
+                "gate": stage.get("gate"),
             }
         )
     return out

@@ -338,7 +338,10 @@ class Trainer:
             return False
         self.removed = target
         self.stage_start_step = self.step
-        self.stages.append({"step": self.step, "examples": self.examples, "removed": target, "elapsed_s": round(self.elapsed(), 1)})
+        stage = {"step": self.step, "examples": self.examples, "removed": target, "elapsed_s": round(self.elapsed(), 1)}
+        if config.icot_stage_examples == 0:
+            stage["gate"] = config.icot_gate  # the gate passed (it may change when a run is resumed)
+        self.stages.append(stage)
         if config.icot_reset_optimizer:
             self.optimizer = make_optimizer(self.parameters(), config)
         return True
