@@ -147,6 +147,17 @@ def test_recent_rate_is_steps_per_training_second():
     assert dyn.RunHistory("r", Path("r"), "in progress", train=rows[:1]).recent_rate() is None
 
 
+def test_recent_rate_times_the_latest_session_alone():
+    # 2 steps/s up to step 2,000 (1,000 s), then resumed on a machine doing 50 steps/s
+    rows = [{**train_row(s), "elapsed_s": s / 2} for s in range(100, 2_001, 100)]
+    rows += [{**train_row(s), "elapsed_s": 1_000 + (s - 2_000) / 50} for s in range(2_100, 2_601, 100)]
+    sessions = [{"wall_time_s": 1_000.0}, {"wall_time_s": 10.0}]
+    run = dyn.RunHistory("r", Path("r"), "in progress", train=rows, sessions=sessions, recorded_wall_s=1_010.0)
+    assert run.recent_rate() == pytest.approx(50.0)
+    just_resumed = dyn.RunHistory("r", Path("r"), "in progress", train=rows[:20], sessions=sessions, recorded_wall_s=1_010.0)
+    assert just_resumed.recent_rate() is None  # one row since the resume: too few to time
+
+
 def test_load_runs_labels_and_bare_history_files(tmp_path):
     write_history(tmp_path / "sft" / "history.jsonl", synthetic_rows(1_000))
     runs = dyn.load_runs(tmp_path, {"sft": "SFT", "aux": "SFT + aux loss"})

@@ -158,10 +158,14 @@ class RunHistory:
         return ", ".join(f"{label} {h:.1f} h" for label, h in hours.items())
 
     def recent_rate(self, rows: int = 20) -> float | None:
-        """Training steps per second over the last ``rows`` logged training rows; None with fewer
-        than two. ``elapsed_s`` is training time carried across resumes, so a window that spans one
-        still measures training speed."""
+        """Training steps per second over the last ``rows`` logged training rows of the latest
+        session (a run resumed on a faster or slower machine is timed on the new one alone); None
+        with fewer than two such rows. ``elapsed_s`` is training time carried across resumes."""
         recent = self.train[-rows:]
+        latest = self.sessions[-1] if self.sessions else None
+        if latest and self.recorded_wall_s is not None and "wall_time_s" in latest:
+            session_start = self.recorded_wall_s - latest["wall_time_s"]  # both from the same save
+            recent = [r for r in recent if r.get("elapsed_s", 0.0) >= session_start]
         if len(recent) < 2:
             return None
         steps = recent[-1]["step"] - recent[0]["step"]
