@@ -2,12 +2,15 @@
 
     .venv/bin/python scripts/aux_ablation.py --max-steps 10000                     # every configuration
     .venv/bin/python scripts/aux_ablation.py --max-steps 10000 --only none,site_heads   # a subset
+    .venv/bin/python scripts/aux_ablation.py --max-steps 100000 --print-commands        # run them elsewhere
 
 The configurations are :data:`longmul.sweeps.ABLATION_PLAN`: no aux loss, three probe sites, two
 weights and the shuffled-target control, all with the same optimiser settings and seed. Each runs with
 ``longmul train`` one after the other (start two instances with disjoint ``--only`` lists to use two
 cores). A configuration already finished is skipped; one with a checkpoint is resumed, so the script
-can be stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again.
+can be stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again. With
+``--print-commands`` it prints those commands (``--resume`` added where a checkpoint exists) one per
+line instead of running them, e.g. for ``scripts/device_session.py`` to run side by side on a GPU.
 
 ``results/aux_ablation/README.md`` records the exact command of every configuration, the form in
 which :func:`longmul.sweeps.read_sweep` finds them; the chapter reads the folder.
@@ -51,10 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", help="comma-separated configurations (default: all): " + ", ".join(n for n, _, _ in ABLATION_PLAN)
     )
+    parser.add_argument("--folder", default=FOLDER, help=f"where the runs go, from the repository root (default {FOLDER})")
+    parser.add_argument("--print-commands", action="store_true", help="print the commands, one per line, and stop")
     args = parser.parse_args(argv)
     if args.max_steps < 1:
         parser.error(f"--max-steps must be positive, got {args.max_steps}")
-    commands = ablation_commands(FOLDER, max_steps=args.max_steps)
+    commands = ablation_commands(args.folder, max_steps=args.max_steps)
     if args.only:
         wanted = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = sorted(set(wanted) - {c["configuration"] for c in commands})
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     else:
         wanted = [c["configuration"] for c in commands]
-    folder = ROOT / FOLDER
+    folder = ROOT / args.folder
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(readme(commands, args.max_steps))  # every command, run or not
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: the child checkpoints
@@ -74,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_dir = folder / name
         if (run_dir / "training.json").is_file():
-            print(f"{name}: finished already, skipped")
+            print(f"{name}: finished already, skipped", file=sys.stderr)
             continue
         args_run = shlex.split(c["command"])[1:] + (["--resume"] if (run_dir / "checkpoint").is_dir() else [])
+        if args.print_commands:
+            print(shlex.join(["longmul", *args_run]))
+            continue
         print(f"{name}: longmul {' '.join(args_run)}", flush=True)
         child = subprocess.Popen([sys.executable, "-m", "longmul.cli", *args_run], cwd=ROOT)
         try:

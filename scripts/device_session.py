@@ -6,15 +6,16 @@
 
 Each command runs in its own process (a 2-layer width-128 model keeps a GPU far from busy, so the
 runs share it well). At the deadline every run still going gets SIGTERM, which makes it write a
-resumable checkpoint and stop. Each run's ``--out`` folder (checkpoint, history, and the final model
-if it finished; not its ``snapshot/``, which came from here) is then packed with the run's log as
-``<name>.tar.gz`` in ``--out-dir``, ready to be unpacked over the same path here and resumed on CPU
-with the command in its ``state.json``.
+resumable checkpoint and stop. Every run's ``--out`` folder (checkpoint, history, and the final model
+if it finished; not its ``snapshot/``, which came from here) is then packed with the run's log (as
+``device.log`` in the folder) into one ``runs.tar.gz`` in ``--out-dir``, to be unpacked here in the
+repository root (``cat runs.tar.gz* | tar xz``) and resumed on CPU with the command in each
+``state.json``.
 
-The device tool brings back at most 8 files of 16 MiB each (64 MiB in all), so checkpoint files over
-``--max-checkpoint-mib`` stay behind (a width-768 run's optimizer state: such a run brings back its
-history and state, and its final model if it finished, but cannot be resumed), and a pack over
-``--part-mib`` is split into ``<name>.tar.gz.part00``, ``part01``, … (join them with ``cat``).
+The device tool brings back at most 8 files of 16 MiB each (64 MiB in all), hence one pack, split
+into ``runs.tar.gz.part00``, ``part01``, … when over ``--part-mib``; and checkpoint files over
+``--max-checkpoint-mib`` stay behind (a width-768 run's weights and optimizer state: such a run brings
+back its history and state, and its final model if it finished, but cannot be resumed).
 
 A run that fails is reported at once (with the end of its log), and once no run is left the script
 stops early, so that no device time is spent waiting.
@@ -52,12 +53,15 @@ def keep_in_pack(member: tarfile.TarInfo, checkpoint_limit: float) -> tarfile.Ta
     return member
 
 
-def pack_run(folder: Path, log: Path, out_dir: Path, checkpoint_limit: float, part_bytes: int) -> list[Path]:
-    """Pack a run folder and its log into ``out_dir``; split the pack into parts if it is too large."""
-    pack = out_dir / f"{folder.name}.tar.gz"
+def pack_runs(
+    folders: list[Path], logs: list[Path], out_dir: Path, checkpoint_limit: float, part_bytes: int
+) -> list[Path]:
+    """Pack run folders with their logs into ``out_dir/runs.tar.gz``, split into parts if too large."""
+    pack = out_dir / "runs.tar.gz"
     with tarfile.open(pack, "w:gz") as tar:
-        tar.add(folder, arcname=str(folder), filter=partial(keep_in_pack, checkpoint_limit=checkpoint_limit))
-        tar.add(log, arcname=f"{folder}/device.log")
+        for folder, log in zip(folders, logs, strict=True):
+            tar.add(folder, arcname=str(folder), filter=partial(keep_in_pack, checkpoint_limit=checkpoint_limit))
+            tar.add(log, arcname=f"{folder}/device.log")
     if pack.stat().st_size <= part_bytes:
         return [pack]
     data = pack.read_bytes()
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     folders = [out_folder(c) for c in args.commands]
     procs, logs = [], []
     for command, folder in zip(args.commands, folders, strict=True):
-        log = args.out_dir / f"{folder.name}.log"
+        log = args.out_dir / f"{str(folder).replace('/', '_')}.log"
         logs.append(log)
         with open(log, "w") as handle:
             procs.append(subprocess.Popen(shlex.split(command), stdout=handle, stderr=subprocess.STDOUT))
@@ -106,13 +110,21 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
-    for folder, proc, log in zip(folders, procs, logs, strict=True):
+    for folder, proc in zip(folders, procs, strict=True):
         print(f"{folder}: exit {proc.returncode} after {time.monotonic() - start:.0f} s", flush=True)
-        if not folder.is_dir():
-            continue  # nothing to bring back but the log
-        packed = pack_run(folder, log, args.out_dir, args.max_checkpoint_mib * 2**20, int(args.part_mib * 2**20))
-        print(f"{folder}: packed as {', '.join(p.name for p in packed)}", flush=True)
-        log.unlink()
+    # A run that never made its folder leaves only its log, which stays beside the pack.
+    packable = [(folder, log) for folder, log in zip(folders, logs, strict=True) if folder.is_dir()]
+    if packable:
+        packed = pack_runs(
+            [f for f, _ in packable],
+            [log for _, log in packable],
+            args.out_dir,
+            args.max_checkpoint_mib * 2**20,
+            int(args.part_mib * 2**20),
+        )
+        print(f"packed {', '.join(str(f) for f, _ in packable)} as {', '.join(p.name for p in packed)}", flush=True)
+        for _, log in packable:
+            log.unlink()
     # 130: stopped by the SIGTERM above, after writing its checkpoint
     return 0 if all(p.returncode in (0, 130) for p in procs) else 1
 

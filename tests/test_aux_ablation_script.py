@@ -2,6 +2,7 @@
 form the chapter's reader expects, and bad arguments stop it before anything runs."""
 
 import importlib.util
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,19 @@ def test_unknown_configuration_is_refused():
 def test_nonpositive_steps_are_refused():
     result = run_script("--max-steps", "0")
     assert result.returncode == 2 and "--max-steps must be positive" in result.stderr
+
+
+def test_print_commands_lists_what_is_left_to_run(tmp_path):
+    folder = tmp_path / "sweep"
+    (folder / "none" / "checkpoint").mkdir(parents=True)  # started: resumed
+    (folder / "weight_10").mkdir(parents=True)
+    (folder / "weight_10" / "training.json").write_text("{}")  # finished: skipped
+    result = run_script("--max-steps", "50", "--folder", str(folder), "--print-commands")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    expected = [name for name, _, _ in sweeps.ABLATION_PLAN if name != "weight_10"]
+    assert [shlex.split(line)[shlex.split(line).index("--out") + 1] for line in lines] == [f"{folder}/{n}" for n in expected]
+    assert all(line.startswith("longmul train ") and "--max-steps 50" in line for line in lines)
+    assert [line.endswith("--resume") for line in lines] == [n == "none" for n in expected]
+    assert "weight_10: finished already" in result.stderr
+    assert (folder / "README.md").is_file()  # the record of every command, run here or elsewhere

@@ -57,12 +57,12 @@ def test_runs_are_stopped_and_packed_without_large_files(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.name for p in packs.iterdir()) == ["one.tar.gz", "two.tar.gz"]
-    with tarfile.open(packs / "one.tar.gz") as tar:
+    assert sorted(p.name for p in packs.iterdir()) == ["runs.tar.gz"]  # one pack: the tool returns at most 8 files
+    with tarfile.open(packs / "runs.tar.gz") as tar:
         names = set(tar.getnames())
         log = tar.extractfile("runs/one/device.log").read().decode()
     assert {"runs/one/history.jsonl", "runs/one/checkpoint/state.json", "runs/one/device.log"} <= names
-    assert "runs/one/model.safetensors" in names
+    assert "runs/two/history.jsonl" in names and "runs/one/model.safetensors" in names
     assert "runs/one/checkpoint/optimizer.safetensors" not in names and "runs/one/snapshot" not in names
     assert "training" in log and "checkpoint written" in log
     assert "left out of the pack" in result.stdout
@@ -90,8 +90,8 @@ def test_a_large_pack_comes_back_in_parts(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     parts = sorted(packs.iterdir())
-    assert len(parts) > 1 and all(p.name.startswith("big.tar.gz.part") for p in parts)
-    joined = tmp_path / "big.tar.gz"
+    assert len(parts) > 1 and all(p.name.startswith("runs.tar.gz.part") for p in parts)
+    joined = tmp_path / "joined.tar.gz"
     joined.write_bytes(b"".join(p.read_bytes() for p in parts))
     with tarfile.open(joined) as tar:
         assert "runs/big/checkpoint/optimizer.safetensors" in tar.getnames()
@@ -117,7 +117,7 @@ def test_a_failed_run_is_reported_and_the_script_stops_early(tmp_path):
     )
     assert result.returncode == 1
     assert "FAILED runs/bad (exit 2)" in result.stdout and "no such recipe" in result.stdout
-    assert (packs / "bad.log").read_text().strip() == "no such recipe"  # no folder to pack: the log stays
+    assert (packs / "runs_bad.log").read_text().strip() == "no such recipe"  # no folder to pack: the log stays
 
 
 def test_a_command_without_out_is_refused(tmp_path):
