@@ -35,26 +35,17 @@ def command(code: str, out: str) -> str:
     return shlex.join([sys.executable, "-c", code, "--out", out])
 
 
+def run_session(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], cwd=cwd, check=False, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_runs_are_stopped_and_packed_without_large_files(tmp_path):
     packs = tmp_path / "packs"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--seconds",
-            "6",
-            "--max-checkpoint-mib",
-            "0.1",
-            "--out-dir",
-            str(packs),
-            command(FAKE_RUN, "runs/one"),
-            command(FAKE_RUN, "runs/two"),
-        ],
-        cwd=tmp_path,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_session(
+        tmp_path, "--seconds", "6", "--max-checkpoint-mib", "0.1", "--out-dir", str(packs),
+        command(FAKE_RUN, "runs/one"), command(FAKE_RUN, "runs/two"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in packs.iterdir()) == ["runs.tar.gz"]  # one pack: the tool returns at most 8 files
@@ -70,24 +61,7 @@ def test_runs_are_stopped_and_packed_without_large_files(tmp_path):
 
 def test_a_large_pack_comes_back_in_parts(tmp_path):
     packs = tmp_path / "packs"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--seconds",
-            "6",
-            "--part-mib",
-            "0.001",
-            "--out-dir",
-            str(packs),
-            command(FAKE_RUN, "runs/big"),
-        ],
-        cwd=tmp_path,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_session(tmp_path, "--seconds", "6", "--part-mib", "0.001", "--out-dir", str(packs), command(FAKE_RUN, "runs/big"))
     assert result.returncode == 0, result.stdout + result.stderr
     parts = sorted(packs.iterdir())
     assert len(parts) > 1 and all(p.name.startswith("runs.tar.gz.part") for p in parts)
@@ -99,33 +73,13 @@ def test_a_large_pack_comes_back_in_parts(tmp_path):
 
 def test_a_failed_run_is_reported_and_the_script_stops_early(tmp_path):
     packs = tmp_path / "packs"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--seconds",
-            "600",
-            "--out-dir",
-            str(packs),
-            command("print('no such recipe'); raise SystemExit(2)", "runs/bad"),
-        ],
-        cwd=tmp_path,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    failing = command("print('no such recipe'); raise SystemExit(2)", "runs/bad")
+    result = run_session(tmp_path, "--seconds", "600", "--out-dir", str(packs), failing)
     assert result.returncode == 1
     assert "FAILED runs/bad (exit 2)" in result.stdout and "no such recipe" in result.stdout
     assert (packs / "runs_bad.log").read_text().strip() == "no such recipe"  # no folder to pack: the log stays
 
 
 def test_a_command_without_out_is_refused(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--seconds", "1", "--out-dir", str(tmp_path), "longmul train --recipe sft"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_session(tmp_path, "--seconds", "1", "--out-dir", str(tmp_path), "longmul train --recipe sft")
     assert result.returncode != 0 and "has no --out" in result.stderr
