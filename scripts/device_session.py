@@ -1,5 +1,6 @@
 """Run several ``longmul train`` commands side by side on a borrowed GPU machine for a fixed time.
 
+    source scripts/device_setup.sh    # on that machine: its python3, our transformers, `longmul`
     python3 scripts/device_session.py --seconds 400 --out-dir "$OUT" \\
         "longmul train --recipe icot ... --out models/icot --resume" \\
         "longmul train --recipe aux ... --out models/aux --resume"
