@@ -69,3 +69,12 @@ def test_plain_transformers_code_runs_on_the_shipped_models(name):
     printed = _run(_plain_transformers_code(_card(directory))).split(" ")
     assert printed == _expected(directory)  # a trained model stops at <eos>
     assert "####" in printed and printed[-1] == "<eos>"
+
+
+def test_the_card_says_where_the_model_trained(tiny_sft_model):
+    training = json.loads((tiny_sft_model / "training.json").read_text())
+    metrics = json.loads((tiny_sft_model / "metrics.json").read_text())
+    assert "- trained on: CPU 0.0 h (" in model_card(tiny_sft_model, training, metrics)
+    gpu = {"device": "cuda", "gpu": "NVIDIA H200"}
+    resumed = {**training, "sessions": [*training["sessions"], {"wall_time_s": 720.0, "hardware": gpu}]}
+    assert "- trained on: CPU 0.0 h, NVIDIA H200 0.2 h (" in model_card(tiny_sft_model, resumed, metrics)

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from longmul.provenance import hours_by_machine
+
 LN10 = math.log(10)  # loss of a uniform guess among ten digits, in nats
 N_C = 8  # output digits of a 4x4 product
 
@@ -147,15 +149,8 @@ class RunHistory:
 
     @property
     def trained_on(self) -> str:
-        """Training time per kind of machine, from the sessions' records: "CPU 10.4 h, NVIDIA H200 0.2 h"
-        (a run resumed on another machine lists each); empty where no session recorded its hardware."""
-        hours: dict[str, float] = {}
-        for session in self.sessions:
-            hardware = session.get("hardware")
-            if hardware:
-                label = hardware.get("gpu") or "CPU"
-                hours[label] = hours.get(label, 0.0) + session.get("wall_time_s", 0.0) / 3600
-        return ", ".join(f"{label} {h:.1f} h" for label, h in hours.items())
+        """Training time per kind of machine (:func:`longmul.provenance.hours_by_machine`)."""
+        return hours_by_machine(self.sessions)
 
     def recent_rate(self, rows: int = 20) -> float | None:
         """Training steps per second over the last ``rows`` logged training rows of the latest

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .provenance import hours_by_machine
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
@@ -53,7 +55,7 @@ def model_card(path: str | Path, training: dict, metrics: dict) -> str:
             f"- seed {training['seed']}, {training['steps']:,} steps, {training['examples']:,} examples, "
             f"{training['wall_time_s'] / 60:.1f} min of wall time over {len(training['sessions'])} session(s)"
         ),
-        f"- hardware (last session): {training['sessions'][-1]['hardware']}",
+        f"- trained on: {hours_by_machine(training['sessions']) or 'not recorded'} (each session's machine and command: `training.json`)",
         "",
         "## Load it",
         "",
