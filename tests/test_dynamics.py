@@ -367,6 +367,17 @@ def test_run_settings_and_digit_names(tmp_path):
     assert dyn.digit_names([0, 7]) == "c0, c7" and dyn.digit_names([]) == "none"
 
 
+def test_run_settings_name_what_a_resume_changed(tmp_path):
+    run_dir = tmp_path / "aux"
+    rows = synthetic_rows(3_000)
+    rows.insert(20, {"kind": "resume", "step": 2_000, "examples": 512_000, "changed": {"lr": [0.001, 0.0001]}})
+    write_history(run_dir / "history.jsonl", rows)
+    write_state(run_dir, 3_000, lr=0.0001, batch_size=256)
+    run = dyn.load_run(run_dir)
+    assert [r["step"] for r in run.resumes] == [2_000] and run.last_step == 3_000
+    assert dyn.run_settings(run)["optimiser"] == "batch_size = 256, lr = 0.0001 (0.001 until step 2,000)"
+
+
 def test_flatness_needs_enough_points(tmp_path):
     short = dyn.load_run(write_history(tmp_path / "h.jsonl", [train_row(s) for s in (100, 200, 300)]))
     assert dyn.flatness(short).flat is None

@@ -90,8 +90,8 @@ def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):
     out = train(tiny_config(max_steps=3), tmp_path / "run", command="pytest")
     with pytest.raises(ValueError, match="not empty"):
         train(tiny_config(max_steps=3), out, command="pytest")
-    with pytest.raises(ValueError, match="different settings: lr"):
-        train(tiny_config(max_steps=6, lr=0.5), out, resume=True, command="pytest")
+    with pytest.raises(ValueError, match="different settings: batch_size"):
+        train(tiny_config(max_steps=6, batch_size=8), out, resume=True, command="pytest")
     with pytest.raises(ValueError, match="nothing to resume"):
         train(tiny_config(), tmp_path / "empty", resume=True, command="pytest")
 
@@ -103,6 +103,16 @@ def test_the_icot_gate_may_change_on_resume_and_each_stage_records_its_gate(tmp_
     gates = {s["step"]: s["gate"] for s in stages if "gate" in s}
     assert gates and set(gates.values()) == {0.0, -1.0}
     assert all(gate == (0.0 if step <= 4 else -1.0) for step, gate in gates.items())
+
+
+def test_a_resume_that_changes_the_learning_rate_is_recorded(tmp_path):
+    out = train(tiny_config(max_steps=6, warmup_steps=0), tmp_path / "run", command="pytest")
+    train(tiny_config(max_steps=12, warmup_steps=0, lr=1e-4), out, resume=True, command="pytest")
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    resumes = [r for r in rows if r["kind"] == "resume"]
+    assert resumes == [{"kind": "resume", "step": 6, "examples": 6 * 16, "changed": {"lr": [1e-3, 1e-4], "max_steps": [6, 12]}}]
+    lrs = {r["step"]: r["lr"] for r in rows if r["kind"] == "train"}
+    assert lrs[6] == 1e-3 and lrs[9] == lrs[12] == 1e-4
 
 
 def test_extending_a_finished_run(tmp_path):

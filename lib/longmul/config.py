@@ -12,6 +12,8 @@ RECIPES = ("sft", "icot", "aux")
 AUX_TARGETS = ("running_sum", "shuffled")
 # Fields that may change when a run is resumed: they do not alter the trajectory up to the old end.
 # The ICoT gate only decides when later stages begin; each stage's record keeps the gate it passed.
+# The learning rate may be lowered (or raised) from then on; every train row of the history logs it.
+# A resume that changes any of these writes a "resume" row to the history naming the changes.
 RESUME_MUTABLE = {
     "max_steps",
     "stop_exact_match",
@@ -21,6 +23,7 @@ RESUME_MUTABLE = {
     "device",
     "progress",
     "icot_gate",
+    "lr",
 }
 
 

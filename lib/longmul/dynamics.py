@@ -117,6 +117,7 @@ class RunHistory:
     train: list[dict] = field(default_factory=list)  # kind == "train", by step
     evals: list[dict] = field(default_factory=list)  # kind == "eval", by step
     stages: list[dict] = field(default_factory=list)  # kind == "stage", by step
+    resumes: list[dict] = field(default_factory=list)  # kind == "resume": settings changed on resuming
     checkpoint_step: int | None = None
     planned_steps: int | None = None  # max_steps of the run's configuration
     partial_last_line: bool = False  # the history ended in a line still being written
@@ -260,6 +261,7 @@ def _split_rows(run: RunHistory, rows: list[dict]) -> None:
     run.train = [r for r in rows if r.get("kind") == "train"]
     run.evals = [r for r in rows if r.get("kind") == "eval"]
     run.stages = [r for r in rows if r.get("kind") == "stage"]
+    run.resumes = [r for r in rows if r.get("kind") == "resume"]
 
 
 def load_runs(models_dir: str | Path, names: Mapping[str, str] | Sequence[str]) -> dict[str, RunHistory]:
@@ -319,8 +321,13 @@ def run_settings(run: RunHistory) -> dict[str, str]:
     if not config:
         return {"model": "", "optimiser": "", "logging": "", "recipe settings": ""}
 
+    def earlier(name: str) -> str:
+        """Values a resume replaced: " (0.001 until step 176,012)"."""
+        spans = [(r["changed"][name][0], r["step"]) for r in run.resumes if name in r.get("changed", {})]
+        return f" ({', '.join(f'{old} until step {step:,}' for old, step in spans)})" if spans else ""
+
     def pick(*names: str) -> str:
-        return ", ".join(f"{n} = {config[n]}" for n in names if n in config)
+        return ", ".join(f"{n} = {config[n]}{earlier(n)}" for n in names if n in config)
 
     from longmul.config import TrainConfig  # no torch
 

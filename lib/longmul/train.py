@@ -503,6 +503,7 @@ def train(
     """Train (or resume) a run in ``out_dir`` and save the final model there."""
     out_dir = Path(out_dir)
     command = command or " ".join(sys.argv)
+    changed: dict[str, list] = {}  # settings a resume changes: {name: [old, new]}
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     if resume:
@@ -516,6 +517,9 @@ def train(
                 f"cannot resume {out_dir} with different settings: {', '.join(differing)} "
                 f"(only {sorted(RESUME_MUTABLE)} may change)"
             )
+        for name in sorted(RESUME_MUTABLE):
+            if getattr(saved, name) != getattr(config, name):
+                changed[name] = [getattr(saved, name), getattr(config, name)]
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"output directory {out_dir} is not empty; pass resume=True (--resume) or pick another")
     config.validate()
@@ -525,6 +529,10 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         trainer.restore()
+        if changed:
+            row = {"kind": "resume", "step": trainer.step, "examples": trainer.examples, "changed": changed}
+            with open(trainer.history_path, "a") as history:
+                history.write(json.dumps(row) + "\n")
     trainer.run()
     return trainer.finalize(out_dir, keep_checkpoint)
 
