@@ -376,6 +376,9 @@ def test_run_settings_name_what_a_resume_changed(tmp_path):
     run = dyn.load_run(run_dir)
     assert [r["step"] for r in run.resumes] == [2_000] and run.last_step == 3_000
     assert dyn.run_settings(run)["optimiser"] == "batch_size = 256, lr = 0.0001 (0.001 until step 2,000)"
+    assert dyn.tried_row(run)["changed on resume"] == "lr 0.001 → 0.0001 at step 2,000"
+    bookkeeping = dyn.RunHistory("b", run_dir, "in progress", resumes=[{"step": 5, "changed": {"max_steps": [5, 9]}}])
+    assert dyn.schedule_changes(bookkeeping) == ""  # a longer run trains the same way
 
 
 def test_flatness_needs_enough_points(tmp_path):

@@ -182,6 +182,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
         print(f"    val exact match {em}; per digit c0…c7: {row['val accuracy c0 … c7'] or '—'}")
         if progress:
             print(f"    chain-of-thought tokens removed: {row['chain-of-thought tokens removed']}")
+        if row["changed on resume"]:
+            print(f"    changed on resume: {row['changed on resume']}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:

@@ -10,11 +10,11 @@ if TYPE_CHECKING:
 
 RECIPES = ("sft", "icot", "aux")
 AUX_TARGETS = ("running_sum", "shuffled")
-# Fields that may change when a run is resumed: they do not alter the trajectory up to the old end.
-# The ICoT gate only decides when later stages begin; each stage's record keeps the gate it passed.
-# The learning rate may be lowered (or raised) from then on; every train row of the history logs it.
-# A resume that changes any of these writes a "resume" row to the history naming the changes.
-RESUME_MUTABLE = {
+# Settings that may change when a run is resumed. Bookkeeping does not alter what is trained. The
+# schedule settings change it from the resume on: the ICoT gate decides when later stages begin (each
+# stage's record keeps the gate it passed) and the learning rate is logged on every train row. A
+# resume that changes any of them writes a "resume" row to the history naming the changes.
+RESUME_BOOKKEEPING = {
     "max_steps",
     "stop_exact_match",
     "checkpoint_minutes",
@@ -22,9 +22,9 @@ RESUME_MUTABLE = {
     "final_eval_random",
     "device",
     "progress",
-    "icot_gate",
-    "lr",
 }
+RESUME_SCHEDULE = {"icot_gate", "lr"}
+RESUME_MUTABLE = RESUME_BOOKKEEPING | RESUME_SCHEDULE
 
 
 @dataclass

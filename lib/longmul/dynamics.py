@@ -279,6 +279,19 @@ def discover_runs(folder: str | Path) -> dict[str, RunHistory]:
     return {p.name: load_run(p) for p in sorted(folder.iterdir()) if (p / "history.jsonl").is_file()}
 
 
+def schedule_changes(run: RunHistory) -> str:
+    """Training settings a resume changed part-way (:data:`longmul.config.RESUME_SCHEDULE`):
+    "lr 0.001 → 0.0001 at step 176,012"; empty if none."""
+    from longmul.config import RESUME_SCHEDULE  # no torch
+
+    return "; ".join(
+        f"{name} {old} → {new} at step {r['step']:,}"
+        for r in run.resumes
+        for name, (old, new) in sorted(r.get("changed", {}).items())
+        if name in RESUME_SCHEDULE
+    )
+
+
 def tried_row(run: RunHistory) -> dict:
     """One row of the table of everything trained: the run's recipe settings, how far it got, and its
     latest validation scores (exact match, and accuracy of each digit c0 … c7)."""
@@ -287,6 +300,7 @@ def tried_row(run: RunHistory) -> dict:
         "run": run.name,
         "recipe": run.recipe,
         "recipe settings": run_settings(run)["recipe settings"],
+        "changed on resume": schedule_changes(run),
         "status": run.status,
         "steps": run.last_step,
         "examples": run.examples,
