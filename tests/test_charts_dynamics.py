@@ -13,6 +13,7 @@ from longmul.charts.dynamics import (
     DIGIT_COLORS,
     accuracy_curves_chart,
     aux_error_chart,
+    exact_match_chart,
     grad_norm_heatmap,
     history_explorer,
     history_figure,
@@ -165,3 +166,16 @@ def test_history_explorer_redraws_on_change(runs):
     metric.value = "grad_norm"
     run_box.value = ("SFT + aux loss",)
     assert image.value[:4] == b"\x89PNG"
+
+
+def test_exact_match_chart_draws_one_point_per_evaluation_and_a_rule_per_change(runs):
+    rows = dyn.eval_rows(runs)
+    changes = [{"run": "SFT", "step": 1_500, "label": "lr 0.001 → 0.0001"}]
+    spec = exact_match_chart(rows, changes).to_dict()
+    lines, rules, labels = spec["layer"]
+    datasets = spec["datasets"]
+    points = datasets[lines["data"]["name"]]
+    n_evals = sum(len(run.evals) for run in runs.values())
+    assert len(points) == n_evals and {"run", "step", "exact_match"} == set(points[0])
+    assert datasets[rules["data"]["name"]] == changes and labels["encoding"]["text"]["field"] == "label"
+    assert exact_match_chart([], []).to_dict()["layer"][0]["mark"]["type"] == "line"  # nothing yet: an empty chart

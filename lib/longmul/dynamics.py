@@ -697,6 +697,39 @@ def window_stats(run: RunHistory, start_fraction: float = 0.5) -> list[dict]:
     return out
 
 
+def lr_changes(run: RunHistory, window: int = 10) -> list[dict]:
+    """Each resume that changed the learning rate, with validation exact match in the ``window``
+    evaluations before it and the ``window`` after it (only those in the same ICoT format, i.e. with
+    as many chain-of-thought tokens removed as at the change). Rows: ``step``, ``old_lr``, ``new_lr``,
+    ``before`` and ``after`` (lists of exact match), ``after_to_step`` (the last evaluation counted)."""
+    out = []
+    for resume in run.resumes:
+        if "lr" not in resume.get("changed", {}):
+            continue
+        step = resume["step"]
+        earlier = [e for e in run.evals if e["step"] <= step][-window:]
+        removed = earlier[-1].get("removed") if earlier else None
+        later = []
+        for e in run.evals:
+            if e["step"] <= step:
+                continue
+            if e.get("removed") != removed or len(later) == window:
+                break
+            later.append(e)
+        old, new = resume["changed"]["lr"]
+        out.append(
+            {
+                "step": step,
+                "old_lr": old,
+                "new_lr": new,
+                "before": [e["val_exact_match"] for e in earlier],
+                "after": [e["val_exact_match"] for e in later],
+                "after_to_step": later[-1]["step"] if later else None,
+            }
+        )
+    return out
+
+
 def steps_to_exact_match(run: RunHistory, target: float = 0.99) -> int | None:
     """The first evaluation step at which validation exact match reached ``target`` (None if never)."""
     return next((r["step"] for r in run.evals if r["val_exact_match"] >= target), None)

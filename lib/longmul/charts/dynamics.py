@@ -335,6 +335,39 @@ def accuracy_curves_chart(
 
 # --------------------------------------------------------------------------- Jupyter widget
 
+def exact_match_chart(
+    rows,
+    changes: Sequence[Mapping],
+    *,
+    title: str = "Validation exact match, and where a resume changed the learning rate",
+    width: int = 500,
+    height: int = 220,
+) -> alt.LayerChart:
+    """Validation exact match over steps, a line per run, with a dashed rule (labelled) at each change.
+    ``rows``: :func:`longmul.dynamics.eval_rows` (one row per digit; the exact match is read from
+    ``c0``'s); ``changes``: mappings with ``run``, ``step`` and ``label``."""
+    df = _frame(rows)
+    df = df[df["k"] == 0] if len(df) else pd.DataFrame(columns=["run", "step", "k", "exact_match"])
+    df = _slim(df, ["run", "step", "exact_match"])
+    runs = _runs_in(df)
+    color = alt.Color("run:N", scale=series_color_scale(runs), sort=runs, title=None, legend=alt.Legend(orient="bottom"))
+    x = alt.X("step:Q", title="training step", axis=alt.Axis(format="~s"))
+    lines = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=20))
+        .encode(
+            x=x,
+            y=alt.Y("exact_match:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="exact match (validation)"),
+            color=color,
+            tooltip=[alt.Tooltip("run:N"), alt.Tooltip("step:Q", format=","), alt.Tooltip("exact_match:Q", format=".1%")],
+        )
+    )
+    marks = pd.DataFrame(list(changes), columns=["run", "step", "label"])
+    rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3]).encode(x=x, color=color, tooltip=["label:N"])
+    labels = alt.Chart(marks).mark_text(align="left", dx=4, dy=4, baseline="top").encode(x=x, y=alt.value(0), text="label:N")
+    return alt.layer(lines, rules, labels).properties(title=title, width=width, height=height)
+
+
 def history_figure(
     rows,
     runs: Sequence[str],
