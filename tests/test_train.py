@@ -35,9 +35,11 @@ def test_loss_falls(recipe, tmp_path):
     assert ("aux_probe.safetensors" in listed) == (recipe == "aux")
 
 
-@pytest.mark.parametrize("recipe", ["sft", "icot", "aux"])
-def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(recipe, tmp_path, monkeypatch):
-    config = tiny_config(recipe=recipe, dropout=0.1, checkpoint_minutes=0.0)
+@pytest.mark.parametrize(
+    "recipe, ema_decay", [("sft", 0.0), ("icot", 0.0), ("aux", 0.0), ("sft", 0.9), ("icot", 0.9)]
+)
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(recipe, ema_decay, tmp_path, monkeypatch):
+    config = tiny_config(recipe=recipe, dropout=0.1, checkpoint_minutes=0.0, ema_decay=ema_decay)
     whole = train(config, tmp_path / "whole", command="pytest")
 
     train_until_killed(config, tmp_path / "resumed", 7, monkeypatch)
@@ -78,6 +80,7 @@ def test_running_sums_batch_matches_problem():
         ({"recipe": "aux", "aux_site": "blocks.7.hook_resid_mid"}, "aux_site"),
         ({"recipe": "aux", "aux_site": "blocks.1.attn.hook_z"}, "needs aux_heads"),
         ({"recipe": "aux", "aux_target": "noise"}, "unknown aux_target"),
+        ({"ema_decay": 1.0}, "ema_decay must be in"),
     ],
 )
 def test_bad_configs_fail_before_anything_is_written(overrides, message, tmp_path):
@@ -113,6 +116,51 @@ def test_a_resume_that_changes_the_learning_rate_is_recorded(tmp_path):
     assert resumes == [{"kind": "resume", "step": 6, "examples": 6 * 16, "changed": {"lr": [1e-3, 1e-4], "max_steps": [6, 12]}}]
     lrs = {r["step"]: r["lr"] for r in rows if r["kind"] == "train"}
     assert lrs[6] == 1e-3 and lrs[9] == lrs[12] == 1e-4
+
+
+def test_the_moving_average_is_what_is_evaluated_saved_and_checkpointed(tmp_path):
+    out = train(tiny_config(max_steps=12, ema_decay=0.9), tmp_path / "ema", command="pytest")
+    saved = load_file(out / "model.safetensors")
+    extra = load_file(out / "checkpoint" / "extra.safetensors")
+    raw = load_file(out / "checkpoint" / "model.safetensors")
+    wte = next(i for i, name in enumerate(n for n, _ in load_model(out).model.named_parameters()) if name == "transformer.wte.weight")
+    assert torch.equal(saved["transformer.wte.weight"], extra[f"ema.{wte}"])  # the saved model is the average
+    assert not torch.equal(saved["transformer.wte.weight"], raw["transformer.wte.weight"])  # not the last step's
+
+
+def test_validation_scores_the_moving_average(tmp_path):
+    # An average that barely moves stays at the initial weights: validation must score those.
+    config = tiny_config(max_steps=12, ema_decay=0.999999, lr=3e-3, warmup_steps=0)
+    out = train(config, tmp_path / "slow", command="pytest")
+    trainer = Trainer(config, tmp_path / "unused", "pytest")  # the same seed: the same initial weights
+    trainer.session_start, trainer.session_started = 0.0, ""
+    initial = trainer.validate_now()
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    last = [r for r in rows if r["kind"] == "eval"][-1]
+    assert last["val_per_digit"] == initial["val_per_digit"]
+    # ... and not the trained raw weights, which score otherwise
+    raw = load_file(out / "checkpoint" / "model.safetensors")
+    trainer.model.load_state_dict(raw, strict=False)
+    trainer.ema = None
+    assert trainer.validate_now()["val_per_digit"] != initial["val_per_digit"]
+
+
+def test_a_moving_average_switched_on_at_a_resume_starts_from_the_weights_then(tmp_path, monkeypatch):
+    out = train(tiny_config(max_steps=6), tmp_path / "run", command="pytest")
+    at_resume = load_file(out / "checkpoint" / "model.safetensors")["transformer.wpe.weight"]
+    averages = []
+    original = Trainer.train_step
+
+    def record_first_average(self, log):
+        if not averages:
+            averages.append([a.clone() for a in self.ema])
+        return original(self, log)
+
+    monkeypatch.setattr(Trainer, "train_step", record_first_average)
+    train(tiny_config(max_steps=8, ema_decay=0.99), out, resume=True, command="pytest")
+    assert any(torch.equal(a, at_resume) for a in averages[0])
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["changed"]["ema_decay"] for r in rows if r["kind"] == "resume"] == [[0.0, 0.99]]
 
 
 def test_extending_a_finished_run(tmp_path):

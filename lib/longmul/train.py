@@ -161,6 +161,7 @@ class Trainer:
         if config.recipe == "aux":
             self.probe = AuxProbe(aux_input_dim(config, self.model_config), self.layout.n_c).to(self.device)
         self.optimizer = make_optimizer(self.parameters(), config)
+        self.ema = self.fresh_ema()
         self.data_rng = np.random.default_rng(config.seed)
         self.smoothing_rng = np.random.default_rng(config.seed + 1)
         torch.manual_seed(config.seed)  # dropout
@@ -180,6 +181,31 @@ class Trainer:
         self.sessions: list[dict] = []
         self.history_path = out_dir / "history.jsonl"
         self.stopped_early = False
+
+    def fresh_ema(self) -> list[torch.Tensor] | None:
+        """A moving average of the model's parameters that starts at their current values (None when
+        ``ema_decay`` is 0)."""
+        if self.config.ema_decay <= 0:
+            return None
+        return [p.detach().clone() for p in self.model.parameters()]
+
+    @contextmanager
+    def evaluated_weights(self):
+        """Evaluate the moving average of the weights, if the run keeps one: swapped in, then back."""
+        if self.ema is None:
+            yield
+            return
+        params = list(self.model.parameters())
+        raw = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, e in zip(params, self.ema, strict=True):
+                p.copy_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, r in zip(params, raw, strict=True):
+                    p.copy_(r)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         params = list(self.model.parameters())
@@ -204,6 +230,8 @@ class Trainer:
         extra = {"torch_rng": torch.get_rng_state()}
         if self.probe is not None:
             extra["probe.weight"] = self.probe.weight
+        for i, average in enumerate(self.ema or []):
+            extra[f"ema.{i}"] = average
         save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, extra, self.state())
 
     def restore(self, truncate_history: bool = True) -> None:
@@ -217,6 +245,9 @@ class Trainer:
         if self.probe is not None:
             self.probe.weight.data.copy_(extra["probe.weight"])
         load_optimizer_tensors(self.optimizer, opt_tensors, state["optimizer"])
+        if self.ema is not None:  # the saved average, or (switched on at this resume) the weights now
+            saved = [extra.get(f"ema.{i}") for i in range(len(self.ema))]
+            self.ema = [a.to(self.device) for a in saved] if all(a is not None for a in saved) else self.fresh_ema()
         torch.set_rng_state(extra["torch_rng"])
         self.data_rng.bit_generator.state = state["data_rng"]
         self.smoothing_rng.bit_generator.state = state["smoothing_rng"]
@@ -294,6 +325,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_now()
         self.optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for average, p in zip(self.ema, self.model.parameters(), strict=True):
+                    average.lerp_(p, 1.0 - config.ema_decay)
         self.step += 1
         self.examples += len(pairs)
         if log:
@@ -328,9 +363,10 @@ class Trainer:
         if config.icot_stage_examples > 0:
             target = min(cot_len, (self.examples // config.icot_stage_examples) * config.icot_tokens_per_stage)
         elif self.step % config.icot_gate_every == 0:
-            accuracy = evaluate_pairs(
-                self.model, self.gate_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
-            ).exact_match
+            with self.evaluated_weights():
+                accuracy = evaluate_pairs(
+                    self.model, self.gate_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
+                ).exact_match
             target = min(cot_len, self.removed + config.icot_tokens_per_stage) if accuracy >= config.icot_gate else self.removed
         else:
             return False
@@ -344,12 +380,14 @@ class Trainer:
         self.stages.append(stage)
         if config.icot_reset_optimizer:
             self.optimizer = make_optimizer(self.parameters(), config)
+        self.ema = self.fresh_ema()  # average the new stage's weights only
         return True
 
     def validate_now(self) -> dict:
-        result = evaluate_pairs(
-            self.model, self.val_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
-        )
+        with self.evaluated_weights():
+            result = evaluate_pairs(
+                self.model, self.val_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
+            )
         row = {"kind": "eval", "step": self.step, "examples": self.examples, "elapsed_s": round(self.elapsed(), 2)}
         row.update(val_exact_match=result.exact_match, val_per_digit=result.per_digit)
         if self.config.recipe == "icot":
@@ -411,6 +449,10 @@ class Trainer:
     def finalize(self, target: Path, keep_checkpoint: bool, snapshot: bool = False) -> Path:
         """Evaluate and save the model in ``target`` (a snapshot of a run still in progress if asked)."""
         config = self.config
+        if self.ema is not None:  # the saved model is the moving average (training is over for this trainer)
+            with torch.no_grad():
+                for p, average in zip(self.model.parameters(), self.ema, strict=True):
+                    p.copy_(average)
         self.model.config.longmul_position_skip = self.position_skip()
         self.model.config.longmul_cot_tokens = self.cot_tokens()
         self.model.config.longmul_recipe = config.recipe
