@@ -395,7 +395,7 @@ def test_window_stats_show_gradient_on_flat_digits(tmp_path):
     assert stats[0]["from_step"] == 10_000 and stats[0]["to_step"] == 20_000
 
 
-def test_lr_changes_compare_evaluations_before_and_after(tmp_path):
+def test_training_changes_compare_evaluations_before_and_after(tmp_path):
     evals = [{"kind": "eval", "step": s, "val_exact_match": 0.5 if s <= 5_000 else 0.9, "val_per_digit": [1.0] * 8, "removed": 32}
              for s in range(1_000, 9_001, 1_000)]
     evals[-1]["removed"] = 40  # a new ICoT stage: another format, not counted
@@ -403,11 +403,11 @@ def test_lr_changes_compare_evaluations_before_and_after(tmp_path):
     bookkeeping = {"kind": "resume", "step": 2_000, "changed": {"max_steps": [1, 2]}}
     run_dir = tmp_path / "run"
     write_history(run_dir / "history.jsonl", [*evals[:2], bookkeeping, *evals[2:5], resume, *evals[5:]])
-    (change,) = dyn.lr_changes(dyn.load_run(run_dir), window=3)
-    assert (change["step"], change["old_lr"], change["new_lr"]) == (5_000, 0.001, 0.0001)
+    (change,) = dyn.training_changes(dyn.load_run(run_dir), window=3)
+    assert (change["step"], change["changes"]) == (5_000, "lr 0.001 → 0.0001")
     assert change["before"] == [0.5, 0.5, 0.5] and change["after"] == [0.9, 0.9, 0.9]
     assert change["after_to_step"] == 8_000
-    assert dyn.lr_changes(dyn.load_run(run_dir), window=10)[0]["after"] == [0.9] * 3  # stops at the new stage
+    assert dyn.training_changes(dyn.load_run(run_dir), window=10)[0]["after"] == [0.9] * 3  # stops at the new stage
 
 
 def test_steps_to_exact_match(tmp_path):

@@ -697,14 +697,17 @@ def window_stats(run: RunHistory, start_fraction: float = 0.5) -> list[dict]:
     return out
 
 
-def lr_changes(run: RunHistory, window: int = 10) -> list[dict]:
-    """Each resume that changed the learning rate, with validation exact match in the ``window``
+def training_changes(run: RunHistory, window: int = 10) -> list[dict]:
+    """Each resume that changed how the run trains (the learning rate or the weight average, not the
+    ICoT gate, whose effect is the next stage's start), with validation exact match in the ``window``
     evaluations before it and the ``window`` after it (only those in the same ICoT format, i.e. with
-    as many chain-of-thought tokens removed as at the change). Rows: ``step``, ``old_lr``, ``new_lr``,
-    ``before`` and ``after`` (lists of exact match), ``after_to_step`` (the last evaluation counted)."""
+    as many chain-of-thought tokens removed as at the change). Rows: ``step``, ``changes`` (e.g.
+    ``"lr 0.001 → 0.0001"``), ``before`` and ``after`` (lists of exact match), ``after_to_step`` (the
+    last evaluation counted)."""
     out = []
     for resume in run.resumes:
-        if "lr" not in resume.get("changed", {}):
+        changed = {k: v for k, v in resume.get("changed", {}).items() if k in ("lr", "ema_decay")}
+        if not changed:
             continue
         step = resume["step"]
         earlier = [e for e in run.evals if e["step"] <= step][-window:]
@@ -716,12 +719,10 @@ def lr_changes(run: RunHistory, window: int = 10) -> list[dict]:
             if e.get("removed") != removed or len(later) == window:
                 break
             later.append(e)
-        old, new = resume["changed"]["lr"]
         out.append(
             {
                 "step": step,
-                "old_lr": old,
-                "new_lr": new,
+                "changes": ", ".join(f"{name} {old:g} → {new:g}" for name, (old, new) in sorted(changed.items())),
                 "before": [e["val_exact_match"] for e in earlier],
                 "after": [e["val_exact_match"] for e in later],
                 "after_to_step": later[-1]["step"] if later else None,

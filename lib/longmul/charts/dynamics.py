@@ -339,7 +339,7 @@ def exact_match_chart(
     rows,
     changes: Sequence[Mapping],
     *,
-    title: str = "Validation exact match, and where a resume changed the learning rate",
+    title: str = "Validation exact match, and where a resume changed how the run trains",
     width: int = 500,
     height: int = 220,
 ) -> alt.LayerChart:
