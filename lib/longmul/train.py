@@ -195,17 +195,17 @@ class Trainer:
         if self.ema is None:
             yield
             return
-        params = list(self.model.parameters())
-        raw = [p.detach().clone() for p in params]
-        with torch.no_grad():
-            for p, e in zip(params, self.ema, strict=True):
-                p.copy_(e)
+        raw = [p.detach().clone() for p in self.model.parameters()]
+        self.set_weights(self.ema)
         try:
             yield
         finally:
-            with torch.no_grad():
-                for p, r in zip(params, raw, strict=True):
-                    p.copy_(r)
+            self.set_weights(raw)
+
+    @torch.no_grad()
+    def set_weights(self, values: list[torch.Tensor]) -> None:
+        for p, v in zip(self.model.parameters(), values, strict=True):
+            p.copy_(v)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         params = list(self.model.parameters())
@@ -450,9 +450,7 @@ class Trainer:
         """Evaluate and save the model in ``target`` (a snapshot of a run still in progress if asked)."""
         config = self.config
         if self.ema is not None:  # the saved model is the moving average (training is over for this trainer)
-            with torch.no_grad():
-                for p, average in zip(self.model.parameters(), self.ema, strict=True):
-                    p.copy_(average)
+            self.set_weights(self.ema)
         self.model.config.longmul_position_skip = self.position_skip()
         self.model.config.longmul_cot_tokens = self.cot_tokens()
         self.model.config.longmul_recipe = config.recipe
