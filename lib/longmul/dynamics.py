@@ -279,16 +279,19 @@ def discover_runs(folder: str | Path) -> dict[str, RunHistory]:
     return {p.name: load_run(p) for p in sorted(folder.iterdir()) if (p / "history.jsonl").is_file()}
 
 
+def _resume_changes(resume: dict, names: set[str]) -> str:
+    """The settings among ``names`` that a resume row changed: "lr 0.001 → 0.0001, ema_decay 0 → 0.999"."""
+    changed = sorted((n, v) for n, v in resume.get("changed", {}).items() if n in names)
+    return ", ".join(f"{name} {old:g} → {new:g}" for name, (old, new) in changed)
+
+
 def schedule_changes(run: RunHistory) -> str:
     """Training settings a resume changed part-way (:data:`longmul.config.RESUME_SCHEDULE`):
     "lr 0.001 → 0.0001 at step 176,012"; empty if none."""
     from longmul.config import RESUME_SCHEDULE  # no torch
 
     return "; ".join(
-        f"{name} {old} → {new} at step {r['step']:,}"
-        for r in run.resumes
-        for name, (old, new) in sorted(r.get("changed", {}).items())
-        if name in RESUME_SCHEDULE
+        f"{text} at step {r['step']:,}" for r in run.resumes if (text := _resume_changes(r, RESUME_SCHEDULE))
     )
 
 
@@ -704,10 +707,12 @@ def training_changes(run: RunHistory, window: int = 10) -> list[dict]:
     as many chain-of-thought tokens removed as at the change). Rows: ``step``, ``changes`` (e.g.
     ``"lr 0.001 → 0.0001"``), ``before`` and ``after`` (lists of exact match), ``after_to_step`` (the
     last evaluation counted)."""
+    from longmul.config import RESUME_SCHEDULE  # no torch
+
     out = []
     for resume in run.resumes:
-        changed = {k: v for k, v in resume.get("changed", {}).items() if k in ("lr", "ema_decay")}
-        if not changed:
+        changes = _resume_changes(resume, RESUME_SCHEDULE - {"icot_gate"})
+        if not changes:
             continue
         step = resume["step"]
         earlier = [e for e in run.evals if e["step"] <= step][-window:]
@@ -722,7 +727,7 @@ def training_changes(run: RunHistory, window: int = 10) -> list[dict]:
         out.append(
             {
                 "step": step,
-                "changes": ", ".join(f"{name} {old:g} → {new:g}" for name, (old, new) in sorted(changed.items())),
+                "changes": changes,
                 "before": [e["val_exact_match"] for e in earlier],
                 "after": [e["val_exact_match"] for e in later],
                 "after_to_step": later[-1]["step"] if later else None,
