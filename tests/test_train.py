@@ -81,12 +81,28 @@ def test_running_sums_batch_matches_problem():
         ({"recipe": "aux", "aux_site": "blocks.1.attn.hook_z"}, "needs aux_heads"),
         ({"recipe": "aux", "aux_target": "noise"}, "unknown aux_target"),
         ({"ema_decay": 1.0}, "ema_decay must be in"),
+        ({"lr_schedule": "linear"}, "unknown lr_schedule"),
     ],
 )
 def test_bad_configs_fail_before_anything_is_written(overrides, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         train(tiny_config(**overrides), tmp_path / "out", command="pytest")
     assert not (tmp_path / "out").exists()
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_at_max_steps(tmp_path):
+    config = tiny_config(lr=1e-3, warmup_steps=10, max_steps=100, lr_schedule="cosine")
+    trainer = Trainer(config, tmp_path / "unused", "pytest")
+    rates = {}
+    for step in (0, 9, 50, 100):
+        trainer.step = step
+        rates[step] = trainer.lr_now()
+    assert rates[0] == pytest.approx(1e-4 * (1 + np.cos(0)) / 2)  # warmup's first step
+    assert rates[9] == pytest.approx(1e-3 * (1 + np.cos(np.pi * 0.09)) / 2)
+    assert rates[50] == pytest.approx(0.5e-3)  # half-way down
+    assert rates[100] == pytest.approx(0.0, abs=1e-12)
+    trainer.config = tiny_config(lr=1e-3, warmup_steps=10, max_steps=100)
+    assert trainer.lr_now() == pytest.approx(1e-3)  # constant: the peak after warmup
 
 
 def test_refuses_to_overwrite_or_resume_with_other_settings(tmp_path):

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 RECIPES = ("sft", "icot", "aux")
 AUX_TARGETS = ("running_sum", "shuffled")
+LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed. Bookkeeping does not alter what is trained. The
 # schedule settings change it from the resume on: the ICoT gate decides when later stages begin (each
 # stage's record keeps the gate it passed), the learning rate is logged on every train row, and a
@@ -38,10 +39,13 @@ class TrainConfig:
     dropout: float | None = None
     n_digits: int = 4
     seed: int = 0
-    # optimisation (AdamW, linear warmup then constant, as in ICoT's constant lr)
+    # optimisation (AdamW, linear warmup, then constant as in ICoT's constant lr, or cosine)
     batch_size: int = 256
     lr: float = 1e-3
     warmup_steps: int = 200
+    # "cosine": after the warmup, lr * (1 + cos(pi * step / max_steps)) / 2, reaching 0 at max_steps
+    # (extending max_steps on a resume stretches what is left of the decay)
+    lr_schedule: str = "constant"
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.98
@@ -102,6 +106,8 @@ class TrainConfig:
             raise ValueError("lr and grad_clip must be positive and warmup_steps non-negative")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0: no moving average), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}")
         if self.recipe == "aux":
             from .hooks import hook_names
 

@@ -359,7 +359,7 @@ def run_settings(run: RunHistory) -> dict[str, str]:
     }.get(run.recipe or "", "")
     return {
         "model": model_text,
-        "optimiser": pick("batch_size", "lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip", "ema_decay"),
+        "optimiser": pick("batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip", "ema_decay"),
         "logging": pick("log_every", "eval_every", "n_val"),
         "recipe settings": recipe,
     }

@@ -19,6 +19,7 @@ of each digit's loss; every ``eval_every`` steps, validation exact match.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -286,7 +287,11 @@ class Trainer:
     def lr_now(self) -> float:
         since = self.step - self.stage_start_step
         warm = self.config.warmup_steps
-        return self.config.lr * (min(1.0, (since + 1) / warm) if warm else 1.0)
+        lr = self.config.lr * (min(1.0, (since + 1) / warm) if warm else 1.0)
+        if self.config.lr_schedule == "cosine":
+            # over the whole run: an ICoT stage restarts the warmup, not the decay
+            lr *= (1 + math.cos(math.pi * min(1.0, self.step / self.config.max_steps))) / 2
+        return lr
 
     def train_step(self, log: bool) -> dict:
         config = self.config
