@@ -127,6 +127,19 @@ def test_activations_are_read_at_the_answer_positions(tiny, pairs):
     np.testing.assert_allclose(embed[same, 1], np.broadcast_to(embed[same[0], 1], embed[same, 1].shape), atol=1e-6)
 
 
+def test_probes_read_the_position_predicting_c_k(tiny):
+    # blocks.0.hook_resid_pre is the token embedding plus the position embedding, so at the position
+    # predicting c_k (k ≥ 1) it holds the token c_{k-1} and nothing of c_k, the token after it.
+    problems = sample_operands(np.random.default_rng(1), 300)
+    embed = collect_activations(tiny, problems, ["blocks.0.hook_resid_pre"])  # site → (300, 8, 32)
+    c = (problems[:, :1] * problems[:, 1:]) // 10 ** np.arange(8) % 10  # (300, 8): c_0 … c_7
+    token_there = np.concatenate([np.zeros((300, 1)), c[:, :-1]], axis=1)  # (300, 8): ####, then c_{k-1}
+    read_there = fit_probes(embed, token_there).metric("blocks.0.hook_resid_pre", "r2")
+    read_next = fit_probes(embed, c).metric("blocks.0.hook_resid_pre", "r2")
+    assert (read_there[1:] > 0.999).all()
+    assert (read_next < 0.2).all()
+
+
 def test_unknown_sites_are_refused(tiny, pairs):
     bad = ("blocks.2.hook_resid_pre", "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.attn.hook_z[4]", "resid")
     for site in bad:

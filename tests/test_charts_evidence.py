@@ -14,13 +14,18 @@ from longmul.analysis.probes import PAPER_SITE, fit_probes, probe_running_sums
 from longmul.charts.evidence import (
     PAPER_ATTRIBUTION,
     PAPER_PROBE_MAE,
+    PAPER_SFT_DEPENDING,
+    READ_OUT_MARGIN,
+    READ_OUT_R2,
     attribution_frame,
     attribution_heatmaps,
     attribution_summary,
     can_affect,
+    dependency_counts,
     dependency_table,
     evidence_findings,
     limited_threads,
+    paper_errors_against_shuffled,
     paper_probe_frame,
     probe_exact_table,
     probe_frame,
@@ -30,6 +35,7 @@ from longmul.charts.evidence import (
     scatter_frame,
     site_label,
     takeaway_markdown,
+    upstream_sites,
 )
 from longmul.charts.evidence_widget import (
     attribution_table_html,
@@ -41,7 +47,14 @@ from longmul.task import problem_from_strings
 
 OUTPUTS = [f"c{k}" for k in range(8)]
 OPERANDS = [f"a{i}" for i in range(4)] + [f"b{j}" for j in range(4)]
-SITES = ["blocks.0.hook_resid_pre", "blocks.1.hook_attn_out", PAPER_SITE]
+SITES = [
+    "blocks.0.hook_resid_pre",
+    "blocks.0.hook_attn_out",
+    "blocks.0.hook_resid_post",
+    "blocks.1.hook_resid_pre",
+    "blocks.1.hook_attn_out",
+    PAPER_SITE,
+]
 
 
 def _compiles(chart) -> dict:
@@ -71,13 +84,18 @@ def _outer_only() -> np.ndarray:
     return m
 
 
-def _probe_rows(model: str, r2_probe: float, mae_probe: float) -> list[dict]:
+def _probe_rows(
+    model: str, r2_probe: float, mae_probe: float, *, r2_twin: float = 0.5, r2_by_site: dict[str, float] | None = None
+) -> list[dict]:
+    """Probe and control rows at every site of :data:`SITES` and every k; ``r2_by_site`` overrides the
+    probe's R² at some sites."""
     rows = []
-    for control, r2, mae in (("none", r2_probe, mae_probe), ("shuffled", 0.0, 30.0), ("untrained", 0.5, 18.0)):
+    for control, r2, mae in (("none", r2_probe, mae_probe), ("shuffled", 0.0, 30.0), ("untrained", r2_twin, 18.0)):
         for site in SITES:
+            here = (r2_by_site or {}).get(site, r2) if control == "none" else r2
             for k in range(8):
                 exact = max(0.0, 1.0 - mae / 10)  # any number that differs between readouts
-                rows.append({"model": model, "control": control, "site": site, "k": k, "mae": mae, "r2": r2, "exact": exact})
+                rows.append({"model": model, "control": control, "site": site, "k": k, "mae": mae, "r2": here, "exact": exact})
     return rows
 
 
@@ -100,6 +118,7 @@ def test_paper_numbers_are_the_papers():
     assert PAPER_PROBE_MAE["ICoT"] == {2: 2.05, 3: 1.96, 4: 1.72, 5: 0.99, 6: 0.56}
     assert PAPER_PROBE_MAE["SFT"] == {2: 96.6, 3: 111.6, 4: 72.2, 5: 77.7, 6: 28.7}
     assert set(PAPER_ATTRIBUTION) == {"ICoT", "SFT"}
+    assert PAPER_SFT_DEPENDING == (0, 1, 6, 7)
     paper = paper_probe_frame()
     assert set(paper["control"]) == {"paper"} and set(paper["site"]) == {PAPER_SITE} and len(paper) == 10
 
@@ -203,7 +222,7 @@ def test_probe_site_chart_has_a_site_selector_and_the_papers_diamonds():
     diamonds = spec["hconcat"][0]["layer"][1]
     assert diamonds["mark"]["shape"] == "diamond"
     assert "reported by Bai et al. 2025" in spec["title"]["subtitle"]
-    assert all("filter" in t for t in diamonds.get("transform", []))
+    assert diamonds["transform"] == [{"filter": "(datum.site === site)"}]
 
 
 def test_probe_site_chart_falls_back_to_a_probed_site():
@@ -232,27 +251,92 @@ def test_charts_accept_no_rows():
     assert probe_table(probes, PAPER_SITE, models=[]).empty
 
 
+def test_paper_errors_against_shuffled_branches_on_the_positions_above():
+    rows = pd.DataFrame(_probe_rows("SFT", 0.4, 20.0))  # shuffled-target MAE 30 everywhere
+    some = paper_errors_against_shuffled(rows, "SFT")
+    assert "larger than our shuffled-target control" in some and "for 4 of its 5 positions" in some
+    assert "ĉ3: 111.6 vs 30.0" in some and "ĉ6" not in some  # the paper's ĉ6 error, 28.7, is below 30
+    assert "not like for like" in some
+    rows.loc[rows["control"] == "shuffled", "mae"] = 200.0
+    none = paper_errors_against_shuffled(rows, "SFT")
+    assert "no larger than our shuffled-target control" in none and "at any of its 5 positions" in none
+    assert "not like for like" not in none and "for 0 of" not in none
+    assert paper_errors_against_shuffled(rows, "SFT + aux loss") == ""
+    assert paper_errors_against_shuffled(rows[rows["control"] != "shuffled"], "SFT") == ""
+
+
 # --------------------------------------------------------------------------- the takeaway
 
-def _findings(icot: tuple[np.ndarray, float, float], sft: tuple[np.ndarray, float, float]) -> pd.DataFrame:
+def _findings(
+    icot: tuple[np.ndarray, float, float], sft: tuple[np.ndarray, float, float], **probe_options
+) -> pd.DataFrame:
     attribution = attribution_frame({"ICoT": _attribution(icot[0]), "SFT": _attribution(sft[0])})
-    probes = pd.DataFrame(_probe_rows("ICoT", icot[1], icot[2]) + _probe_rows("SFT", sft[1], sft[2]))
+    probes = pd.DataFrame(
+        _probe_rows("ICoT", icot[1], icot[2], **probe_options) + _probe_rows("SFT", sft[1], sft[2], **probe_options)
+    )
     return evidence_findings(attribution, probes)
 
 
 def test_findings_numbers():
     findings = _findings((_full_dependence(), 0.97, 1.5), (_outer_only(), 0.3, 20.0))
     assert findings.loc["ICoT", "share"] == 1.0 and findings.loc["ICoT", "read_out"] == 5
+    assert findings.loc["ICoT", "mean_drop"] == 5.0 and findings.loc["SFT", "mean_drop"] == pytest.approx(12 / 38)
     assert findings.loc["SFT", "read_out"] == 0 and findings.loc["SFT", "untrained_mae"] == 18.0
-    assert findings.loc["SFT", "best_earlier_site"] in SITES[:2]
+    assert findings.loc["ICoT", "paper_mae"] == pytest.approx(np.mean([2.05, 1.96, 1.72, 0.99, 0.56]))
+    assert findings.loc["SFT", "paper_mae"] == pytest.approx(np.mean([96.6, 111.6, 72.2, 77.7, 28.7]))
+    assert findings.loc["SFT", "per_digit"] == "c0 2/2, c1 4/4, c2 0/6, c3 0/8, c4 0/8, c5 0/8, c6 4/8, c7 4/8"
+    assert findings.loc["SFT", "paper_sft_pattern"] and not findings.loc["ICoT", "paper_sft_pattern"]
+
+
+def test_dependency_counts_per_output_digit():
+    counts = dependency_counts(attribution_frame({"SFT": _attribution(_outer_only())}))
+    assert counts["SFT"][0] == (2, 2) and counts["SFT"][3] == (0, 8) and counts["SFT"][6] == (4, 8)
+    assert dependency_counts(attribution_frame({"SFT": _attribution(_outer_only())}), threshold=4.0)["SFT"][0] == (0, 2)
+
+
+def test_upstream_sites_leave_out_the_terms_the_site_sums():
+    assert upstream_sites(PAPER_SITE, SITES) == ["blocks.0.hook_resid_pre", "blocks.0.hook_attn_out"]
+    assert upstream_sites("blocks.0.hook_resid_mid", SITES) == []
+    assert upstream_sites("good", SITES) == []
+
+
+def test_best_upstream_site_is_the_best_before_the_sum_the_aux_loss_reads():
+    # The sites the loss reads as terms (blocks.1's input and attention output, and blocks.0's output, which
+    # is blocks.1's input) score highest: the choice must skip them.
+    r2_by_site = {
+        "blocks.0.hook_resid_pre": 0.2,
+        "blocks.0.hook_attn_out": 0.6,
+        "blocks.0.hook_resid_post": 0.8,
+        "blocks.1.hook_resid_pre": 0.8,
+        "blocks.1.hook_attn_out": 0.95,
+    }
+    findings = _findings((_full_dependence(), 0.97, 1.5), (_outer_only(), 0.3, 20.0), r2_by_site=r2_by_site)
+    assert findings.loc["SFT", "best_upstream_site"] == "blocks.0.hook_attn_out"
+    assert findings.loc["SFT", "best_upstream_r2"] == 0.6
+
+
+def test_a_probe_counts_as_read_out_only_above_the_untrained_twin():
+    probe_r2 = READ_OUT_R2 + 0.05
+    close = _findings((_full_dependence(), probe_r2, 1.5), (_outer_only(), 0.3, 20.0), r2_twin=probe_r2 - READ_OUT_MARGIN / 2)
+    assert close.loc["ICoT", "read_out"] == 0
+    clear = _findings((_full_dependence(), probe_r2, 1.5), (_outer_only(), 0.3, 20.0), r2_twin=probe_r2 - 2 * READ_OUT_MARGIN)
+    assert clear.loc["ICoT", "read_out"] == 5
+    assert "do not reproduce the paper's contrast" in takeaway_markdown(close)
+    assert "agree with the paper" in takeaway_markdown(clear)
+    assert f"at least {READ_OUT_MARGIN:g} above the untrained twin's" in takeaway_markdown(clear)
 
 
 def test_takeaway_when_the_measurements_agree_with_the_paper():
     text = takeaway_markdown(_findings((_full_dependence(), 0.97, 1.5), (_outer_only(), 0.3, 20.0)))
     assert text.startswith(":::{admonition} Takeaway") and text.endswith(":::")
     assert "agree with the paper" in text
-    assert "38 of the 38" in text and "4 of the 38" in text
-    assert "mean absolute error 1.50" in text and "untrained twin error 18.0" in text
+    assert "drops the logit of c2–c6 by ≥ 1 for 38 of the 38" in text and "4 of the 38" in text
+    assert "mean drop 5.00 (the paper's ICoT: drops of about 12–22" in text
+    assert "mean drop 0.32 (the paper's SFT: c2–c5 depend on no operand digit" in text
+    assert "c2 6/6, c3 8/8" in text and "c2 0/6, c3 0/8" in text
+    assert "so it shows the paper's SFT pattern (only c0, c1, c6, c7 depend" in text
+    assert "mean absolute error 1.50 (the paper's ICoT: 1.46)" in text and "error 20.00 (the paper's SFT: 77.36)" in text
+    assert "untrained twin error 18.0" in text
 
 
 def test_takeaway_when_they_do_not():
@@ -260,6 +344,7 @@ def test_takeaway_when_they_do_not():
     assert "do not reproduce the paper's contrast" in text
     assert "Our ICoT model's middle digits do not depend" in text
     assert "Our SFT model's middle digits depend on most" in text
+    assert "so it does not show the paper's SFT pattern" in text
 
 
 def test_takeaway_caveats():
@@ -272,8 +357,10 @@ def test_takeaway_caveats():
         missing=["`models/aux` (SFT + aux loss)"],
     )
     assert "cannot test the paper's contrast yet" in text
-    assert "46 chain-of-thought tokens" in text and "≈0 by construction" in text
-    assert "partly by construction" in text and "upstream of it" in text
+    assert "46 chain-of-thought tokens" in text and "may copy answer digits" in text
+    assert "≈0" not in text
+    assert "partly by construction; before layer 2's input" in text
+    assert "best site (layer 1, input (resid_pre))" in text
     assert "snapshot of a run still in training" in text
     assert "Not measured yet: `models/aux` (SFT + aux loss)." in text
 

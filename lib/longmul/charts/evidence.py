@@ -9,8 +9,8 @@ predicted), so every builder works on live results (:func:`attribution_frame`, :
 hover) runs in the browser: it works on the book's static site without a kernel.
 
 The paper's own numbers live here as named constants (:data:`PAPER_PROBE_MAE`,
-:data:`PAPER_ATTRIBUTION`), each with its source, so that a chapter shows them only labelled as the
-paper's.
+:data:`PAPER_ATTRIBUTION`, :data:`PAPER_MIDDLE_DROPS`, :data:`PAPER_SFT_DEPENDING`), each with its
+source, so that a chapter shows them only labelled as the paper's.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ PAPER_CITATION = "Bai et al. (2025), arXiv:2510.00184"
 PAPER_SHORT = "Bai et al. 2025"
 
 # The paper's linear-probe errors (its Fig. 3; FACTS §5.2): mean absolute error of a linear regressor
-# for ĉ_2 … ĉ_6, read at layer 2 after attention (before its MLP) at the token c_k. The paper's
-# released script did not fit each model's probe on that model's own activations; ours does.
+# for ĉ_2 … ĉ_6, read at layer 2 after attention (before its MLP) "at the token c_k", which the book
+# reads as the position predicting c_k. The paper's released script did not fit each model's probe on
+# that model's own activations; ours does.
 PAPER_PROBE_MAE: dict[str, dict[int, float]] = {
     "ICoT": {2: 2.05, 3: 1.96, 4: 1.72, 5: 0.99, 6: 0.56},
     "SFT": {2: 96.6, 3: 111.6, 4: 72.2, 5: 77.7, 6: 28.7},
@@ -45,10 +46,19 @@ PAPER_ATTRIBUTION: dict[str, str] = {
     "SFT": "only c0 and c1 (on a0, a1, b0, b1) and c6 and c7 (on a2, a3, b2, b3) depend on operand digits",
     "ICoT": "every c_k depends on all the operand digits that can affect it, with logit drops of about 12–22",
 }
+# The same findings as a reference for a mean drop over the middle digits c2–c6 (the paper gives no mean).
+PAPER_MIDDLE_DROPS: dict[str, str] = {
+    "SFT": "c2–c5 depend on no operand digit, c6 on a2, a3, b2, b3",
+    "ICoT": "drops of about 12–22 on every pair that could",
+}
+PAPER_SFT_DEPENDING = (0, 1, 6, 7)  # the output digits of the paper's SFT model that depend on any operand digit
 
 MIDDLE = (2, 3, 4, 5, 6)  # the positions whose running sums the paper reports (ĉ_2 … ĉ_6)
 DEPENDS_THRESHOLD = 1.0  # logit drop from which we say "c_k depends on this operand digit"
 READ_OUT_R2 = 0.9  # held-out R² from which we say "a linear probe reads ĉ_k"
+# How far the probe's R² must also exceed the untrained twin's at the same position: random features of
+# the teacher-forced prefix already give R² ≈ 0.5–0.7, and a readout must beat what comes for free.
+READ_OUT_MARGIN = 0.1
 
 CONTROL_LABELS = {
     "none": "probe",
@@ -189,22 +199,30 @@ def attribution_heatmaps(
     )
 
 
+def dependency_counts(
+    df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] | None = None
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per model and output digit k: (operand digits whose replacement drops the logit of c_k by
+    ≥ ``threshold`` on average, operand digits that can affect c_k)."""
+    data = _with_positions(df)
+    if outputs is not None:
+        data = data[data["k"].isin(outputs)]
+    counts = {}
+    for model in dict.fromkeys(data["model"]):
+        part = data[(data["model"] == model) & data["possible"]]
+        counts[model] = {int(k): (int((cells["drop"] >= threshold).sum()), len(cells)) for k, cells in part.groupby("k")}
+    return counts
+
+
 def dependency_table(
     df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] | None = None
 ) -> pd.DataFrame:
     """How many operand digits each output digit depends on (mean logit drop ≥ ``threshold``), out of
     those that can affect it: one row per model, one column per c_k, cells "depends / can affect"."""
-    data = _with_positions(df)
-    if outputs is not None:
-        data = data[data["k"].isin(outputs)]
-    models = list(dict.fromkeys(data["model"]))
-    table = {}
-    for model in models:
-        part = data[(data["model"] == model) & data["possible"]]
-        row = {}
-        for k, cells in part.groupby("k"):
-            row[f"c{k}"] = f"{int((cells['drop'] >= threshold).sum())} / {len(cells)}"
-        table[model] = row
+    table = {
+        model: {f"c{k}": f"{depends} / {possible}" for k, (depends, possible) in by_k.items()}
+        for model, by_k in dependency_counts(df, threshold, outputs).items()
+    }
     return pd.DataFrame.from_dict(table, orient="index")
 
 
@@ -306,6 +324,33 @@ def probe_exact_table(df: pd.DataFrame, site: str = PAPER_SITE, models: Sequence
     )
 
 
+def paper_errors_against_shuffled(df: pd.DataFrame, model: str = "SFT", site: str = PAPER_SITE) -> str:
+    """A sentence comparing the paper's MAEs for ``model`` (:data:`PAPER_PROBE_MAE`) with our
+    shuffled-target control at ``site``: a probe fitted on a model's own activations should not do
+    much worse than a probe fitted to a target with nothing to find. "" where either is missing."""
+    paper = PAPER_PROBE_MAE.get(model, {})
+    at_site = df[(df["model"] == model) & (df["site"] == site) & (df["control"] == "shuffled")]
+    shuffled = at_site.set_index("k")["mae"]
+    compared = {k: mae for k, mae in paper.items() if k in shuffled.index}
+    if not compared:
+        return ""
+    above = [k for k, mae in compared.items() if mae > shuffled[k]]
+    control = "our shuffled-target control (a probe fitted to a target with nothing to find)"
+    if not above:
+        return (
+            f"The paper's {model} errors are no larger than {control} at any of its {len(compared)} positions: "
+            "nothing in them rules out a probe fitted on that model's own activations."
+        )
+    return (
+        f"The paper's {model} errors are larger than {control} for {len(above)} of its {len(compared)} "
+        "positions ("
+        + ", ".join(f"ĉ{k}: {compared[k]:g} vs {shuffled[k]:.1f}" for k in above)
+        + "). A probe fitted on a model's own activations should not do much worse than that; the paper's "
+        "released analysis code did not fit each model's probe on that model's own activations, as ours "
+        f"does, so its {model} numbers and ours are not like for like."
+    )
+
+
 def probe_site_chart(
     df: pd.DataFrame,
     *,
@@ -333,7 +378,7 @@ def probe_site_chart(
         value=default_site,
         bind=alt.binding_select(options=sites, labels=[site_label(s) for s in sites], name="probe site: "),
     )
-    x = alt.X("position:N", sort=order, title="running sum at the token c_k", axis=alt.Axis(labelAngle=0))
+    x = alt.X("position:N", sort=order, title="running sum at the position predicting c_k", axis=alt.Axis(labelAngle=0))
     color = alt.Color(
         "model:N", scale=series_color_scale(models), sort=models, title="model", legend=alt.Legend(orient="bottom")
     )
@@ -476,6 +521,29 @@ def probe_scatter_chart(
 
 # --------------------------------------------------------------------------- what the measurements say
 
+def upstream_sites(site: str, sites: Sequence[str]) -> list[str]:
+    """The sites among ``sites`` that come before the layer of ``site``, less the previous layer's
+    ``resid_post`` (the same activation as this layer's ``resid_pre``). A probe at
+    ``blocks.1.hook_resid_mid`` reads ``resid_pre + attn_out`` of layer 2 linearly, so a loss that trains
+    a probe there trains both terms directly; the sites returned lie before that sum. Sites whose
+    layer cannot be parsed are left out."""
+    match = _SITE.match(site)
+    if not match:
+        return []
+    layer = int(match.group(1))
+    its_input = f"blocks.{layer - 1}.hook_resid_post"
+    return [s for s in sites if (m := _SITE.match(s)) and int(m.group(1)) < layer and s != its_input]
+
+
+def _read_out_count(part: pd.DataFrame, site: str, read_out_r2: float, twin_margin: float) -> int:
+    """Positions at ``site`` where the probe's R² is ≥ ``read_out_r2`` and exceeds the untrained twin's
+    R² at that position by ≥ ``twin_margin`` (a position without a twin does not count)."""
+    at_site = part[part["site"] == site]
+    probe = at_site[at_site["control"] == "none"].set_index("k")["r2"]
+    twin = at_site[at_site["control"] == "untrained"].set_index("k")["r2"].reindex(probe.index)
+    return int(((probe >= read_out_r2) & (probe - twin >= twin_margin)).sum())
+
+
 def evidence_findings(
     attribution_df: pd.DataFrame,
     probe_df: pd.DataFrame,
@@ -484,23 +552,35 @@ def evidence_findings(
     positions: Sequence[int] = MIDDLE,
     threshold: float = DEPENDS_THRESHOLD,
     read_out_r2: float = READ_OUT_R2,
+    twin_margin: float = READ_OUT_MARGIN,
 ) -> pd.DataFrame:
     """The numbers the takeaway is phrased from, one row per model (models in either frame):
 
-    * ``depends``, ``cells``, ``share``: over c_k for k in ``positions``, the operand digits that can
-      affect c_k whose replacement drops its logit by ≥ ``threshold`` (:func:`attribution_summary`);
+    * ``depends``, ``cells``, ``share``, ``mean_drop``: over c_k for k in ``positions``, the operand
+      digits that can affect c_k whose replacement drops its logit by ≥ ``threshold``, and the mean drop
+      over all those pairs (:func:`attribution_summary`);
+    * ``per_digit``: every output digit's count, "c0 2/2, c1 4/4, …" (:func:`dependency_counts`), and
+      ``paper_sft_pattern``: whether exactly the digits :data:`PAPER_SFT_DEPENDING` depend on some
+      operand digit, as in the paper's SFT model;
     * ``probe_mae``, ``probe_r2``: mean held-out MAE and R² of the probes for ĉ_k, k in ``positions``,
-      at ``site``; ``read_out``: for how many of those k the R² is ≥ ``read_out_r2``;
+      at ``site``; ``paper_mae``: the paper's mean MAE over the same positions, where it reports them all;
+      ``read_out``: for how many of those k the R² is ≥ ``read_out_r2`` and ≥ ``twin_margin`` above the
+      untrained twin's;
     * ``shuffled_mae``, ``untrained_mae``, ``untrained_r2``: the same means for the two controls;
-    * ``best_earlier_site``, ``best_earlier_r2``: among the sites before ``site`` in forward order (the
+    * ``best_upstream_site``, ``best_upstream_r2``: among :func:`upstream_sites` of ``site`` (in the
       order of the rows of ``probe_df``), the one with the highest mean R² of the probe."""
     summary = attribution_summary(attribution_df, threshold, positions) if len(attribution_df) else pd.DataFrame()
+    counts = dependency_counts(attribution_df, threshold) if len(attribution_df) else {}
+    upstream = upstream_sites(site, list(dict.fromkeys(probe_df["site"])))
     models = list(dict.fromkeys(list(summary.index) + list(probe_df["model"])))
     rows = {}
     for model in models:
         row: dict = {}
         if model in summary.index:
             row.update(summary.loc[model, ["depends", "cells", "share", "mean_drop"]].to_dict())
+            by_k = counts[model]
+            row["per_digit"] = ", ".join(f"c{k} {depends}/{possible}" for k, (depends, possible) in by_k.items())
+            row["paper_sft_pattern"] = {k for k, (depends, _) in by_k.items() if depends} == set(PAPER_SFT_DEPENDING)
         part = probe_df[(probe_df["model"] == model) & probe_df["k"].isin(positions)]
         for control, prefix in (("none", "probe"), ("shuffled", "shuffled"), ("untrained", "untrained")):
             here = part[(part["control"] == control) & (part["site"] == site)]
@@ -508,20 +588,69 @@ def evidence_findings(
                 row[f"{prefix}_mae"] = float(here["mae"].mean())
                 row[f"{prefix}_r2"] = float(here["r2"].mean())
                 if control == "none":
-                    row["read_out"] = int((here["r2"] >= read_out_r2).sum())
+                    row["read_out"] = _read_out_count(part, site, read_out_r2, twin_margin)
                     row["positions"] = len(here)
-        order = list(dict.fromkeys(probe_df["site"]))
-        earlier = order[: order.index(site)] if site in order else []
-        others = part[(part["control"] == "none") & part["site"].isin(earlier)].groupby("site", sort=False)["r2"].mean()
+        paper = PAPER_PROBE_MAE.get(model, {})
+        if all(k in paper for k in positions):
+            row["paper_mae"] = float(np.mean([paper[k] for k in positions]))
+        others = part[(part["control"] == "none") & part["site"].isin(upstream)].groupby("site", sort=False)["r2"].mean()
         if len(others):
-            row["best_earlier_site"] = str(others.idxmax())
-            row["best_earlier_r2"] = float(others.max())
+            row["best_upstream_site"] = str(others.idxmax())
+            row["best_upstream_r2"] = float(others.max())
         rows[model] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _positions_text(positions: Sequence[int], symbol: str) -> str:
     return f"{symbol}{positions[0]}–{symbol}{positions[-1]}" if len(positions) > 1 else f"{symbol}{positions[0]}"
+
+
+def _has(row: pd.Series, column: str) -> bool:
+    value = row.get(column, np.nan)
+    return not (isinstance(value, float) and np.isnan(value))
+
+
+def _attribution_text(row: pd.Series, model: str, sft: str, cs: str, threshold: float) -> str:
+    """The attribution half of one model's bullet: counts, mean drop beside the paper's, per digit."""
+    text = (
+        f"replacing one operand digit drops the logit of {cs} by ≥ {threshold:g} for {int(row['depends'])} of "
+        f"the {int(row['cells'])} (output digit, operand digit) pairs where it could ({row['share']:.0%}), "
+        f"mean drop {row['mean_drop']:.2f}"
+    )
+    if model in PAPER_MIDDLE_DROPS:
+        text += f" (the paper's {model}: {PAPER_MIDDLE_DROPS[model]})"
+    text += f"; per output digit, dependencies / possible: {row['per_digit']}"
+    if model == sft:
+        outer = ", ".join(f"c{k}" for k in PAPER_SFT_DEPENDING)
+        shows = "shows" if row["paper_sft_pattern"] else "does not show"
+        text += f", so it {shows} the paper's SFT pattern (only {outer} depend on operand digits)"
+    return text
+
+
+def _probe_text(row: pd.Series, model: str, where: str, hats: str, read_out_r2: float, twin_margin: float) -> str:
+    """The probe half of one model's bullet, with the paper's mean error where it reports one."""
+    paper = f" (the paper's {model}: {row['paper_mae']:.2f})" if _has(row, "paper_mae") else ""
+    return (
+        f"a linear probe at {where} reads {hats} with mean absolute error {row['probe_mae']:.2f}{paper} and R² "
+        f"{row['probe_r2']:.2f} (R² ≥ {read_out_r2:g} and ≥ {twin_margin:g} above the untrained twin's for "
+        f"{int(row['read_out'])} of {int(row['positions'])}); controls: shuffled target error "
+        f"{row['shuffled_mae']:.1f}, untrained twin error {row['untrained_mae']:.1f} and R² {row['untrained_r2']:.2f}"
+    )
+
+
+def _aux_caveat(row: pd.Series, aux_site: str, site: str) -> str:
+    """What an auxiliary loss trained at ``aux_site`` means for the probes at ``site``."""
+    text = f"its auxiliary loss trained a probe at {site_label(aux_site)}"
+    if aux_site != site:
+        return text
+    text += ", so the readout there is partly by construction"
+    if _has(row, "best_upstream_r2"):
+        layer = int(_SITE.match(site).group(1)) + 1
+        text += (
+            f"; before layer {layer}'s input (the loss reads that input plus what layer {layer} adds to it), the best "
+            f"site ({site_label(row['best_upstream_site'])}) gives a mean R² of {row['best_upstream_r2']:.2f}"
+        )
+    return text
 
 
 def takeaway_markdown(
@@ -537,6 +666,7 @@ def takeaway_markdown(
     positions: Sequence[int] = MIDDLE,
     threshold: float = DEPENDS_THRESHOLD,
     read_out_r2: float = READ_OUT_R2,
+    twin_margin: float = READ_OUT_MARGIN,
 ) -> str:
     """The chapter's takeaway, phrased from :func:`evidence_findings` whatever the numbers are, as a
     MyST admonition. ``cot_tokens``: model → chain-of-thought tokens it still writes;
@@ -556,35 +686,19 @@ def takeaway_markdown(
     bullets = []
     for model, row in findings.iterrows():
         parts = []
-        if not np.isnan(row.get("share", np.nan)):
-            parts.append(
-                f"replacing one operand digit moves the logit of {cs} by ≥ {threshold:g} for "
-                f"{int(row['depends'])} of the {int(row['cells'])} (output digit, operand digit) pairs where it "
-                f"could ({row['share']:.0%})"
-            )
-        if not np.isnan(row.get("probe_r2", np.nan)):
-            parts.append(
-                f"a linear probe at {where} reads {hats} with mean absolute error {row['probe_mae']:.2f} and R² "
-                f"{row['probe_r2']:.2f} (R² ≥ {read_out_r2:g} for {int(row['read_out'])} of "
-                f"{int(row['positions'])}); controls: shuffled target error {row['shuffled_mae']:.1f}, "
-                f"untrained twin error {row['untrained_mae']:.1f} and R² {row['untrained_r2']:.2f}"
-            )
+        if _has(row, "share"):
+            parts.append(_attribution_text(row, model, sft, cs, threshold))
+        if _has(row, "probe_r2"):
+            parts.append(_probe_text(row, model, where, hats, read_out_r2, twin_margin))
         notes = []
         if cot_tokens.get(model, 0) > 0:
             notes.append(
-                f"it still writes {cot_tokens[model]} chain-of-thought tokens and can copy the answer from "
-                "them, so its attribution is ≈0 by construction and its probes read a model that need not "
-                "compute the running sum itself"
+                f"it still writes {cot_tokens[model]} chain-of-thought tokens, which teacher forcing keeps "
+                "unchanged, and may copy answer digits from them: its drops can understate what it would "
+                "compute without them, and its probes read a model that need not compute the running sum itself"
             )
         if model in constructed_sites:
-            text = f"its auxiliary loss trained a probe at {site_label(constructed_sites[model])}"
-            text += ", so the readout there is partly by construction" if constructed_sites[model] == site else ""
-            if constructed_sites[model] == site and not np.isnan(row.get("best_earlier_r2", np.nan)):
-                text += (
-                    f"; upstream of it, the best site ({site_label(row['best_earlier_site'])}) gives a mean R² "
-                    f"of {row['best_earlier_r2']:.2f}"
-                )
-            notes.append(text)
+            notes.append(_aux_caveat(row, constructed_sites[model], site))
         if model in unfinished:
             notes.append("measured on a snapshot of a run still in training")
         sentence = f"**{model}**: " + "; ".join(parts) + "."
@@ -592,14 +706,14 @@ def takeaway_markdown(
             sentence += " Caveat: " + "; ".join(notes) + "."
         bullets.append(f"- {sentence}")
     lines += [f"What our measurements show (long-range digits {cs}, running sums {hats}):", "", *bullets, ""]
-    lines += [_verdict(findings, cot_tokens, icot, sft, threshold, read_out_r2)]
+    lines += [_verdict(findings, cot_tokens, icot, sft, threshold, read_out_r2, twin_margin)]
     if missing:
         lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
     lines.append(":::")
     return "\n".join(lines)
 
 
-def _shows_structure(row: pd.Series, read_out_r2: float) -> tuple[bool, bool]:
+def _shows_structure(row: pd.Series) -> tuple[bool, bool]:
     """(most possible dependencies present, every running sum read out) for one model's findings."""
     depends = bool(row.get("share", 0.0) >= 0.5)
     read = bool(row.get("positions", 0) > 0 and row.get("read_out", 0) == row.get("positions", -1))
@@ -607,12 +721,19 @@ def _shows_structure(row: pd.Series, read_out_r2: float) -> tuple[bool, bool]:
 
 
 def _verdict(
-    findings: pd.DataFrame, cot_tokens: Mapping[str, int], icot: str, sft: str, threshold: float, read_out_r2: float
+    findings: pd.DataFrame,
+    cot_tokens: Mapping[str, int],
+    icot: str,
+    sft: str,
+    threshold: float,
+    read_out_r2: float,
+    twin_margin: float,
 ) -> str:
     """One plain sentence on the paper's contrast (ICoT has the long-range structure, SFT has not)."""
     rule = (
         f"Here a dependency means a mean logit drop ≥ {threshold:g}, and a running sum counts as read out "
-        f"when its probe's held-out R² is ≥ {read_out_r2:g}."
+        f"when its probe's held-out R² is ≥ {read_out_r2:g} and at least {twin_margin:g} above the untrained "
+        "twin's at the same position."
     )
     if icot not in findings.index or sft not in findings.index:
         have = [m for m in (icot, sft) if m in findings.index]
@@ -620,10 +741,10 @@ def _verdict(
     if cot_tokens.get(icot, 0) > 0:
         return (
             f"So these measurements cannot test the paper's contrast yet: our {icot} model has not "
-            f"internalised its chain of thought. {_describe(findings.loc[sft], sft, read_out_r2)} {rule}"
+            f"internalised its chain of thought. {_describe(findings.loc[sft], sft)} {rule}"
         )
-    icot_dep, icot_read = _shows_structure(findings.loc[icot], read_out_r2)
-    sft_dep, sft_read = _shows_structure(findings.loc[sft], read_out_r2)
+    icot_dep, icot_read = _shows_structure(findings.loc[icot])
+    sft_dep, sft_read = _shows_structure(findings.loc[sft])
     if icot_dep and icot_read and not sft_dep and not sft_read:
         return (
             f"Our measurements agree with the paper: our {icot} model encodes the long-range dependencies "
@@ -631,12 +752,12 @@ def _verdict(
         )
     return (
         "Our measurements do not reproduce the paper's contrast in full. "
-        f"{_describe(findings.loc[icot], icot, read_out_r2)} {_describe(findings.loc[sft], sft, read_out_r2)} {rule}"
+        f"{_describe(findings.loc[icot], icot)} {_describe(findings.loc[sft], sft)} {rule}"
     )
 
 
-def _describe(row: pd.Series, model: str, read_out_r2: float) -> str:
-    depends, read = _shows_structure(row, read_out_r2)
+def _describe(row: pd.Series, model: str) -> str:
+    depends, read = _shows_structure(row)
     dep = "depend on most operand digits that can affect them" if depends else "do not depend on most operand digits that can affect them"
     rd = "every running sum is read out" if read else "not every running sum is read out"
     return f"Our {model} model's middle digits {dep}, and {rd}."

@@ -88,8 +88,8 @@ def _note(model: GPT2LMHeadModel) -> str:
         return ""
     return (
         f"<p><small>This model still writes {cot} chain-of-thought tokens before the answer; the "
-        "teacher-forced run keeps them unchanged, so the model can copy the answer from them and the "
-        "drops are ≈0 by construction.</small></p>"
+        "teacher-forced run keeps them unchanged, and the model may copy answer digits from them, so "
+        "small drops here need not mean that it ignores the operands.</small></p>"
     )
 
 
