@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from longmul.analysis.fourier import (
     basis_shares,
@@ -15,7 +16,11 @@ from longmul.analysis.fourier import (
     median_r2,
     pooled_r2,
 )
+from longmul.analysis.geometry import digit_columns
+from longmul.evaluate import teacher_forced_batch
+from longmul.hooks import run_with_cache
 from longmul.model import PRESETS, build_model
+from longmul.sequences import DIGIT_ID0, problems_to_pairs
 from longmul.task import random_problems
 
 n = np.arange(10)
@@ -152,6 +157,22 @@ def test_digit_vectors_of_a_model(model):
         "final_hidden_unembedding": (10, 10),
     }
     np.testing.assert_array_equal(vectors["embedding"], vectors["unembedding"])  # the tiny preset ties them
+    w_e = model.transformer.wte.weight[DIGIT_ID0 : DIGIT_ID0 + 10].detach().double()  # (10, d_model)
+    np.testing.assert_allclose(vectors["embedding"], w_e.numpy())
+    # mlp_out_embedding[:, i]: the digit embeddings read by neuron i's output weights (a row of the Conv1D c_proj)
+    c_proj = model.transformer.h[-1].mlp.c_proj.weight.detach().double()  # (d_mlp, d_model)
+    for i in (0, 7, 127):
+        np.testing.assert_allclose(vectors["mlp_out_embedding"][:, i], (w_e @ c_proj[i]).numpy(), rtol=1e-10)
+    # final_hidden_unembedding[n]: the digit logits at the position predicting c2, averaged over the problems
+    # whose c2 is n (the unembedding is linear and GPT-2's has no bias, so the mean of the logits is the
+    # logits of the mean final hidden state).
+    pairs = problems_to_pairs(problems)
+    batch = teacher_forced_batch(model, pairs)
+    logits, _ = run_with_cache(model, batch.input_ids, batch.position_ids, batch.attention_mask)
+    at_c2 = logits[torch.arange(len(pairs)), batch.answer_positions[:, 2], DIGIT_ID0 : DIGIT_ID0 + 10]  # (B, 10)
+    c2 = digit_columns(model, problems)["c2"]  # (B,)
+    expected = np.stack([at_c2[torch.from_numpy(c2 == n)].double().mean(0).numpy() for n in range(10)])  # (10, 10)
+    np.testing.assert_allclose(vectors["final_hidden_unembedding"], expected, rtol=1e-4, atol=1e-5)
     centroids = digit_centroids(model, problems, k=2, site="blocks.1.hook_resid_post")
     assert centroids.shape == (10, 32)
     rows = fourier_table(vectors)

@@ -4,9 +4,11 @@ import torch
 
 from longmul.analysis.geometry import (
     activations_at,
+    adjusted_r2,
     digit_columns,
     digit_pair_variance,
     minkowski_views,
+    parameter_counts,
     pca,
     variance_explained,
 )
@@ -37,6 +39,29 @@ def test_purely_additive_data_is_additive(rng):
     assert v.additive > 0.999 and abs(v.interaction) < 1e-3 and v.additive_share > 0.999
     assert 0.2 < v.a < 0.8 and 0.2 < v.b < 0.8
     assert v.a + v.b == pytest.approx(v.additive, abs=0.02)  # independent labels: the shares nearly add up
+
+
+def test_adjusted_r2_counts_each_models_parameters():
+    assert parameter_counts() == {"a": 10, "b": 10, "additive": 19, "full": 100}
+    assert parameter_counts(10, 10, cells=97)["full"] == 97
+    assert adjusted_r2(0.5, n=101, p=11) == pytest.approx(1 - 0.5 * 100 / 90)
+    assert adjusted_r2(1.0, n=50, p=40) == 1.0 and np.isnan(adjusted_r2(0.3, n=40, p=40))  # no samples left over
+
+
+def test_a_weak_sum_in_noise_is_still_additive(rng):
+    """A Minkowski sum that explains only a quarter of the variance, at N = 1,000: raw R² would score
+    additive / full ≈ 0.8 (the 100 cell means absorb ≈ 10% of the noise, the 19 additive numbers ≈ 2%);
+    adjusted for their parameters, both models explain the same quarter."""
+    a, b, f, g = digits_and_effects(rng, n=1000, d=8)
+    signal = f[a] + g[b]
+    noise = rng.normal(size=signal.shape) * np.sqrt(3 * signal.var(0).sum() / signal.shape[1])  # 3× the signal
+    v = variance_explained(signal + noise, a, b)
+    assert v.full == pytest.approx(0.25, abs=0.03) and v.additive_share > 0.95
+    n, p = len(a), parameter_counts()
+    raw = {m: 1 - (1 - getattr(v, m)) * (n - p[m]) / (n - 1) for m in ("additive", "full")}
+    assert raw["additive"] / raw["full"] < 0.85  # what the unadjusted ratio would have said
+    pure = variance_explained(rng.normal(size=(1000, 8)), a, b)  # no structure: every share about 0
+    assert max(abs(pure.a), abs(pure.b), abs(pure.additive), abs(pure.full)) < 0.01
 
 
 def test_pure_interaction_is_not_additive(rng):
@@ -132,12 +157,17 @@ def test_minkowski_views(model, problems):
     assert len(views) == 2 * (1 + 4)
     assert [(v.k, v.head) for v in views[:5]] == [(0, None), (0, 0), (0, 1), (0, 2), (0, 3)]
     first = views[0]
-    assert first.site == "blocks.0.hook_attn_out" and first.title == "layer 0 attention output, position predicting c0"
-    assert views[6].title == "layer 0 head 0, position predicting c2"
+    assert first.site == "blocks.0.hook_attn_out" and first.title == "layer 1 attention output, position predicting c0"
+    assert views[6].title == "layer 1 head 0, position predicting c2"
     for v in views:
         assert v.coords.shape == (300, 3)
         assert np.all(np.diff(v.explained_variance_ratio) <= 1e-12)
-        assert len(v.variance) == 16 and all(0 <= r["additive"] <= r["full"] + 1e-9 <= 1 + 1e-9 for r in v.variance)
+        assert len(v.variance) == 16
+        for r in v.variance:  # adjusted shares: undo the adjustment to check the raw ones nest
+            cells = len(set(zip(v.digits[r["a_digit"]].tolist(), v.digits[r["b_digit"]].tolist())))
+            p = parameter_counts(cells=cells)
+            raw = {m: 1 - (1 - r[m]) * (300 - p[m]) / 299 for m in ("additive", "full")}
+            assert 0 <= raw["additive"] <= raw["full"] + 1e-9 <= 1 + 1e-9 and r["full"] <= 1
     records = first.records()
     assert len(records) == 300 and set(records[0]) >= {"pc1", "pc2", "pc3", "a0", "b3", "c7"}
     assert records[0]["b0"] == problems[0].b_digits[0]

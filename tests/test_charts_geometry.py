@@ -10,19 +10,25 @@ import pandas as pd
 import pytest
 import vl_convert
 
-from longmul.analysis.fourier import basis_shares, centroid_pca, fourier_basis, fourier_table
-from longmul.analysis.geometry import ActivationView, digit_pair_variance, pca
+from longmul.analysis.fourier import CentroidPCA, basis_shares, centroid_pca, fourier_basis, fourier_table
+from longmul.analysis.geometry import ActivationView, digit_pair_variance, pca, variance_explained
 from longmul.charts.evidence import limited_threads
 from longmul.charts.geometry import (
+    MATTERS_RATIO,
+    MIN_FULL,
+    OBJECT_LABELS,
     OPERAND_DIGITS,
     PAPER_GEOMETRY,
     PAPER_PAIRS,
+    PRISM_SHARE,
+    additive_verdict,
     basis_axis_titles,
     dominant_frequencies,
     geometry_findings,
     head_for_pair,
     ideal_prism,
     is_pentagonal_prism,
+    nesting_figure,
     pair_variance,
     paper_pairs,
     pca_brush_chart,
@@ -114,7 +120,7 @@ def test_view_labels_and_the_chosen_head(views):
     assert pair_variance(views[1], ("a1", "b1"))["additive_share"] > 0.99
     with pytest.raises(ValueError, match="no variance row"):
         pair_variance(views[1], ("a1", "c1"))
-    # Head 2 carries b1 only and head 1 only the interaction: head 0 carries both digits most.
+    # Head 2 carries b1 only and head 1 only the interaction (no main effects): head 0 carries both digits most.
     assert head_for_pair(views, 2, ("a1", "b1")) is views[1]
     with pytest.raises(ValueError, match="no per-head view"):
         head_for_pair(views, 5, ("a1", "b1"))
@@ -148,6 +154,23 @@ def test_pca_brush_chart_has_selectors_and_linked_brushing(views):
 
 def test_pca_brush_chart_without_views():
     _compiles(pca_brush_chart(pca_frame({})))
+
+
+def test_nesting_figure_colours_one_view_by_b_then_a(views):
+    fig = nesting_figure({"M · head 0": views[1], "M · head 2": views[3]}, ("a1", "b1"), max_points=50, seed=0)
+    panels = [ax for ax in fig.axes if ax.name == "3d"]
+    assert len(panels) == 4 and len(fig.axes) == 5  # two rows of two panels, one colour bar
+    assert [ax.get_title() for ax in panels[:2]] == ["M · head 0\ncoloured by b1", "M · head 0\ncoloured by a1"]
+    assert panels[2].get_title() == "M · head 2\ncoloured by b1"
+    ratio = views[1].explained_variance_ratio
+    assert [panels[0].get_xlabel(), panels[0].get_ylabel(), panels[0].get_zlabel()] == [
+        f"PC{i + 1} ({ratio[i]:.0%})" for i in range(3)
+    ]
+    keep = np.sort(np.random.default_rng(0).permutation(len(views[1].coords))[:50])
+    for ax, digit in zip(panels[:2], ("b1", "a1")):
+        (points,) = ax.collections
+        np.testing.assert_array_equal(points.get_array(), views[1].digits[digit][keep])
+    assert png_bytes(nesting_figure({}, ("a1", "b1")), dpi=20)[:4] == b"\x89PNG"
 
 
 # --------------------------------------------------------------------------- the additive-model numbers
@@ -187,6 +210,20 @@ def test_basis_shares_and_axis_titles():
     assert {"cos2", "sin2"} >= set(titles[0].split(": ")[1].split(" + "))
     assert sorted(dominant_frequencies(result)) == [2, 2, 5] and is_pentagonal_prism(result)
     assert not is_pentagonal_prism(centroid_pca(np.stack([ROW["cos1"], ROW["sin1"], ROW["cos3"]], axis=1)))
+
+
+def _with_spectra(*main: tuple[int, float]) -> CentroidPCA:
+    """Centroid components whose main frequency k carries ``share``, the rest spread over the other four."""
+    spectra = [{j: share if j == k else (1 - share) / 4 for j in range(1, 6)} for k, share in main]
+    return CentroidPCA(np.zeros((10, len(main))), np.full(len(main), 1 / len(main)), spectra)
+
+
+def test_the_prism_needs_more_than_half_of_each_component():
+    assert is_pentagonal_prism(_with_spectra((2, 0.9), (5, 0.8), (2, PRISM_SHARE + 0.01)))
+    weak = _with_spectra((2, 0.9), (5, 0.8), (2, 0.3))  # k=2 still the largest share of the third, but not most
+    assert dominant_frequencies(weak) == [2, 5, 2] and not is_pentagonal_prism(weak)
+    assert not is_pentagonal_prism(_with_spectra((2, 0.9), (5, PRISM_SHARE), (2, 0.9)))  # exactly half is not most
+
     ideal = ideal_prism()
     assert ideal.shape == (10, 3) and is_pentagonal_prism(centroid_pca(ideal))
     assert np.allclose(ideal[0, :2], ideal[5, :2]) and ideal[0, 2] == -ideal[5, 2]  # n and n+5: one rung
@@ -216,6 +253,7 @@ def test_prism_frame_edges_chart_and_figure():
     _compiles(prism_chart({}))
     fig = prism_figure(pcas)
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "A"
+    assert fig.axes[0].get_xlabel() == basis_axis_titles(pcas["A"])[0]  # the component, its share and its basis
     small = prism_figure({"A": pcas["A"]}, size=1.0)
     assert png_bytes(small, dpi=30)[:8] == b"\x89PNG\r\n\x1a\n"
     html = side_by_side(alt.Chart(points).mark_point().encode(x="pc1:Q"), small)
@@ -253,28 +291,64 @@ def test_spectrum_frame_and_heatmap():
     assert df.set_index(["object", "k"]).loc[("embedding", 5), "chance"] == pytest.approx(1 / 9)
     spec = _compiles(spectrum_heatmap(df))
     assert spec["spec"]["layer"][0]["encoding"]["x"]["sort"] == ["k=1", "k=2", "k=3", "k=4", "parity"]
+    assert spec["title"]["subtitle"] == "noise puts 22% at each of k = 1…4 and 11% at parity"
 
 
 # --------------------------------------------------------------------------- findings and the takeaway
 
 
-def _findings(views, objects, prism_model="ICoT") -> pd.DataFrame:
+def _findings(views, objects, prism_model="ICoT", **options) -> pd.DataFrame:
     variance = variance_frame({"ICoT": views, "SFT": views})
     table = table1_frame({"ICoT": fourier_table(objects), "SFT": fourier_table(objects)})
     spectrum = spectrum_frame({"ICoT": objects, "SFT": objects})
     rng = np.random.default_rng(5)
     pcas = {m: centroid_pca(_prism(rng) if m == prism_model else rng.normal(size=(10, 6))) for m in ("ICoT", "SFT")}
     chosen = {"ICoT": view_label(views[1]), "SFT": view_label(views[2])}
-    return geometry_findings(variance, table, spectrum, pcas, chosen)
+    return geometry_findings(variance, table, spectrum, pcas, chosen, **options)
 
 
 def test_findings_numbers(views):
-    findings = _findings(views, _objects(np.random.default_rng(6)))
+    objects = _objects(np.random.default_rng(6))
+    findings = _findings(views, objects)
     assert findings.loc["ICoT", "c0_additive_share"] > 0.99 and findings.loc["ICoT", "c2_additive_share"] > 0.99
     assert findings.loc["SFT", "c2_additive_share"] < 0.1 and findings.loc["SFT", "c2_view"] == "layer 1 head 1 at c2"
     assert findings.loc["ICoT", "prism"] and not findings.loc["SFT", "prism"]
+    assert findings.loc["ICoT", "prism_shares"][0] > 0.9
     assert findings.loc["ICoT", "chance"] == pytest.approx(5 / 9)
-    assert set(findings.loc["ICoT", "above_chance"]) <= {1, 2, 5} and findings.loc["ICoT", "top_k"] in (1, 2)
+    assert findings.loc["ICoT", "frequencies"] == [0, 1, 2, 5]
+    # Mean shares over the three objects: k=2 (0.41 + 0.41 + 0.95) / 3 clears 2 × 2/9; k=1 (0.59 + 0.59 + 0) / 3 does not.
+    shares = spectrum_frame({"ICoT": objects}).pivot(index="object", columns="k", values="share")
+    assert findings.loc["ICoT", "matter"] == [2] and findings.loc["ICoT", "top_k"] == 2
+    assert findings.loc["ICoT", "top_share"] == pytest.approx(shares[2].mean())
+    tied = _findings(views, objects, tied=["ICoT"])  # the unembedding is the embedding: counted once
+    assert tied.loc["ICoT", "top_share"] == pytest.approx(shares[2].drop("unembedding").mean())
+    assert tied.loc["SFT", "top_share"] == pytest.approx(shares[2].mean())
+
+
+def test_noise_has_no_frequencies_that_matter():
+    rng = np.random.default_rng(7)
+    noise = {obj: rng.normal(size=(10, 12)) for obj in OBJECT_LABELS}
+    spectrum = spectrum_frame({"N": noise})
+    findings = geometry_findings(variance_frame({}), table1_frame({"N": fourier_table(noise)}), spectrum, {}, {})
+    assert findings.loc["N", "matter"] == []
+    mean = spectrum.groupby("k")[["share", "chance"]].mean()
+    assert (mean["share"] > mean["chance"]).any()  # "above chance" alone would have called some of them matter
+
+
+def test_additive_verdict_needs_structure_and_adjusts_for_parameters():
+    """A weak Minkowski sum in noise is additive; pure noise gets no verdict; a pure interaction is not a sum."""
+    rng = np.random.default_rng(8)
+    a, b = rng.integers(0, 10, 1000), rng.integers(0, 10, 1000)
+    f, g = rng.normal(size=(10, 6)), rng.normal(size=(10, 6))
+    weak = variance_explained(f[a] + g[b] + rng.normal(size=(1000, 6)) * np.sqrt(3 * (f.var(0) + g.var(0))), a, b)
+    assert 0.15 < weak.full < 0.35 and additive_verdict(weak.additive_share, weak.full) is True
+    noise = variance_explained(rng.normal(size=(1000, 6)), a, b)
+    assert noise.full < MIN_FULL and additive_verdict(noise.additive_share, noise.full) is None
+    cells = rng.normal(size=(10, 10, 6))
+    cells -= cells.mean(0, keepdims=True) + cells.mean(1, keepdims=True) - cells.mean((0, 1), keepdims=True)
+    product = variance_explained(cells[a, b] + 0.1 * rng.normal(size=(1000, 6)), a, b)
+    assert additive_verdict(product.additive_share, product.full) is False
+    assert additive_verdict(float("nan"), 0.5) is None
 
 
 def test_takeaway_when_icot_uses_the_papers_geometry(views):
@@ -282,8 +356,27 @@ def test_takeaway_when_icot_uses_the_papers_geometry(views):
     assert "Our ICoT model uses the paper's geometry" in text
     assert "a Minkowski sum" in text and "not a pure sum" in text  # ICoT's head 0 vs SFT's head 1
     assert "**form the paper's pentagonal prism**" in text and "do not form" in text
-    assert "where noise scores 0.56" in text
+    assert "where noise scores 0.56" in text and "fit the frequencies {0, 1, 2, 5}" in text
+    assert "no verdict" not in text  # every view here has structure to judge
     assert "snapshot of a run still in training" in text and "same matrix" in text
+    assert "The frequencies that matter for it: k=2" in text
+    # The rules are stated from the constants the verdicts use.
+    assert f"at least {MIN_FULL:.0%} of its variance" in text and f"more than {PRISM_SHARE:.0%}" in text
+    assert f"at least {MATTERS_RATIO:g}× the share noise would give it" in text
+    fewer = takeaway_markdown(_findings(views, _objects(np.random.default_rng(6)), frequencies=(0, 1, 2)))
+    assert "fit the frequencies {0, 1, 2} with" in fewer and "where noise scores 0.44" in fewer
+
+
+def test_takeaway_gives_no_verdict_without_structure(views):
+    rng = np.random.default_rng(9)
+    digits = _digits(rng, 400)
+    noise = _view(rng, digits, rng.normal(size=(400, 5)), head=3)
+    variance = variance_frame({"ICoT": [*views, noise]})
+    findings = geometry_findings(variance, table1_frame({}), spectrum_frame({}), {}, {"ICoT": view_label(noise)})
+    text = takeaway_markdown(findings)
+    assert f"no verdict: every cell together explains less than {MIN_FULL:.0%}" in text
+    assert "additive attention outputs in 1 of the 1 views with enough structure to judge" in text
+    assert "(1 of the 2 views measured had too little)" in text
 
 
 def test_takeaway_caveats_and_no_models(views):

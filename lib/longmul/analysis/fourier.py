@@ -12,11 +12,13 @@ the model (embeddings, unembeddings, the last MLP's output weights read by the d
 final hidden state averaged per digit) with the frequencies ``{0, 1, 2, 5}``, reports the median R² over
 the vectors' dimensions and the R² as frequencies are added one at a time; and it finds that the
 per-digit centroids of the final residual stream form two pentagons (``k = 2``) joined along a parity
-axis (``k = 5``).
+axis (``k = 5``). Here the final hidden state is taken after the final layer norm (what the unembedding
+reads), the book's choice: the paper says "final residual stream".
 
-R² here is the ordinary, centred one (1 − residual / variance about the mean), per dimension: every fit
-includes the constant, so R² measures how much of the variation *across digits* the chosen frequencies
-explain, and ``k = 0`` on its own explains nothing (its row in the cumulative table is 0 by definition).
+R² here is the ordinary, centred one (1 − residual / variance about the mean), per dimension, the
+book's choice: every fit includes the constant, so R² measures how much of the variation *across
+digits* the chosen frequencies explain, and ``k = 0`` on its own explains nothing (its row in the
+cumulative table is 0 by construction).
 ``pooled_r2`` is the same over all dimensions at once (each dimension weighted by its variance), a check
 on the median.
 """

@@ -1,6 +1,6 @@
 """Geometry of attention outputs: PCA views and a number for the "Minkowski sum" claim.
 
-The paper (FACTS §5.4) projects layer-0 attention outputs at the position predicting ``c_0`` and
+The paper (FACTS §5.4) projects layer-1 (``blocks.0``) attention outputs at the position predicting ``c_0`` and
 ``c_2`` onto three principal components and sees clusters by ``b_j`` that contain sub-clusters by
 ``a_i``: the point cloud looks like the Minkowski sum ``{f(a_i)} + {g(b_j)}`` of one set per digit. A picture
 can suggest nesting; :func:`variance_explained` measures it. For activations ``X`` (N, d) and two digit
@@ -13,8 +13,11 @@ labels it compares the share of variance explained by
 
 A Minkowski sum is exactly the additive model; ``additive / full`` near 1 says the structure the two
 digits explain is additive, ``full − additive`` is what only their interaction (e.g. the product
-``a_i · b_j``) explains. Note ``full`` fits 100 cell means, so with ``N`` samples it also absorbs about
-``100 / N`` of the unexplained variance.
+``a_i · b_j``) explains. The models fit different numbers of parameters per dimension
+(:func:`parameter_counts`: 10, 10, 19 and 100 for ten values per digit), and a model with ``p`` of them
+absorbs about ``p / N`` of pure noise: raw R² would favour ``full`` by that much and make a noisy sum look
+less additive than it is. So every share is adjusted for its parameters (:func:`adjusted_r2`), and noise
+scores about 0 under each model.
 """
 
 from __future__ import annotations
@@ -83,9 +86,29 @@ def digit_columns(model: GPT2LMHeadModel, problems: np.ndarray | Sequence[Proble
 # --------------------------------------------------------------------------- variance decomposition
 
 
+def parameter_counts(n_a: int = 10, n_b: int = 10, cells: int | None = None) -> dict[str, int]:
+    """Parameters per dimension that each model of :func:`variance_explained` fits, the overall mean
+    included, for labels with ``n_a`` and ``n_b`` values (``cells``: the (a, b) cells that hold samples,
+    all ``n_a · n_b`` by default): ``a`` and ``b`` one mean per value, ``additive`` n_a + n_b − 1, ``full``
+    one mean per cell."""
+    return {"a": n_a, "b": n_b, "additive": n_a + n_b - 1, "full": n_a * n_b if cells is None else cells}
+
+
+def adjusted_r2(r2: float, n: int, p: int) -> float:
+    """R² adjusted for the ``p`` parameters (the mean included) a model fits to ``n`` samples:
+    ``1 − (1 − R²)(n − 1)/(n − p)``. Noise scores about 0 whatever ``p``, so models with different numbers
+    of parameters can be compared. NaN when there are no more samples than parameters (nothing is left to
+    tell fit from noise)."""
+    if n <= p:
+        return float("nan")
+    return 1.0 - (1.0 - r2) * (n - 1) / (n - p)
+
+
 @dataclass(frozen=True)
 class VarianceExplained:
-    """Shares of the total variance of an activation matrix explained by two digit labels."""
+    """Shares of the total variance of an activation matrix explained by two digit labels, each adjusted
+    for the parameters its model fits (:func:`adjusted_r2`): about 0 for noise, and slightly negative
+    when a model explains less than its parameters would absorb by chance."""
 
     a: float  # by the first label alone (its group means)
     b: float  # by the second label alone
@@ -112,8 +135,9 @@ def _one_hot(codes: np.ndarray, n: int) -> np.ndarray:
 def variance_explained(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> VarianceExplained:
     """Decompose the variance of ``X`` (N, d) — or (N,) — by two integer labels ``a``, ``b`` (N,):
     shares explained by ``a`` alone, ``b`` alone, the additive model ``μ + f(a) + g(b)`` and the full
-    interaction model (every ``(a, b)`` cell its own mean). Variance is summed over the ``d`` dimensions,
-    so a direction matters in proportion to its variance (PCA's view of the cloud).
+    interaction model (every ``(a, b)`` cell its own mean), each adjusted for the parameters it fits
+    (:func:`parameter_counts`, :func:`adjusted_r2`). Variance is summed over the ``d`` dimensions, so a
+    direction matters in proportion to its variance (PCA's view of the cloud).
 
     Every model is constant within a cell, so each is fitted to the cell means weighted by the cell
     counts: exactly the least-squares fit to ``X`` (its residual is the within-cell scatter plus the
@@ -147,23 +171,26 @@ def variance_explained(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> VarianceE
     cell_b = _one_hot(np.tile(np.arange(n_b), n_a), n_b)  # (G, n_b)
     weight = np.sqrt(counts)[:, None]  # (G, 1)
 
-    def share(design: np.ndarray) -> float:
+    def r2(design: np.ndarray) -> float:
         coef, *_ = np.linalg.lstsq(weight * design, weight * means, rcond=None)
         misfit = float((counts[:, None] * (means - design @ coef) ** 2).sum())
         return 1.0 - (within + misfit) / total
 
-    return VarianceExplained(
-        a=share(cell_a),
-        b=share(cell_b),
-        additive=share(np.concatenate([cell_a, cell_b[:, 1:]], axis=1)),
-        full=1.0 - within / total,
-    )
+    raw = {
+        "a": r2(cell_a),
+        "b": r2(cell_b),
+        "additive": r2(np.concatenate([cell_a, cell_b[:, 1:]], axis=1)),
+        "full": 1.0 - within / total,
+    }
+    params = parameter_counts(n_a, n_b, cells=int(filled.sum()))
+    return VarianceExplained(**{name: adjusted_r2(value, len(X), params[name]) for name, value in raw.items()})
 
 
 def digit_pair_variance(X: np.ndarray, digits: dict[str, np.ndarray]) -> list[dict]:
     """:func:`variance_explained` for every operand pair ``(a_i, b_j)`` in ``digits`` (as from
     :func:`digit_columns`): tidy rows ``a_digit, b_digit, a, b, additive, full, interaction,
-    additive_share``, to find which pair a head's output is organised by and whether additively."""
+    additive_share`` (adjusted shares), to find which pair a head's output is organised by and whether
+    additively."""
     a_names = [n for n in digits if n[0] == "a"]
     b_names = [n for n in digits if n[0] == "b"]
     if not a_names or not b_names:
@@ -204,7 +231,8 @@ class ActivationView:
 
     @property
     def title(self) -> str:
-        layer = self.site.split(".")[1]
+        """Layers counted from 1, as in the paper and the book (``blocks.0`` is "layer 1")."""
+        layer = int(self.site.split(".")[1]) + 1
         what = "attention output" if self.head is None else f"head {self.head}"
         return f"layer {layer} {what}, position predicting c{self.k}"
 

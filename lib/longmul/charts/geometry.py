@@ -36,9 +36,9 @@ from longmul.analysis.geometry import ActivationView
 from longmul.charts.frames import round_floats
 from longmul.charts.heatmap import annotated_heatmap
 
-# The operand-digit pairs the paper colours its Fig. 5 by (FACTS §5.4): the layer-1 attention output at the
-# position predicting c0 by b0 (c0 = a0·b0 mod 10, so a0 is its partner), one layer-1 head's output at the
-# position predicting c2 by b1, then a1.
+# The operand-digit pair measured at each position. At c2 it is the paper's (FACTS §5.4: one layer-1 head's
+# output coloured by b1, then a1). At c0 the paper colours by b0 only; pairing it with a0 (c0 = a0·b0 mod 10,
+# so a0 is its partner) is the book's choice.
 PAPER_PAIRS: dict[int, tuple[str, str]] = {0: ("a0", "b0"), 2: ("a1", "b1")}
 
 # The paper's findings, in words: its figures are published as pictures and its Table 1's numbers are not
@@ -61,7 +61,16 @@ PAPER_GEOMETRY: dict[str, str] = {
 }
 
 OPERAND_DIGITS = [f"a{i}" for i in range(4)] + [f"b{j}" for j in range(4)]
-ADDITIVE_SHARE = 0.9  # additive / full from which we call a view's (a_i, b_j) structure a Minkowski sum
+# additive / full (adjusted shares) from which we call a view's (a_i, b_j) structure a Minkowski sum
+ADDITIVE_SHARE = 0.9
+# The adjusted share every (a_i, b_j) cell together must explain before a view gets any verdict: below it the
+# pair organises too little of the view for additive / full to mean anything (noise scores about 0).
+MIN_FULL = 0.05
+# A frequency "matters" when its mean share over the digit-indexed objects is at least this many times the
+# share noise would give it: the shares add up to 1, so noise alone puts about half the frequencies above 1×.
+MATTERS_RATIO = 2.0
+# A centroid component is "carried mostly" by a frequency when that frequency has more than this share of it.
+PRISM_SHARE = 0.5
 MEASURES = {
     "a": "a_i alone",
     "b": "b_j alone",
@@ -108,9 +117,10 @@ def pair_variance(view: ActivationView, pair: tuple[str, str]) -> dict:
 
 def head_for_pair(views: Sequence[ActivationView], k: int, pair: tuple[str, str]) -> ActivationView:
     """Among the per-head views at position ``k``, the head that carries *both* digits of ``pair`` most:
-    the largest ``min(a alone, b alone)``. The paper shows one head without saying how it was chosen; this
-    choice looks only at the two digits' separate shares, not at how they combine, so it does not favour
-    an additive (or an interacting) head."""
+    the largest ``min(a alone, b alone)``. The paper shows one head without saying how it was chosen. The
+    separate shares are the two digits' main effects, the additive part of the structure, so this choice
+    favours heads with main effects of both digits: a head that carries only their interaction (separate
+    shares about 0) is never chosen."""
     heads = [v for v in views if v.k == k and v.head is not None]
     if not heads:
         raise ValueError(f"no per-head view at position {k}")
@@ -230,6 +240,53 @@ def pca_brush_chart(
     return chart
 
 
+def nesting_figure(
+    views: Mapping[str, ActivationView],
+    pair: tuple[str, str],
+    *,
+    max_points: int = 600,
+    seed: int = 0,
+    size: float = 3.2,
+):
+    """A static matplotlib figure of the nesting the paper describes: one row per view (``views``: label →
+    view), its points on their first three principal components twice, coloured by the b digit of ``pair``
+    (the clusters) and by its a digit (the sub-clusters inside each). Axes give each component and its
+    share of the view's variance. At most ``max_points`` problems per view (as :func:`pca_frame`)."""
+    from matplotlib.figure import Figure
+
+    a_digit, b_digit = pair
+    labels = list(views)
+    n = max(1, len(labels))
+    fig = Figure(figsize=(2 * size + 0.6, size * n))
+    fig.subplots_adjust(left=0.0, right=0.88, bottom=0.02, top=0.94, wspace=0.05, hspace=0.15)
+    points = None
+    for row, label in enumerate(labels or [None]):
+        for column, digit in enumerate((b_digit, a_digit)):
+            ax = fig.add_subplot(n, 2, 2 * row + column + 1, projection="3d")
+            ax.set_box_aspect(None, zoom=0.85)
+            if label is None:
+                ax.text2D(0.5, 0.5, "no view", ha="center", transform=ax.transAxes)
+                continue
+            view = views[label]
+            keep = np.sort(np.random.default_rng(seed).permutation(len(view.coords))[:max_points])
+            xyz = view.coords[keep, :3]  # (points, 3)
+            points = ax.scatter(
+                *xyz.T, c=view.digits[digit][keep], cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.7, linewidths=0
+            )
+            for i, axis in enumerate((ax.xaxis, ax.yaxis, ax.zaxis)):
+                axis.set_label_text(f"PC{i + 1} ({view.explained_variance_ratio[i]:.0%})", fontsize=7)
+                axis.labelpad = -12
+            ax.set_xticklabels([])
+            ax.set_yticklabels([])
+            ax.set_zticklabels([])
+            ax.set_title(f"{label}\ncoloured by {digit}", fontsize=8)
+            ax.view_init(elev=20, azim=-60)
+    if points is not None:
+        bar = fig.colorbar(points, ax=fig.axes, ticks=range(10), shrink=0.5, fraction=0.04)
+        bar.set_label("digit", fontsize=8)
+    return fig
+
+
 # --------------------------------------------------------------------------- the additive-model numbers
 
 
@@ -269,8 +326,8 @@ def variance_frame(views_by_model: Mapping[str, Sequence[ActivationView]]) -> pd
 
 
 def paper_pairs(df: pd.DataFrame, pairs: Mapping[int, tuple[str, str]] = PAPER_PAIRS) -> pd.DataFrame:
-    """The rows of :func:`variance_frame` for the pair the paper colours each position by
-    (:data:`PAPER_PAIRS`: a0·b0 at c0, a1·b1 at c2)."""
+    """The rows of :func:`variance_frame` for the pair measured at each position (:data:`PAPER_PAIRS`:
+    a0·b0 at c0, a1·b1 at c2)."""
     keep = [pairs.get(int(k)) == (a, b) for k, a, b in zip(df["k"], df["a_digit"], df["b_digit"])]
     return df[np.asarray(keep, dtype=bool)].reset_index(drop=True)
 
@@ -298,7 +355,8 @@ def variance_chart(
 ) -> alt.FacetChart:
     """Grouped bars, one group per view and one panel per model: the share of the view's variance that
     a_i alone, b_j alone, the additive model f(a_i) + g(b_j) and the full model (every (a_i, b_j) cell its
-    own mean) explain. A drop-down picks the pair, by default the one the paper colours each position by.
+    own mean) explain, each adjusted for the parameters it fits. A drop-down picks the pair, by default
+    :data:`PAPER_PAIRS`.
     A Minkowski sum has the additive bar as long as the full one.
 
     ``df``: :func:`variance_frame`."""
@@ -314,7 +372,7 @@ def variance_chart(
         name="pair",
         value=pairs[0],
         bind=alt.binding_select(
-            options=pairs, labels=["the paper's pair (a0·b0 at c0, a1·b1 at c2)", *pairs[1:]], name="digit pair: "
+            options=pairs, labels=["default (a0·b0 at c0, a1·b1 at c2)", *pairs[1:]], name="digit pair: "
         ),
     )
     labels = list(MEASURES.values())
@@ -326,7 +384,12 @@ def variance_chart(
         .encode(
             y=alt.Y("view:N", sort=views, title=None),
             yOffset=alt.YOffset("measure:N", sort=labels),
-            x=alt.X("share:Q", title="share of variance", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            x=alt.X(
+                "share:Q",
+                title="share of variance (adjusted for each model's parameters)",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
             color=alt.Color(
                 "measure:N",
                 sort=labels,
@@ -339,7 +402,7 @@ def variance_chart(
                 alt.Tooltip("view:N"),
                 alt.Tooltip("pair:N"),
                 alt.Tooltip("measure:N", title="explained by"),
-                alt.Tooltip("share:Q", format=".1%"),
+                alt.Tooltip("share:Q", title="share (adjusted)", format=".1%"),
             ],
         )
         .properties(width=width, height=alt.Step(4))
@@ -500,7 +563,7 @@ def prism_figure(pcas: Mapping[str, CentroidPCA], size: float = 2.9):
             ax.text(*xyz[d], f" {d}", fontsize=8)
         titles = basis_axis_titles(result)
         for axis, text in zip((ax.xaxis, ax.yaxis, ax.zaxis), titles):
-            axis.set_label_text(text.split(": ")[1], fontsize=7)
+            axis.set_label_text(text, fontsize=6)
             axis.labelpad = -12
         ax.set_xticklabels([])
         ax.set_yticklabels([])
@@ -696,7 +759,12 @@ def spectrum_heatmap(
     return (
         layers.properties(width=alt.Step(step), height=alt.Step(20))
         .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
-        .properties(title=alt.Title(title, subtitle="noise puts 22% at each of k = 1…4 and 11% at parity"))
+        .properties(
+            title=alt.Title(
+                title,
+                subtitle=f"noise puts {chance_r2([1]):.0%} at each of k = 1…4 and {chance_r2([N_DIGITS // 2]):.0%} at parity",
+            )
+        )
     )
 
 
@@ -708,9 +776,24 @@ def dominant_frequencies(result: CentroidPCA) -> list[int]:
     return [max(spectrum, key=spectrum.get) for spectrum in result.spectra]
 
 
-def is_pentagonal_prism(result: CentroidPCA) -> bool:
-    """The paper's shape: two of the first three components carried mostly by k=2, one by parity."""
-    return sorted(dominant_frequencies(result)[:3]) == [2, 2, 5]
+def is_pentagonal_prism(result: CentroidPCA, min_share: float = PRISM_SHARE) -> bool:
+    """The paper's shape: two of the first three components carried mostly by k=2, one by parity, where
+    "mostly" means more than ``min_share`` of the component's variance (not only the largest share)."""
+    dominant = dominant_frequencies(result)[:3]
+    carried = all(spectrum[k] > min_share for spectrum, k in zip(result.spectra[:3], dominant))
+    return sorted(dominant) == [2, 2, N_DIGITS // 2] and carried
+
+
+def additive_verdict(
+    additive_share: float, full: float, *, threshold: float = ADDITIVE_SHARE, floor: float = MIN_FULL
+) -> bool | None:
+    """Whether a view's (a_i, b_j) structure is a Minkowski sum, from adjusted shares: True when the
+    additive model explains at least ``threshold`` of what every cell explains, False when less, and None
+    (no verdict) when every cell together explains less than ``floor`` of the variance: then the pair
+    organises too little of the view for the ratio to mean anything."""
+    if not (np.isfinite(full) and full >= floor and np.isfinite(additive_share)):
+        return None
+    return bool(additive_share >= threshold)
 
 
 def geometry_findings(
@@ -721,15 +804,21 @@ def geometry_findings(
     chosen_heads: Mapping[str, str],
     *,
     frequencies: Sequence[int] = DEFAULT_FREQUENCIES,
+    tied: Iterable[str] = (),
+    margin: float = MATTERS_RATIO,
 ) -> pd.DataFrame:
     """The numbers the takeaway is phrased from, one row per model:
 
     * ``c0_*`` (``a, b, additive, full, additive_share``): the layer-1 attention output at c0, pair a0·b0;
     * ``c2_*``: the chosen head (``chosen_heads``: model → view label) at c2, pair a1·b1, ``c2_view``;
-    * ``r2_min``, ``r2_max``: the range of the objects' median R² on ``frequencies``; ``chance``;
-    * ``prism``: whether the centroids are a pentagonal prism, ``prism_freqs`` their components' frequencies;
-    * ``top_k``: the frequency with the largest mean share over the objects, ``above_chance``: the
-      frequencies whose mean share over the objects is above their chance share."""
+    * ``frequencies``: the fitted frequency set; ``r2_min``, ``r2_max``: the range of the objects' median R²
+      on it; ``chance``;
+    * ``prism``: whether the centroids are a pentagonal prism, ``prism_freqs`` their components' main
+      frequencies and ``prism_shares`` the share each carries;
+    * ``top_k``, ``top_share``: the frequency with the largest mean share over the objects, ``matter``: the
+      frequencies whose mean share is at least ``margin`` × their chance share. For the models in ``tied``
+      (unembedding = embedding) the unembedding is left out of the mean, so the matrix counts once."""
+    tied = set(tied)
     rows = {}
     models = list(dict.fromkeys([*_models_in(variance), *_models_in(table), *pcas]))
     full_step = len(frequencies)
@@ -746,17 +835,22 @@ def geometry_findings(
                 row[f"{prefix}_view"] = str(first["view"])
         last = table[(table["model"] == model) & (table["step"] == full_step)] if len(table) else table
         if len(last):
+            row["frequencies"] = [int(k) for k in frequencies]
             row["r2_min"], row["r2_max"] = float(last["median_r2"].min()), float(last["median_r2"].max())
             row["chance"] = float(last["chance_r2"].iloc[0])
         if model in pcas:
-            row["prism"] = is_pentagonal_prism(pcas[model])
-            row["prism_freqs"] = dominant_frequencies(pcas[model])
+            result = pcas[model]
+            row["prism"] = is_pentagonal_prism(result)
+            row["prism_freqs"] = dominant_frequencies(result)
+            row["prism_shares"] = [float(s[k]) for s, k in zip(result.spectra, row["prism_freqs"])]
         spec = spectrum[spectrum["model"] == model] if len(spectrum) else spectrum
+        if model in tied and len(spec):
+            spec = spec[spec["object"] != "unembedding"]
         if len(spec):
             mean = spec.groupby("k")[["share", "chance"]].mean()
             row["top_k"] = int(mean["share"].idxmax())
             row["top_share"] = float(mean["share"].max())
-            row["above_chance"] = [int(k) for k in mean.index if mean.loc[k, "share"] > mean.loc[k, "chance"]]
+            row["matter"] = [int(k) for k in mean.index if mean.loc[k, "share"] >= margin * mean.loc[k, "chance"]]
         rows[model] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -774,15 +868,24 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
-def _view_sentence(row: pd.Series, prefix: str, a: str, b: str, threshold: float) -> str:
-    share = row[f"{prefix}_additive_share"]
-    interaction = row[f"{prefix}_full"] - row[f"{prefix}_additive"]
-    verdict = "a Minkowski sum" if share >= threshold else f"not a pure sum: their interaction adds {_pct(interaction)}"
+def _view_sentence(row: pd.Series, prefix: str, a: str, b: str, threshold: float, floor: float) -> str:
+    share, full = row[f"{prefix}_additive_share"], row[f"{prefix}_full"]
+    verdict = additive_verdict(share, full, threshold=threshold, floor=floor)
+    if verdict is None:
+        verdict_text = f"no verdict: every cell together explains less than {_pct(floor)}"
+    elif verdict:
+        verdict_text = "a Minkowski sum"
+    else:
+        verdict_text = f"not a pure sum: their interaction adds {_pct(full - row[f'{prefix}_additive'])}"
     return (
         f"in the {row[f'{prefix}_view']}, f({a}) + g({b}) explains {_pct(row[f'{prefix}_additive'])} of the variance "
         f"({a} alone {_pct(row[f'{prefix}_a'])}, {b} alone {_pct(row[f'{prefix}_b'])}, every ({a}, {b}) cell "
-        f"{_pct(row[f'{prefix}_full'])}; additive / full = {share:.2f}, {verdict})"
+        f"{_pct(full)}, all adjusted for the parameters each fits; additive / full = {share:.2f}, {verdict_text})"
     )
+
+
+def _frequency_set(ks: Iterable[int]) -> str:
+    return "{" + ", ".join(str(k) for k in ks) + "}"
 
 
 def takeaway_markdown(
@@ -795,12 +898,16 @@ def takeaway_markdown(
     n_problems: int | None = None,
     icot: str = "ICoT",
     threshold: float = ADDITIVE_SHARE,
+    floor: float = MIN_FULL,
+    margin: float = MATTERS_RATIO,
 ) -> str:
     """The chapter's takeaway as MyST markdown (the chapter puts it in an admonition), phrased from
     :func:`geometry_findings` whatever the numbers are: one bullet per model, then whether our ICoT model
     uses the paper's geometry and which frequencies matter. ``cot_tokens``: model → chain-of-thought tokens
     it still writes; ``unfinished``: models measured from snapshots; ``missing``: models not available;
-    ``tied``: models whose unembedding is their embedding."""
+    ``tied``: models whose unembedding is their embedding; ``threshold``, ``floor``, ``margin``: the rules
+    the verdicts use (:data:`ADDITIVE_SHARE`, :data:`MIN_FULL`, :data:`MATTERS_RATIO`; ``margin`` must be
+    the one the findings were computed with)."""
     cot_tokens = dict(cot_tokens or {})
     if findings.empty:
         return "No model was available to measure, so this chapter shows no geometry yet." + (
@@ -809,21 +916,22 @@ def takeaway_markdown(
     lines = [f"What our measurements show{f' ({n_problems:,} problems per model)' if n_problems else ''}:", ""]
     for model, row in findings.iterrows():
         parts = []
-        if pd.notna(row.get("c0_additive_share", np.nan)):
-            parts.append(_view_sentence(row, "c0", "a0", "b0", threshold))
-        if pd.notna(row.get("c2_additive_share", np.nan)):
-            parts.append(_view_sentence(row, "c2", "a1", "b1", threshold))
+        if pd.notna(row.get("c0_full", np.nan)):
+            parts.append(_view_sentence(row, "c0", "a0", "b0", threshold, floor))
+        if pd.notna(row.get("c2_full", np.nan)):
+            parts.append(_view_sentence(row, "c2", "a1", "b1", threshold, floor))
         if pd.notna(row.get("r2_min", np.nan)):
             parts.append(
-                f"its digit-indexed objects fit the frequencies {{0, 1, 2, 5}} with median R² from {row['r2_min']:.2f} "
-                f"to {row['r2_max']:.2f}, where noise scores {row['chance']:.2f}"
+                f"its digit-indexed objects fit the frequencies {_frequency_set(row['frequencies'])} with median R² "
+                f"from {row['r2_min']:.2f} to {row['r2_max']:.2f}, where noise scores {row['chance']:.2f}"
             )
-        if isinstance(row.get("above_chance"), list):
+        if isinstance(row.get("matter"), list):
             parts.append(
                 f"on average over those objects, {_freq(row['top_k'])} carries the most variance ({_pct(row['top_share'])}); "
-                f"above their chance share: {_freqs(row['above_chance'])}"
+                f"at least {margin:g}× their chance share: {_freqs(row['matter'])}"
             )
         if isinstance(row.get("prism_freqs"), list):
+            carried = ", ".join(f"{_freq(k)} ({_pct(s)})" for k, s in zip(row["prism_freqs"], row["prism_shares"]))
             parts.append(
                 "the centroids of its final hidden state "
                 + (
@@ -831,7 +939,7 @@ def takeaway_markdown(
                     if row["prism"]
                     else "do not form the paper's pentagonal prism"
                 )
-                + f" (their first three components are carried by {_freqs(row['prism_freqs'])})"
+                + f" (their first three components are carried most by {carried})"
             )
         notes = []
         if cot_tokens.get(model, 0) > 0:
@@ -842,67 +950,83 @@ def takeaway_markdown(
         if model in unfinished:
             notes.append("measured on a snapshot of a run still in training")
         if model in tied:
-            notes.append("its embeddings are tied, so its embedding and unembedding rows are the same matrix")
+            notes.append(
+                "its embeddings are tied, so its embedding and unembedding rows are the same matrix "
+                "(counted once in the average over objects)"
+            )
         sentence = f"- **{model}**: " + "; ".join(parts) + "."
         if notes:
             sentence += " Caveat: " + "; ".join(notes) + "."
         lines.append(sentence)
-    lines += ["", _verdict(findings, cot_tokens, icot, threshold)]
+    lines += ["", _verdict(findings, cot_tokens, icot, threshold, floor, margin)]
     if missing:
         lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
     return "\n".join(lines)
 
 
-def _verdict(findings: pd.DataFrame, cot_tokens: Mapping[str, int], icot: str, threshold: float) -> str:
+def _verdict(
+    findings: pd.DataFrame, cot_tokens: Mapping[str, int], icot: str, threshold: float, floor: float, margin: float
+) -> str:
     rule = (
-        f"Here a view counts as a Minkowski sum when the additive model explains at least {threshold:.0%} of "
-        "what every (a_i, b_j) cell explains, and the centroids as the paper's prism when two of their first "
-        "three components are carried mostly by k=2 and one by parity."
+        f"Here a view gets a verdict only when every (a_i, b_j) cell together explains at least {floor:.0%} of its "
+        f"variance, and counts as a Minkowski sum when the additive model then explains at least {threshold:.0%} of "
+        "what the cells explain (both shares adjusted for the parameters each model fits); the centroids count as "
+        f"the paper's prism when two of their first three components have more than {PRISM_SHARE:.0%} of their "
+        f"variance at k=2 and one more than {PRISM_SHARE:.0%} at parity; a frequency matters when its mean share "
+        f"over the objects is at least {margin:g}× the share noise would give it."
     )
     if icot not in findings.index:
         return f"Whether our {icot} model uses the paper's geometry cannot be said yet: it is not available. {rule}"
     row = findings.loc[icot]
-    additive = [
-        p
-        for p in ("c0", "c2")
-        if pd.notna(row.get(f"{p}_additive_share", np.nan)) and row[f"{p}_additive_share"] >= threshold
-    ]
-    measured = [p for p in ("c0", "c2") if pd.notna(row.get(f"{p}_additive_share", np.nan))]
+    measured = [p for p in ("c0", "c2") if pd.notna(row.get(f"{p}_full", np.nan))]
+    verdicts = {
+        p: additive_verdict(row[f"{p}_additive_share"], row[f"{p}_full"], threshold=threshold, floor=floor)
+        for p in measured
+    }
+    judged = [p for p, v in verdicts.items() if v is not None]
+    additive = [p for p, v in verdicts.items() if v]
     prism = bool(row.get("prism", False))
     if cot_tokens.get(icot, 0) > 0:
         opening = (
             f"So these measurements cannot yet say whether our {icot} model uses the paper's geometry: it has not "
             "internalised its chain of thought, and can read the answer's ingredients off it."
         )
-    elif len(additive) == len(measured) and measured and prism:
+    elif measured and len(additive) == len(measured) and prism:
         opening = f"Our {icot} model uses the paper's geometry: additive (Minkowski-sum) attention outputs and a pentagonal prism of digits."
     else:
-        found = []
-        found.append(
-            f"additive attention outputs in {len(additive)} of the {len(measured)} views measured"
-            if measured
-            else "no attention view measured"
-        )
-        found.append("the pentagonal prism" if prism else "no pentagonal prism")
+        if not measured:
+            views = "no attention view measured"
+        else:
+            views = f"additive attention outputs in {len(additive)} of the {len(judged)} views with enough structure to judge"
+            if len(judged) < len(measured):
+                views += f" ({len(measured) - len(judged)} of the {len(measured)} views measured had too little)"
+        found = [views, "the pentagonal prism" if prism else "no pentagonal prism"]
         opening = f"Our {icot} model shows only part of the paper's geometry: {', '.join(found)}."
-    if isinstance(row.get("above_chance"), list):
-        opening += f" The frequencies that matter for it: {_freqs(row['above_chance'])} (above their chance share)."
+    if isinstance(row.get("matter"), list):
+        opening += (
+            f" The frequencies that matter for it: {_freqs(row['matter'])} (at least {margin:g}× their chance share)."
+        )
     return f"{opening} {rule}"
 
 
 __all__ = [
     "ADDITIVE_SHARE",
+    "MATTERS_RATIO",
     "MEASURES",
+    "MIN_FULL",
     "OBJECT_LABELS",
     "OPERAND_DIGITS",
     "PAPER_GEOMETRY",
     "PAPER_PAIRS",
+    "PRISM_SHARE",
+    "additive_verdict",
     "basis_axis_titles",
     "dominant_frequencies",
     "geometry_findings",
     "head_for_pair",
     "ideal_prism",
     "is_pentagonal_prism",
+    "nesting_figure",
     "pair_variance",
     "paper_pairs",
     "pca_brush_chart",

@@ -42,7 +42,8 @@ def _summary_html(X: np.ndarray, digits: Mapping[str, np.ndarray], colour: str) 
     text = (
         f"Best-organising pair: <b>{best['a_digit']}·{best['b_digit']}</b>: additive model "
         f"{best['additive']:.0%} of the variance, every cell {best['full']:.0%} (additive / full "
-        f"{best['additive_share']:.2f}; {best['a_digit']} alone {best['a']:.0%}, {best['b_digit']} alone {best['b']:.0%})."
+        f"{best['additive_share']:.2f}; {best['a_digit']} alone {best['a']:.0%}, {best['b_digit']} alone {best['b']:.0%}; "
+        "every share adjusted for the parameters its model fits)."
     )
     if colour in OPERAND_DIGITS:
         column = "a" if colour[0] == "a" else "b"
