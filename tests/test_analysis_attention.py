@@ -22,12 +22,15 @@ from longmul.analysis.attention import (
 from longmul.evaluate import teacher_forced_batch
 from longmul.hooks import Knockout
 from longmul.model import PRESETS, ModelConfig, build_model
-from longmul.sequences import VOCAB
+from longmul.sequences import DIGIT_ID0, TIMES_ID, VOCAB
 from longmul.task import random_problems
 
 # In the 2x2 layout: a0 a1 * b0 b1 || #### c0 c1 c2 c3 <eos>; '####' (position 6) predicts c0.
 ANSWER_MARK = 6
 THE_EDGE = Knockout(layer=0, head=0, query=ANSWER_MARK, key=0)
+# The two edges of cache_retrieve_model: layer 1 caches a0 at '####', layer 2 at c0 (predicting c1) reads it.
+CACHE_EDGE = Knockout(layer=0, head=0, query=ANSWER_MARK, key=0)
+RETRIEVE_EDGE = Knockout(layer=1, head=0, query=ANSWER_MARK + 1, key=ANSWER_MARK)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,6 +58,53 @@ def copy_a0_model():
             w[t, 2 * d + t] = 1.0
             attn.c_proj.weight[t, t] = 50.0
     return m
+
+
+def cache_retrieve_model():
+    """Hand-set 2x2 model with the paper's two hops. Layer-0 head 0 at '####' (position 6) attends to a0
+    and writes a0's digit into a cache subspace there; layer-1 head 0 at every answer position attends
+    to '####' and writes the cached digit to the output. Both heads attend to '*' otherwise, which
+    carries no digit. So c0 (at '####') predicts a0 and predicts c1 right when c1 = a0: its accuracy
+    depends on the path a0 → '####' → c0, i.e. on CACHE_EDGE and RETRIEVE_EDGE."""
+    config = ModelConfig(d_model=64, n_layers=2, n_heads=2, n_a=2, n_b=2)
+    m = build_model(config, seed=0).eval()
+    d, V = config.d_model, len(VOCAB)
+    cache = 32  # dim cache + t holds a cached digit token t
+    a0_flag, answer_mark_flag = d - 1, d - 2  # position flags of a0 and '####'
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        for ln in [m.transformer.ln_f] + [b.ln_1 for b in m.transformer.h] + [b.ln_2 for b in m.transformer.h]:
+            ln.weight.fill_(1.0)
+        m.transformer.wte.weight[:, :V] = 10 * torch.eye(V)  # token t -> dim t (tied: also the unembedding)
+        m.transformer.wpe.weight[0, a0_flag] = 30.0
+        m.transformer.wpe.weight[ANSWER_MARK, answer_mark_flag] = 30.0
+        cache_attn, retrieve_attn = m.transformer.h[0].attn, m.transformer.h[1].attn
+        for attn, key_flag in ((cache_attn, a0_flag), (retrieve_attn, answer_mark_flag)):
+            w = attn.c_attn.weight  # (d, 3d): q | k | v
+            w[key_flag, d] = 20.0  # k[0]: only the flagged position …
+            attn.c_attn.bias[1] = 2.0  # … and, weaker, '*' (k[1]) draw attention
+            w[TIMES_ID, d + 1] = 5.0
+        cache_attn.c_attn.weight[answer_mark_flag, 0] = 5.0  # q[0] only at '####': the cache reads a0 there alone
+        retrieve_attn.c_attn.bias[0] = 5.0  # q[0] everywhere: the retrieve reads '####'
+        for t in range(DIGIT_ID0, DIGIT_ID0 + 10):
+            cache_attn.c_attn.weight[t, 2 * d + t] = 1.0
+            cache_attn.c_proj.weight[t, cache + t] = 50.0
+            retrieve_attn.c_attn.weight[cache + t, 2 * d + t] = 1.0
+            retrieve_attn.c_proj.weight[t, t] = 50.0
+    return m
+
+
+def cache_retrieve_problems() -> np.ndarray:
+    """~100 2x2 problems where c1 = a0 and no other digit is a0 or the digit before it: predicting a0 is
+    right for c1 only, and so is predicting the previous digit (what a position falls back to)."""
+    grid = np.array([(a, b) for a in range(10, 100) for b in range(10, 100)], dtype=np.int64)
+    c = (grid[:, :1] * grid[:, 1:] // 10 ** np.arange(4)) % 10  # (N, 4)
+    a0 = grid[:, 0] % 10
+    keep = (c[:, 1] == a0) & (c[:, 0] != a0)
+    for k in (2, 3):
+        keep &= (c[:, k] != a0) & (c[:, k] != c[:, k - 1])
+    return grid[keep][::5]
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +159,15 @@ def test_find_important_edges_proposes_by_attention_and_keeps_what_matters(copie
     assert find_important_edges(copier, pairs, min_accuracy_drop=0.999) == []
     everywhere = find_important_edges(copier, pairs, queries=range(12), min_logit_drop=1.0, patterns=patterns)
     assert [e.edge for e in everywhere] == [THE_EDGE]  # prompt positions copy a0 too, but nothing reads them
+
+
+def test_find_important_edges_finds_both_hops_of_a_cache_and_retrieve():
+    model, problems = cache_retrieve_model(), cache_retrieve_problems()
+    assert len(problems) > 50
+    assert teacher_forced_scores(model, problems).accuracy.tolist() == [0.0, 1.0, 0.0, 0.0]
+    important = find_important_edges(model, problems)
+    assert sorted((e.edge for e in important), key=lambda e: e.layer) == [CACHE_EDGE, RETRIEVE_EDGE]
+    assert all(e.accuracy_drop.tolist() == [0.0, 1.0, 0.0, 0.0] for e in important)
 
 
 def test_graph_and_tables_name_positions(copier, pairs):

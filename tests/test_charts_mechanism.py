@@ -1,15 +1,26 @@
 """Unit tests of longmul.charts.mechanism (chapter "The mechanism": names and roles of attention edges,
 the frames, tables and charts, the generated takeaway, and the widget), on synthetic patterns and
-knockout effects; the widget on a tiny random model."""
+knockout effects; the widget on a tiny random model and on the hand-set model whose one important edge
+is known (from test_analysis_attention)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import vl_convert
 
-from longmul.analysis.attention import AttentionPatterns, EdgeEffect, TeacherForcedScores, attention_graph
+from longmul.analysis.attention import (
+    AttentionPatterns,
+    EdgeEffect,
+    TeacherForcedScores,
+    attention_graph,
+    find_important_edges,
+    mean_attention,
+)
 from longmul.charts.mechanism import (
     IMPORTANT_ACCURACY_DROP,
     PAPER_MECHANISM,
@@ -17,6 +28,8 @@ from longmul.charts.mechanism import (
     attention_chart,
     broad_heads,
     cache_pairs,
+    cot_attention,
+    cot_markdown,
     edge_frame,
     edge_role,
     edge_table,
@@ -29,16 +42,22 @@ from longmul.charts.mechanism import (
     knockout_heatmap,
     layer_name,
     mechanism_findings,
+    pair_knockouts,
+    pairs_table,
+    paths_table,
     pattern_frame,
     pick_edges,
     query_name,
     reads_table,
     takeaway_markdown,
+    tree_digits_needed,
     tree_paths,
+    verdict_markdown,
 )
 from longmul.charts.mechanism_explorer import attention_row_html, knockout_table_html, mechanism_explorer
 from longmul.hooks import Knockout
 from longmul.model import build_model, model_config_from_preset
+from test_analysis_attention import THE_EDGE, cache_retrieve_model, cache_retrieve_problems, copy_a0_model
 
 # The 4x4 sequence without a chain of thought: a0..a3 * b0..b3 || #### c0..c7 <eos>.
 LABELS = [f"a{i}" for i in range(4)] + ["*"] + [f"b{j}" for j in range(4)] + ["||", "####"] + [f"c{k}" for k in range(8)] + ["<eos>"]
@@ -151,6 +170,15 @@ def test_pick_edges_shares_the_budget_between_layers_and_sinks():
         pick_edges(sink, LABELS, -1)
 
 
+def test_pick_edges_gives_the_sink_edges_of_both_layers_one_share():
+    sink = [Knockout(1, 2, POS["c3"], POS["||"]), Knockout(0, 1, POS["c1"], POS["*"]), Knockout(0, 2, POS["c2"], POS["||"])]
+    layer1 = [Knockout(0, 0, POS["c1"], POS["a1"]), Knockout(0, 0, POS["c1"], POS["b1"]), Knockout(0, 3, POS["c2"], POS["a2"])]
+    layer2 = [Knockout(1, 1, POS["c3"], POS["c1"]), Knockout(1, 1, POS["c4"], POS["c2"]), Knockout(1, 0, POS["c5"], POS["c3"])]
+    picked = pick_edges(sink + layer1 + layer2, LABELS, 6)
+    assert picked == [layer1[0], layer2[0], sink[0], layer1[1], layer2[1], sink[1]]  # a third each, not half for sinks
+    assert sum(e in sink for e in pick_edges(sink + layer1 + layer2, LABELS, 4)) == 1
+
+
 # --------------------------------------------------------------------------- frames and tables
 
 
@@ -172,7 +200,23 @@ def test_cache_pairs_name_the_pair_and_its_column(frames):
     assert len(pairs) == 1
     row = pairs.iloc[0]
     assert (row["head_name"], row["position"], row["predicts"], row["pair"], row["column"]) == ("L1H0", "c1", 2, "(a1, b1)", "s2")
-    assert row["operand_weight"] == pytest.approx(1.0)
+    assert (row["a"], row["b"]) == ("a1", "b1") and row["operand_weight"] == pytest.approx(1.0)
+
+
+def test_pairs_table_says_what_the_knockouts_of_the_pair_showed(frames):
+    patterns, effects, edges = frames
+    pairs = cache_pairs(patterns)
+    checked = pair_knockouts(pairs, edges)
+    assert (checked["a_edge"].item(), checked["b_edge"].item(), checked["both_important"].item()) == ("important", "important", True)
+    table = pairs_table(pairs, edges)
+    assert table.index.tolist() == [("ICoT", "L1H0")]
+    row = table.iloc[0]
+    assert (row["at"], row["pair"], row["column sum"], row["attention a / b"]) == ("c1 (→c2)", "(a1, b1)", "s2", "0.50 / 0.50")
+    assert (row["knockout of the a / b edge"], row["both edges important"]) == ("important / important", "yes")
+    only_a = edge_frame({"ICoT": [effects["ICoT"][0], _effect(0, 0, "c1", "b1")]}, patterns)  # b edge costs nothing
+    assert pairs_table(pairs, only_a).iloc[0]["knockout of the a / b edge"] == "important / not important"
+    untested = pairs_table(pairs, edge_frame({"ICoT": effects["ICoT"][2:]}, patterns)).iloc[0]
+    assert (untested["knockout of the a / b edge"], untested["both edges important"]) == ("not tested / not tested", "no")
 
 
 def test_edge_frame_roles_costs_and_importance(frames):
@@ -195,6 +239,9 @@ def test_edge_frame_roles_costs_and_importance(frames):
     assert (first["role"], first["hurts most"], first["its accuracy"]) == ("retrieve", "c4", "70% → 30%")
     assert (first["accuracy cost (points)"], first["logit drop"], first["attention"]) == ("40.0", "3.00", "0.90")
     assert len(edge_table(edges, "ICoT", top=2)) == 2 and edge_table(edges, "SFT").empty
+    assert by.loc["L2H1 c3←c1", "logit_drops"][4] == pytest.approx(3.0) and sum(by.loc["L2H1 c3←c1", "logit_drops"]) == 3.0
+    counted = edge_table(edges, "ICoT", n_problems=150)
+    assert counted["problems lost (net, of 150)"].tolist() == [60, 45, 38, 15, 0]  # 0.40, 0.30, 0.25, 0.10, 0.0 of 150
 
 
 def test_knockout_frame_one_row_per_edge_and_digit(frames):
@@ -213,7 +260,44 @@ def test_tree_paths_join_cache_and_retrieve_edges(frames):
     row = paths[paths["operand"] == "a1"].iloc[0]
     assert (row["cache_head"], row["via"], row["retrieve_head"], row["target"], row["predicts"]) == ("L1H0", "c1", "L2H1", "c3", 4)
     assert row["cache_drop"] == pytest.approx(0.3) and row["retrieve_drop"] == pytest.approx(0.4)
+    assert row["cache_logit_drop"] == pytest.approx(2.0) and row["retrieve_logit_drop"] == pytest.approx(3.0)
     assert tree_paths(edges[edges["role"] != "retrieve"]).empty
+    table = paths_table(paths)
+    assert table.index.tolist() == ["ICoT", "ICoT"] and table.iloc[0]["predicts"] == "c4"
+    first = table[table["operand"] == "a1"].iloc[0]
+    assert first["cache edge: accuracy cost (points) / logit drop"] == "30.0 / 2.00"
+    assert first["retrieve edge: accuracy cost (points) / logit drop"] == "40.0 / 3.00"
+
+
+def test_tree_paths_need_both_edges_to_cost_the_digit_at_the_end(frames):
+    patterns, effects, _ = frames
+    cache_a, cache_b, retrieve = effects["ICoT"][:3]
+    assert len(tree_paths(edge_frame({"ICoT": [cache_a, cache_b, retrieve]}, patterns))) == 2
+    # The retrieve edge is important, but for c5: the path ends at c4 (its query predicts c4), so it goes.
+    elsewhere = _effect(1, 1, "c3", "c1", k=5, acc=0.40, logit=3.0)
+    assert tree_paths(edge_frame({"ICoT": [cache_a, cache_b, elsewhere]}, patterns)).empty
+    # A cache edge that costs c2 only drops its own path, not the other one.
+    b_elsewhere = _effect(0, 0, "c1", "b1", k=2, acc=0.25, logit=1.5)
+    kept = tree_paths(edge_frame({"ICoT": [cache_a, b_elsewhere, retrieve]}, patterns))
+    assert kept["operand"].tolist() == ["a1"]
+    # A cost at c4 by the logit test alone keeps the path.
+    logit_only = _effect(0, 0, "c1", "b1", k=4, acc=0.0, logit=0.7)
+    assert sorted(tree_paths(edge_frame({"ICoT": [cache_a, logit_only, retrieve]}, patterns))["operand"]) == ["a1", "b1"]
+
+
+def test_tree_paths_recover_the_two_hops_of_a_hand_set_model():
+    """From the knockouts of a model built to cache a0 at '####' in layer 1 and read it from c0 in layer 2
+    (predicting c1), the path a0 → '####' → c0 comes out, costing c1 all its accuracy at both hops."""
+    model, problems = cache_retrieve_model(), cache_retrieve_problems()
+    patterns = {"two hops": mean_attention(model, problems)}
+    effects = {"two hops": find_important_edges(model, problems, patterns=patterns["two hops"])}
+    edges = edge_frame(effects, patterns)
+    assert set(edges["role"]) == {"cache", "retrieve"}
+    (path,) = tree_paths(edges).itertuples()
+    assert (path.operand, path.cache_head, path.via, path.retrieve_head, path.target, path.predicts) == (
+        "a0", "L1H0", "####", "L2H0", "c0", 1,
+    )  # fmt: skip
+    assert path.cache_drop == 1.0 and path.retrieve_drop == 1.0
 
 
 def test_broad_heads_find_the_head_that_reads_everything(frames):
@@ -223,47 +307,74 @@ def test_broad_heads_find_the_head_that_reads_everything(frames):
     assert sorted(broad["predicts"]) == [2, 3, 4, 5, 6, 7]
     row = broad.set_index("predicts").loc[2]
     assert (row["digits_read"], row["digits_needed"]) == (6, 6) and row["operand_weight"] == pytest.approx(0.9)
+    assert row["max_weight"] == pytest.approx(0.9 / 6, abs=1e-4) and (row["layer"], row["head"], row["query"]) == (1, 3, POS["c1"])
     assert broad_heads(pattern_frame(patterns).iloc[:0]).empty
 
 
 # --------------------------------------------------------------------------- findings and takeaway
 
 
-def _findings(frames, positions=(2, 3, 4, 5, 6)):
-    patterns, _, edges = frames
+def _findings(frames, positions=(2, 3, 4, 5, 6), edges=None, candidates=None):
+    patterns, _, frame_edges = frames
     df = pattern_frame(patterns)
-    return mechanism_findings(edges, cache_pairs(patterns), broad_heads(df), ["ICoT"], positions=positions)
+    edges = frame_edges if edges is None else edges
+    return mechanism_findings(edges, cache_pairs(patterns), broad_heads(df), ["ICoT"], positions=positions, candidates=candidates)
 
 
 def test_findings_count_what_was_found(frames):
-    row = _findings(frames).loc["ICoT"]
+    row = _findings(frames, candidates={"ICoT": 40}).loc["ICoT"]
     assert (row["tested"], row["important"], row["cache"], row["retrieve"], row["sink"], row["cot"]) == (6, 5, 2, 1, 1, 0)
+    assert row["candidates"] == 40 and np.isnan(_findings(frames).loc["ICoT", "candidates"])
     assert row["tree_digits"] == [4] and row["paths"] == 2
     assert row["top_edges"].startswith("L2H1 c3←c1 (retrieve): c4 accuracy −40.0 points, logit −3.00")
-    assert row["top_sink"].startswith("L2H2 c3←|| (sink)")
-    assert row["pairs"] == "(a1, b1) at c1"
+    assert row["n_top"] == 3 and row["top_edges"].count(";") == 2  # the three costliest non-sink edges
+    assert row["top_sink"].startswith("L2H2 c3←|| (sink)") and row["top_sink_layer"] == 1
+    assert row["pairs"] == "(a1, b1) at c1" and (row["n_pairs"], row["pairs_confirmed"]) == (1, 1)
     assert row["broad"] == "L2H3 for c2, c3, c4, c5, c6, c7" and row["n_broad"] == 6
 
 
 def test_takeaway_names_edges_and_sinks_and_the_verdict(frames):
-    text = takeaway_markdown(_findings(frames, positions=(4,)), n_problems=150, positions=(4,))
-    assert "**ICoT**: 5 of 6 tested edges matter (2 cache, 1 retrieve, 1 sink edges)" in text
-    assert "a renormalisation effect, not information flow" in text
+    text = takeaway_markdown(
+        _findings(frames, positions=(4,), candidates={"ICoT": 40}), n_problems=150, positions=(4,)
+    )
+    assert "**ICoT**: 5 of 6 tested edges (of 40 candidates) matter (2 cache, 1 retrieve, 1 sink edges)" in text
+    assert "The costliest 3 non-sink: L2H1 c3←c1 (retrieve)" in text
+    assert "Costliest sink edge (a renormalisation effect, or information layer-1 heads wrote" in text  # a layer-2 sink
+    assert "for 1 of these 1 (head, position) cases both edges were knocked out and found important" in text
     assert "Cache→retrieve paths reach 1 of the middle digits c4–c4 (c4; 2 paths in all)" in text
     assert "has a tree-like graph" in text
     assert f"≥ {100 * IMPORTANT_ACCURACY_DROP:g} points" in text and "over 150 problems" in text
+    assert "an untested edge may matter too" in text and "into at least 1 of the 1 middle digits c4–c4" in text
     assert "No SFT + aux loss" not in text and "the paper's main claim is not tested" not in text
     strict = takeaway_markdown(_findings(frames))
     assert "do not find the paper's tree" in strict and "reach 1 of the middle digits c2–c6" in strict
+    assert f"into at least {tree_digits_needed(5)} of the 5 middle digits c2–c6" in strict and tree_digits_needed(5) == 3
+    assert verdict_markdown(_findings(frames)) in strict
+
+
+def test_takeaway_reads_a_layer_1_sink_edge_as_renormalisation(frames):
+    patterns, effects, _ = frames
+    layer1_sink = _effect(0, 2, "c3", "||", k=4, acc=0.10, logit=0.8)
+    edges = edge_frame({"ICoT": [*effects["ICoT"][:3], layer1_sink]}, patterns)
+    text = takeaway_markdown(_findings(frames, edges=edges))
+    assert "Costliest sink edge (at layer 1 || and * are the same in every problem, so this is a renormalisation" in text
 
 
 def test_takeaway_caveats(frames):
     findings = _findings(frames)
-    text = takeaway_markdown(
-        findings, cot_tokens={"ICoT": 46}, unfinished=["ICoT"], missing=["`models/sft` (SFT)"]
+    cot = pd.DataFrame(
+        {"share": [0.2, 0.734], "uniform": [0.49, 0.49]}, index=pd.MultiIndex.from_tuples([("ICoT", 0), ("ICoT", 1)])
     )
-    assert "still writes 46 chain-of-thought tokens" in text and "not a tree over the operands" in text
-    assert "cannot be looked for in our ICoT model yet" in text
+    text = takeaway_markdown(
+        findings, cot_tokens={"ICoT": 46}, cot=cot, unfinished=["ICoT"], missing=["`models/sft` (SFT)"]
+    )
+    measured = (
+        "its layer-1 heads give them 20% of their attention and its layer-2 heads 73%, on average over heads and "
+        "answer positions (uniform attention would give them 49%)"
+    )
+    assert f"still writes 46 chain-of-thought tokens, and {measured}" in text
+    assert "not a tree over the operands" not in text  # measured, not asserted
+    assert f"cannot be looked for in our ICoT model yet: it has not internalised its chain of thought ({measured})" in text
     assert "snapshot of a run still in training" in text
     assert text.endswith("Not measured yet: `models/sft` (SFT).")
     aux = findings.rename(index={"ICoT": "SFT + aux loss"})
@@ -273,6 +384,40 @@ def test_takeaway_caveats(frames):
         "No model was available to measure, so this chapter shows no evidence either way yet. "
         "Not measured yet: `models/icot` (ICoT)."
     )
+
+
+def _cot_patterns() -> AttentionPatterns:
+    """A model that still writes two chain-of-thought tokens: uniform attention, except head 0 of layer 2,
+    which reads cot0 only at every answer position."""
+    labels = LABELS[:10] + ["cot0", "cot1"] + LABELS[10:]
+    t = len(labels)
+    mean = np.zeros((2, 4, t, t))
+    for q in range(t):
+        mean[:, :, q, : q + 1] = 1.0 / (q + 1)
+    answers = list(range(12, 20))
+    mean[1, 0, answers] = 0.0
+    mean[1, 0, answers, 10] = 1.0
+    return AttentionPatterns(mean=mean, labels=labels, answer_positions=answers, n_problems=10)
+
+
+def test_cot_attention_measures_the_share_on_chain_of_thought_keys(frames):
+    patterns, _, _ = frames
+    cot = cot_attention(pattern_frame({"ICoT": _cot_patterns(), "SFT": patterns["ICoT"]}))
+    assert cot.index.tolist() == [("ICoT", 0), ("ICoT", 1), ("SFT", 0), ("SFT", 1)]
+    uniform = np.mean([2 / (q + 1) for q in range(12, 20)])  # two cot keys among q + 1
+    assert cot.loc[("ICoT", 0), "uniform"] == pytest.approx(uniform) and cot.loc[("ICoT", 1), "uniform"] == pytest.approx(uniform)
+    assert cot.loc[("ICoT", 0), "share"] == pytest.approx(uniform, abs=1e-3)  # uniform heads only
+    layer2 = (3 * uniform + 1.0) / 4  # 3 uniform heads, 1 on cot0
+    assert cot.loc[("ICoT", 1), "share"] == pytest.approx(layer2, abs=1e-3)
+    assert (cot.loc["SFT", "share"] == 0).all() and (cot.loc["SFT", "uniform"] == 0).all()
+    text = cot_markdown({"ICoT": 2, "SFT": 0}, cot)
+    assert text.startswith("**ICoT still writes a chain of thought** (2 tokens between `||` and `####`).")
+    assert (
+        f"At the answer positions its layer-1 heads give them {uniform:.0%} of their attention and its layer-2 heads "
+        f"{layer2:.0%}, on average over heads and answer positions (uniform attention would give them {uniform:.0%})."
+    ) in text
+    assert "SFT still" not in text and "cannot confirm or refute it yet" in text
+    assert cot_markdown({"SFT": 0}, cot).startswith("No loaded model writes a chain of thought")
 
 
 # --------------------------------------------------------------------------- charts
@@ -300,6 +445,8 @@ def test_knockout_heatmap_one_panel_per_model_and_a_measure_switch(frames):
     assert measure["bind"]["options"] == ["accuracy", "logit"]
     labels = {row["label"] for row in spec["datasets"][spec["vconcat"][0]["data"]["name"]]}
     assert "L2H2 c3←|| [sink]" in labels
+    scale = spec["vconcat"][0]["encoding"]["color"]["scale"]
+    assert scale["domainMid"] == 0 and "domainMin" not in scale and not scale.get("clamp")  # a knockout that helps shows
 
 
 def test_graph_frame_lays_out_arcs_above_and_below(frames):
@@ -328,6 +475,8 @@ def test_charts_accept_no_rows():
     _compiles(knockout_heatmap(knockout_frame({}, {})))
     _compiles(graph_chart(graph_frame({}, {})))
     assert edge_frame({}, {}).empty and tree_paths(edge_frame({}, {})).empty
+    assert paths_table(tree_paths(edge_frame({}, {}))).empty and pairs_table(cache_pairs({}), edge_frame({}, {})).empty
+    assert cot_attention(pattern_frame({})).empty
 
 
 # --------------------------------------------------------------------------- the widget
@@ -362,7 +511,9 @@ def test_mechanism_explorer_updates(tiny):
     query_box.value = 10  # '####'
     assert [v for _, v in key_box.options] == [-1] + list(range(11))
     key_box.value = POS["||"]
-    assert "L2H2 ####←||" in out.value and "attention sink" in out.value
+    assert "L2H2 ####←||" in out.value and "attention sink" in out.value and "At layer 2 it also holds" in out.value
+    layer_box.value = 0
+    assert "L1H2 ####←||" in out.value and "At layer 1 it is the same in every problem" in out.value
     a_box.value = "12a4"
     assert "digits 0-9" in out.value
 
@@ -379,6 +530,28 @@ def test_mechanism_explorer_opens_at_a_given_edge(tiny):
     assert bad.children[2].children[0].value == 13
 
 
+def _knockout_rows(html: str) -> dict[str, list[str]]:
+    """The widget's knockout table: row name → its cells' text."""
+    rows = re.findall(r'<tr><th style="text-align: left;">([^<]+)</th>(.*?)</tr>', html)
+    return {name: re.findall(r"<td[^>]*>([^<]*)</td>", cells) for name, cells in rows}
+
+
+def test_mechanism_explorer_knocks_out_the_edge_a_hand_set_model_depends_on():
+    """The hand-set 2x2 model copies a0 into every answer position through head 0 of layer 1, which is
+    right only for c0 when b0 = 1 (23 × 41 = 943: a0 = 3 = c0). Knocking out that head's edge '####' ← a0
+    breaks c0 and leaves every other digit's prediction and logit as it was."""
+    widget = mechanism_explorer({"copier": copy_a0_model()}, a="23", b="41", start=("copier", THE_EDGE))
+    out = widget.children[-1].value
+    assert "23 × 41 = 943: L1H0 at #### (→c0)" in out and "Knocking out <b>L1H0 ####←a0</b> (cache, attention 1.00)" in out
+    rows = _knockout_rows(out)
+    assert rows["true digit"] == ["3", "4", "9", "0"]
+    assert rows["clean model"] == ["3 ✓", "3 ✗", "3 ✗", "3 ✗"]
+    knocked = rows["edge knocked out"]
+    assert knocked[0].endswith("✗") and not knocked[0].startswith("3") and knocked[1:] == rows["clean model"][1:]
+    drops = [float(x) for x in rows["correct-logit drop"]]
+    assert drops[0] > 1 and drops[1:] == [0.0, 0.0, 0.0]
+
+
 def test_mechanism_explorer_notes_a_chain_of_thought_and_no_models(tiny):
     cot_model = build_model(model_config_from_preset("tiny"), seed=1).eval()
     cot_model.config.longmul_cot_tokens = 46
@@ -386,5 +559,5 @@ def test_mechanism_explorer_notes_a_chain_of_thought_and_no_models(tiny):
     out = widget.children[-1]
     assert "chain-of-thought" not in out.value
     widget.children[0].children[2].value = "with CoT"
-    assert "still writes 46 chain-of-thought tokens" in out.value and "cot45" in out.value
+    assert "still writes 46 chain-of-thought tokens; on this problem this head gives them" in out.value and "cot45" in out.value
     assert "No model" in mechanism_explorer({}).children[-1].value

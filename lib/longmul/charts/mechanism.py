@@ -9,18 +9,21 @@ frames are tidy ``pandas.DataFrame`` objects with a ``model`` column:
 * :func:`edge_frame`: one row per knocked-out edge with its role, attention weight and cost;
 * :func:`knockout_frame`: one row per (edge, output digit c_k): the knockout heatmap;
 * :func:`graph_frame`: the arcs and nodes of the drawn graph of the important edges;
-* :func:`cache_pairs`, :func:`tree_paths`, :func:`broad_heads`, :func:`mechanism_findings`: what the
-  takeaway (:func:`takeaway_markdown`) is phrased from.
+* :func:`cache_pairs`, :func:`tree_paths`, :func:`broad_heads`, :func:`cot_attention`,
+  :func:`mechanism_findings`: what the takeaway (:func:`takeaway_markdown`) is phrased from;
+  :func:`pairs_table`, :func:`paths_table`, :func:`edge_table`: those for display.
 
 Layers are named from 1 as in the paper ("layer 1" is ``blocks.0``, ``Knockout(layer=0, …)``), heads
 from 0 as in the code: ``L2H3`` is head 3 of ``blocks.1``. The charts' interaction (selectors, hover,
 legend highlight) runs in the browser, so it works on the book's static site; the widget
 (:func:`longmul.charts.mechanism_explorer.mechanism_explorer`) needs a live kernel.
 
-Two readings are built in. An edge whose key is ``||`` or ``*`` is a *sink* edge: heads park attention
-there when they have nothing to read, and knocking such an edge out renormalises the rest of the row,
-which can cost accuracy without the key carrying information. And a model that still writes its chain
-of thought reads that chain of thought at the answer positions, not a tree over the operands.
+One reading is built in. An edge whose key is ``||`` or ``*`` is a *sink* edge: heads may park attention
+there when they have nothing to read, and knocking such an edge out renormalises the rest of the row. At
+layer 1 those positions hold the same token and position in every problem, so a layer-1 sink edge's
+cost is that renormalisation, not information from the key; at layer 2 they also hold what layer-1 heads
+wrote there, so a layer-2 sink edge may carry information. How much a model that still writes its chain
+of thought attends to it at the answer positions is measured (:func:`cot_attention`), not assumed.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ IMPORTANT_LOGIT_DROP = 0.5  # … or lowers some digit's correct logit by ≥ 0.
 PAIR_WEIGHT = 0.1  # a layer-1 head "reads" an operand digit when its mean attention there is ≥ this
 BROAD_ABOVE_UNIFORM = 1.5  # a broad head gives each digit it reads 1.5× what uniform attention would …
 BROAD_COVERAGE = 0.75  # … to at least this share of the operand digits c_k needs …
-BROAD_OPERAND_WEIGHT = 0.5  # … and at least this much attention to operand digits in all
+BROAD_OPERAND_WEIGHT = 0.5  # … and at least this much attention to operand digits in all …
+BROAD_MIN_K = 2  # … at the position predicting c_k, k ≥ this (c0 and c1 need only a few digits)
+TREE_SHARE = 0.5  # the tree verdict: cache→retrieve paths into at least this share of the middle digits
+CHART_MIN_WEIGHT = 0.01  # the attention chart leaves out cells with less mean attention than this
 
 # The paper's account (FACTS §5.3), in words: it released no script, and which heads it means is unknown.
 PAPER_MECHANISM: dict[str, str] = {
@@ -73,7 +79,10 @@ ROLES: dict[str, str] = {
     "operand (layer 2)": "layer 2 reads an operand digit directly",
     "answer token": "layer 1 reads an earlier answer token",
     "own position": "the head reads its own position",
-    "sink": "the key is || or *, where heads park attention: a knockout renormalises the row",
+    "sink": (
+        "the key is || or *, where heads may park attention: at layer 1 the same in every problem, so a knockout "
+        "only renormalises the row; at layer 2 it also holds what layer-1 heads wrote there"
+    ),
     "chain of thought": "the key is a chain-of-thought token the model still writes",
     "other": "any other edge",
 }
@@ -131,14 +140,15 @@ def _predicts(patterns: AttentionPatterns) -> dict[int, int]:
 
 def pick_edges(candidates: Sequence[Knockout], labels: Sequence[str], limit: int) -> list[Knockout]:
     """At most ``limit`` of ``candidates`` (strongest first, as :func:`candidate_edges` gives them), shared
-    fairly between layer-1 edges, layer-2 edges and sink edges: round robin over those groups, strongest
-    first within each, so that sink edges (often the strongest of all) do not use up the budget."""
+    fairly between layer-1 edges, layer-2 edges and sink edges (of either layer): round robin over those
+    groups, strongest first within each, so that sink edges (often the strongest of all) do not use up
+    the budget."""
     if limit < 0:
         raise ValueError(f"limit must be ≥ 0, got {limit}")
-    groups: dict[tuple[int, bool], list[Knockout]] = {}
+    groups: dict[int | str, list[Knockout]] = {}
     for edge in candidates:
-        groups.setdefault((edge.layer, labels[edge.key] in SINK_LABELS), []).append(edge)
-    queues = [groups[g] for g in sorted(groups, key=lambda g: (g[1], g[0]))]
+        groups.setdefault("sink" if labels[edge.key] in SINK_LABELS else edge.layer, []).append(edge)
+    queues = [groups[g] for g in sorted(groups, key=lambda g: (g == "sink", 0 if g == "sink" else g))]
     picked: list[Knockout] = []
     depth = 0
     while len(picked) < limit and any(depth < len(q) for q in queues):
@@ -186,9 +196,12 @@ def reads_table(patterns: AttentionPatterns, layer: int, top: int = 2) -> pd.Dat
 def cache_pairs(patterns: Mapping[str, AttentionPatterns], min_weight: float = PAIR_WEIGHT) -> pd.DataFrame:
     """The operand pairs layer-1 heads read together at each answer position: rows where a head's
     strongest ``a`` digit and strongest ``b`` digit both get mean attention ≥ ``min_weight``. Columns:
-    model, head_name, position, predicts (k), pair "(a1, b2)", column ("s3": the column sum
-    :math:`s_{i+j}` that the pair's product goes into), a_weight, b_weight, operand_weight."""
-    columns = ["model", "head_name", "position", "predicts", "pair", "column", "a_weight", "b_weight", "operand_weight"]
+    model, head_name, position, predicts (k), pair "(a1, b2)", a and b (its digits "a1", "b2"), column
+    ("s3": the column sum :math:`s_{i+j}` that the pair's product goes into), a_weight, b_weight,
+    operand_weight."""
+    columns = [
+        "model", "head_name", "position", "predicts", "pair", "a", "b", "column", "a_weight", "b_weight", "operand_weight",
+    ]  # fmt: skip
     rows = []
     for model, p in patterns.items():
         for r in head_summary(p):
@@ -202,6 +215,8 @@ def cache_pairs(patterns: Mapping[str, AttentionPatterns], min_weight: float = P
                     "position": r["query_label"],
                     "predicts": r["k"],
                     "pair": f"({r['top_a']}, {r['top_b']})",
+                    "a": r["top_a"],
+                    "b": r["top_b"],
                     "column": f"s{i + j}",
                     "a_weight": r["top_a_weight"],
                     "b_weight": r["top_b_weight"],
@@ -209,6 +224,96 @@ def cache_pairs(patterns: Mapping[str, AttentionPatterns], min_weight: float = P
                 }
             )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _knockout_status(edges: pd.DataFrame) -> dict[tuple[str, str, str, str], str]:
+    """(model, head_name, query_label, key_label) → "important" or "not important", for every knocked-out
+    edge of an :func:`edge_frame`; an edge missing here was not tested."""
+    return {
+        (m, h, q, k): "important" if imp else "not important"
+        for m, h, q, k, imp in zip(edges["model"], edges["head_name"], edges["query_label"], edges["key_label"], edges["important"])
+    }
+
+
+def pair_knockouts(pairs: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cache_pairs` plus what knocking out the head's edges to the two digits showed (from an
+    :func:`edge_frame`): ``a_edge`` and ``b_edge`` ("important", "not important" or "not tested") and
+    ``both_important``."""
+    status = _knockout_status(edges)
+    out = pairs.copy()
+    for digit in ("a", "b"):
+        out[f"{digit}_edge"] = [
+            status.get((m, h, q, key), "not tested")
+            for m, h, q, key in zip(pairs["model"], pairs["head_name"], pairs["position"], pairs[digit])
+        ]
+    out["both_important"] = (out["a_edge"] == "important") & (out["b_edge"] == "important")
+    return out
+
+
+def pairs_table(pairs: pd.DataFrame, edges: pd.DataFrame) -> pd.DataFrame:
+    """The operand pairs layer-1 heads read (:func:`cache_pairs`) for display, indexed by model and head:
+    the position (and the digit it predicts), the pair, its column sum, the attention on each digit and on
+    all operand digits, and what knocking out the head's edges to the two digits showed."""
+    p = pair_knockouts(pairs, edges)
+    return pd.DataFrame(
+        {
+            "at": [query_name(q, k) for q, k in zip(p["position"], p["predicts"])],
+            "pair": p["pair"].to_numpy(),
+            "column sum": p["column"].to_numpy(),
+            "attention a / b": [f"{a:.2f} / {b:.2f}" for a, b in zip(p["a_weight"], p["b_weight"])],
+            "on all operand digits": p["operand_weight"].map("{:.2f}".format).to_numpy(),
+            "knockout of the a / b edge": [f"{a} / {b}" for a, b in zip(p["a_edge"], p["b_edge"])],
+            "both edges important": np.where(p["both_important"], "yes", "no"),
+        },
+        index=pd.MultiIndex.from_arrays([p["model"], p["head_name"]], names=["model", "head_name"]),
+    )
+
+
+def cot_attention(attention: pd.DataFrame) -> pd.DataFrame:
+    """How much each model's heads attend to chain-of-thought tokens at the answer positions, one row per
+    (model, layer) of a :func:`pattern_frame`: ``share``, the mean attention on all ``cot`` keys together,
+    averaged over the layer's heads and the answer positions, and ``uniform``, the same for uniform
+    attention over the keys up to each query (the share those keys get by their number alone). 0 for a
+    model without a chain of thought."""
+    data = attention.assign(cot=attention["key_kind"] == "cot")
+    data["cot_weight"] = data["weight"].where(data["cot"], 0.0)
+    per_row = data.groupby(["model", "layer", "head", "k"], sort=False).agg(
+        share=("cot_weight", "sum"), uniform=("cot", "mean")
+    )
+    return per_row.groupby(["model", "layer"], sort=False).mean().reindex(columns=["share", "uniform"])
+
+
+def cot_share_text(cot: pd.DataFrame | None, model: str) -> str:
+    """``"its layer-1 heads give them 20% of their attention and its layer-2 heads 80%, on average …"``:
+    a model's :func:`cot_attention` in words, or "" when ``cot`` does not have the model."""
+    if cot is None or model not in cot.index.get_level_values(0):
+        return ""
+    part = cot.loc[model]  # indexed by layer
+    (first, first_share), *rest = part["share"].items()
+    return (
+        f"its layer-{int(first) + 1} heads give them {first_share:.0%} of their attention"
+        + "".join(f" and its layer-{int(layer) + 1} heads {share:.0%}" for layer, share in rest)
+        + f", on average over heads and answer positions (uniform attention would give them {part['uniform'].mean():.0%})"
+    )
+
+
+def cot_markdown(cot_tokens: Mapping[str, int], cot: pd.DataFrame) -> str:
+    """A paragraph on each model that still writes a chain of thought, with how much its heads attend to
+    it at the answer positions (``cot``: a :func:`cot_attention`)."""
+    parts = []
+    for label, n in cot_tokens.items():
+        if n <= 0:
+            continue
+        text = f"**{label} still writes a chain of thought** ({n} tokens between `||` and `####`)."
+        measured = cot_share_text(cot, label)
+        if measured:
+            text += f" At the answer positions {measured}."
+        text += (
+            " The paper's tree is a claim about the model after its chain of thought is gone, so this model "
+            "cannot confirm or refute it yet."
+        )
+        parts.append(text)
+    return " ".join(parts) or "No loaded model writes a chain of thought: each answers from the operands alone."
 
 
 def _is_important(e: EdgeEffect, accuracy: float, logit: float) -> bool:
@@ -240,12 +345,13 @@ def edge_frame(
     query position), ``key, key_label, role`` (:func:`edge_role`), ``sink``, ``weight`` (its mean
     attention), ``worst`` (the digit c_k its knockout hurts most), ``clean_accuracy`` (of that digit,
     when ``clean_accuracy`` gives each model's per-digit accuracy), ``accuracy_drop`` and ``logit_drop``
-    (the largest per-digit drops), ``accuracy_drops`` (every digit's, a tuple) and ``important`` (some
-    digit loses ≥ ``min_accuracy_drop`` accuracy or ≥ ``min_logit_drop`` of its correct logit)."""
+    (the largest per-digit drops), ``accuracy_drops`` and ``logit_drops`` (every digit's, tuples) and
+    ``important`` (some digit loses ≥ ``min_accuracy_drop`` accuracy or ≥ ``min_logit_drop`` of its
+    correct logit)."""
     columns = [
         "model", "edge", "layer", "head", "head_name", "query", "query_label", "predicts", "key", "key_label",
         "role", "sink", "weight", "worst", "clean_accuracy", "accuracy_drop", "logit_drop", "accuracy_drops",
-        "important",
+        "logit_drops", "important",
     ]  # fmt: skip
     rows = []
     for model, model_effects in effects.items():
@@ -277,6 +383,7 @@ def edge_frame(
                     "accuracy_drop": e.max_accuracy_drop,
                     "logit_drop": e.max_logit_drop,
                     "accuracy_drops": tuple(float(x) for x in e.accuracy_drop),
+                    "logit_drops": tuple(float(x) for x in e.logit_drop),
                     "important": _is_important(e, min_accuracy_drop, min_logit_drop),
                 }
             )
@@ -284,27 +391,27 @@ def edge_frame(
     return pd.DataFrame(rows, columns=columns)
 
 
-def edge_table(edges: pd.DataFrame, model: str, top: int | None = None) -> pd.DataFrame:
+def edge_table(edges: pd.DataFrame, model: str, top: int | None = None, n_problems: int | None = None) -> pd.DataFrame:
     """A model's important edges for display, indexed by edge: its role, mean attention, the digit its
-    knockout hurts most with that digit's accuracy clean → knocked out, and the accuracy and logit costs
-    (the ``top`` costliest, or all)."""
+    knockout hurts most with that digit's accuracy clean → knocked out, the accuracy and logit costs
+    (the ``top`` costliest, or all), and, given the ``n_problems`` the knockouts ran on, how many more
+    problems get that digit wrong with the edge knocked out (the net count: the sampling noise shows)."""
     part = edges[(edges["model"] == model) & edges["important"].astype(bool)]
     if top is not None:
         part = part.head(top)
-    accuracy = [
-        f"{c:.0%} → {c - d:.0%}" if not np.isnan(c) else "" for c, d in zip(part["clean_accuracy"], part["accuracy_drop"])
-    ]
-    return pd.DataFrame(
-        {
-            "role": part["role"].to_numpy(),
-            "attention": part["weight"].map("{:.2f}".format).to_numpy(),
-            "hurts most": ("c" + part["worst"].astype(str)).to_numpy(),
-            "its accuracy": accuracy,
-            "accuracy cost (points)": (100 * part["accuracy_drop"]).map("{:.1f}".format).to_numpy(),
-            "logit drop": part["logit_drop"].map("{:.2f}".format).to_numpy(),
-        },
-        index=pd.Index(part["edge"].to_numpy(), name="edge (head query←key)"),
-    )
+    drop_at_worst = np.array([drops[w] for drops, w in zip(part["accuracy_drops"], part["worst"])], dtype=float)
+    accuracy = [f"{c:.0%} → {c - d:.0%}" if not np.isnan(c) else "" for c, d in zip(part["clean_accuracy"], drop_at_worst)]
+    columns = {
+        "role": part["role"].to_numpy(),
+        "attention": part["weight"].map("{:.2f}".format).to_numpy(),
+        "hurts most": ("c" + part["worst"].astype(str)).to_numpy(),
+        "its accuracy": accuracy,
+        "accuracy cost (points)": (100 * part["accuracy_drop"]).map("{:.1f}".format).to_numpy(),
+        "logit drop": part["logit_drop"].map("{:.2f}".format).to_numpy(),
+    }
+    if n_problems is not None:
+        columns[f"problems lost (net, of {n_problems:,})"] = np.rint(drop_at_worst * n_problems).astype(int)
+    return pd.DataFrame(columns, index=pd.Index(part["edge"].to_numpy(), name="edge (head query←key)"))
 
 
 def knockout_frame(effects: Mapping[str, Sequence[EdgeEffect]], patterns: Mapping[str, AttentionPatterns]) -> pd.DataFrame:
@@ -340,21 +447,41 @@ def knockout_frame(effects: Mapping[str, Sequence[EdgeEffect]], patterns: Mappin
 # --------------------------------------------------------------------------- what the edges add up to
 
 
-def tree_paths(edges: pd.DataFrame) -> pd.DataFrame:
+def _costs_digit(edge: pd.Series, k: int, min_accuracy_drop: float, min_logit_drop: float) -> bool:
+    """Does knocking out ``edge`` (an :func:`edge_frame` row) cost the digit c_k itself, by the importance test?"""
+    return edge["accuracy_drops"][k] >= min_accuracy_drop or edge["logit_drops"][k] >= min_logit_drop
+
+
+def tree_paths(
+    edges: pd.DataFrame,
+    *,
+    min_accuracy_drop: float = IMPORTANT_ACCURACY_DROP,
+    min_logit_drop: float = IMPORTANT_LOGIT_DROP,
+) -> pd.DataFrame:
     """Two-hop paths of important edges, the paper's cache-then-retrieve shape: a layer-1 edge from an
-    operand digit to a position ``p`` (role "cache") and a layer-2 edge from ``p`` to a later answer
-    position (role "retrieve"). Columns: model, operand, cache_head, via (p's label), retrieve_head,
-    target (label), predicts (k of the target), cache_drop (the cache edge's accuracy drop at that c_k),
-    retrieve_drop (the retrieve edge's)."""
-    columns = ["model", "operand", "cache_head", "via", "retrieve_head", "target", "predicts", "cache_drop", "retrieve_drop"]
+    operand digit to a position ``p`` (role "cache") and a layer-2 edge from ``p`` to the answer position
+    predicting c_k (role "retrieve"), where knocking out each of the two edges costs c_k itself at least
+    ``min_accuracy_drop`` accuracy or ``min_logit_drop`` of its correct logit (an edge that is important
+    for another digit only does not make a path into c_k). Columns: model, operand, cache_head, via (p's
+    label), retrieve_head, target (label), predicts (k), cache_drop and cache_logit_drop (the cache
+    edge's accuracy and logit drops at c_k), retrieve_drop and retrieve_logit_drop (the retrieve edge's)."""
+    columns = [
+        "model", "operand", "cache_head", "via", "retrieve_head", "target", "predicts", "cache_drop", "cache_logit_drop",
+        "retrieve_drop", "retrieve_logit_drop",
+    ]  # fmt: skip
     important = edges[edges["important"].astype(bool)]
     rows = []
     for model, part in important.groupby("model", sort=False):
         cache = part[part["role"] == "cache"]
         retrieve = part[part["role"] == "retrieve"]
         for _, r in retrieve.iterrows():
+            k = r["predicts"]
+            if pd.isna(k) or not _costs_digit(r, int(k), min_accuracy_drop, min_logit_drop):
+                continue
+            k = int(k)
             for _, c in cache[cache["query"] == r["key"]].iterrows():
-                k = r["predicts"]
+                if not _costs_digit(c, k, min_accuracy_drop, min_logit_drop):
+                    continue
                 rows.append(
                     {
                         "model": model,
@@ -364,11 +491,35 @@ def tree_paths(edges: pd.DataFrame) -> pd.DataFrame:
                         "retrieve_head": r["head_name"],
                         "target": r["query_label"],
                         "predicts": k,
-                        "cache_drop": c["accuracy_drops"][k] if k is not None else np.nan,
-                        "retrieve_drop": r["accuracy_drops"][k] if k is not None else np.nan,
+                        "cache_drop": c["accuracy_drops"][k],
+                        "cache_logit_drop": c["logit_drops"][k],
+                        "retrieve_drop": r["accuracy_drops"][k],
+                        "retrieve_logit_drop": r["logit_drops"][k],
                     }
                 )
     return pd.DataFrame(rows, columns=columns)
+
+
+def paths_table(paths: pd.DataFrame) -> pd.DataFrame:
+    """:func:`tree_paths` for display, indexed by model: the path (operand → via → target, with its heads),
+    the digit it ends at, and what knocking out each of its two edges costs that digit."""
+    return pd.DataFrame(
+        {
+            "operand": paths["operand"].to_numpy(),
+            "cache head": paths["cache_head"].to_numpy(),
+            "via": paths["via"].to_numpy(),
+            "retrieve head": paths["retrieve_head"].to_numpy(),
+            "target": paths["target"].to_numpy(),
+            "predicts": ("c" + paths["predicts"].astype(str)).to_numpy(),
+            "cache edge: accuracy cost (points) / logit drop": [
+                f"{100 * a:.1f} / {g:.2f}" for a, g in zip(paths["cache_drop"], paths["cache_logit_drop"])
+            ],
+            "retrieve edge: accuracy cost (points) / logit drop": [
+                f"{100 * a:.1f} / {g:.2f}" for a, g in zip(paths["retrieve_drop"], paths["retrieve_logit_drop"])
+            ],
+        },
+        index=pd.Index(paths["model"].to_numpy(), name="model"),
+    )
 
 
 def broad_heads(
@@ -377,15 +528,19 @@ def broad_heads(
     above_uniform: float = BROAD_ABOVE_UNIFORM,
     coverage: float = BROAD_COVERAGE,
     min_operand_weight: float = BROAD_OPERAND_WEIGHT,
-    min_k: int = 2,
+    min_k: int = BROAD_MIN_K,
 ) -> pd.DataFrame:
     """Heads that read (nearly) every operand digit c_k needs at once, at the position predicting c_k
     (k ≥ ``min_k``). The digits a_i, b_j with i, j ≤ k can change c_k; the head "reads" one when it gives
     it ``above_uniform`` times what uniform attention over the keys would (so a head that spreads its
     attention evenly does not count); it must read at least a ``coverage`` share of them and give
     ≥ ``min_operand_weight`` to operand digits in all. ``patterns``: a :func:`pattern_frame`. Columns:
-    model, head_name, position, predicts, digits_read, digits_needed, operand_weight."""
-    columns = ["model", "head_name", "position", "predicts", "digits_read", "digits_needed", "operand_weight"]
+    model, layer, head, head_name, query, position, predicts, digits_read, digits_needed, operand_weight,
+    max_weight (the most it gives any one needed digit: an edge knocked out on its own needs this much)."""
+    columns = [
+        "model", "layer", "head", "head_name", "query", "position", "predicts", "digits_read", "digits_needed",
+        "operand_weight", "max_weight",
+    ]  # fmt: skip
     data = patterns[patterns["key_kind"].isin(["a", "b"]) & (patterns["k"] >= min_k)].copy()
     if data.empty:
         return pd.DataFrame(columns=columns)
@@ -401,12 +556,16 @@ def broad_heads(
             rows.append(
                 {
                     "model": model,
+                    "layer": layer,
+                    "head": head,
                     "head_name": head_name(layer, head),
+                    "query": int(g["query"].iloc[0]),
                     "position": g["query_name"].iloc[0],
                     "predicts": k,
                     "digits_read": read,
                     "digits_needed": len(needed),
                     "operand_weight": operand,
+                    "max_weight": float(needed["weight"].max()),
                 }
             )
     return pd.DataFrame(rows, columns=columns)
@@ -418,39 +577,48 @@ def mechanism_findings(
     broad: pd.DataFrame,
     models: Sequence[str],
     *,
+    candidates: Mapping[str, int] | None = None,
     positions: Sequence[int] = MIDDLE,
+    top: int = 3,
 ) -> pd.DataFrame:
-    """The numbers the takeaway is phrased from, one row per model: ``tested`` and ``important`` edges,
-    how many of the important ones are ``cache``, ``retrieve``, ``sink`` and ``cot`` (chain-of-thought)
-    edges, ``top_edges`` (the three costliest non-sink ones, named with their costs), ``top_sink`` (the
-    costliest sink edge), ``pairs`` (operand pairs layer-1 heads read together, :func:`cache_pairs`),
-    ``tree_digits`` (the c_k, k in ``positions``, reached by a cache→retrieve path, :func:`tree_paths`),
-    and ``broad`` (broad heads, :func:`broad_heads`)."""
+    """The numbers the takeaway is phrased from, one row per model: ``candidates`` (edges with enough
+    attention to be knocked out, when given), ``tested`` and ``important`` edges, how many of the
+    important ones are ``cache``, ``retrieve``, ``sink`` and ``cot`` (chain-of-thought) edges,
+    ``top_edges`` (the ``top`` costliest non-sink ones, named with their costs; ``n_top`` of them),
+    ``top_sink`` (the costliest sink edge) and ``top_sink_layer``, ``pairs`` (operand pairs layer-1 heads
+    read together, :func:`cache_pairs`), ``pairs_confirmed`` (how many of those (head, position) rows had
+    both edges knocked out and found important), ``tree_digits`` (the c_k, k in ``positions``, reached by
+    a cache→retrieve path, :func:`tree_paths`), and ``broad`` (broad heads, :func:`broad_heads`)."""
     paths = tree_paths(edges)
+    checked = pair_knockouts(pairs, edges)
     rows = {}
     for model in models:
         part = edges[edges["model"] == model]
         imp = part[part["important"].astype(bool)]
         roles = imp["role"].value_counts()
-        plain = imp[~imp["sink"].astype(bool)]
+        plain = imp[~imp["sink"].astype(bool)].head(top)
         sink = imp[imp["sink"].astype(bool)]
         here = paths[paths["model"] == model]
         reached = sorted({int(k) for k in here["predicts"].dropna() if int(k) in positions})
         model_pairs = pairs[pairs["model"] == model].sort_values("predicts", kind="stable")
         model_broad = broad[broad["model"] == model]
         rows[model] = {
+            "candidates": candidates.get(model, np.nan) if candidates is not None else np.nan,
             "tested": len(part),
             "important": len(imp),
             "cache": int(roles.get("cache", 0)),
             "retrieve": int(roles.get("retrieve", 0)),
             "sink": int(roles.get("sink", 0)),
             "cot": int(roles.get("chain of thought", 0)),
-            "top_edges": "; ".join(_edge_cost(r) for _, r in plain.head(3).iterrows()),
+            "top_edges": "; ".join(_edge_cost(r) for _, r in plain.iterrows()),
+            "n_top": len(plain),
             "top_sink": _edge_cost(sink.iloc[0]) if len(sink) else "",
+            "top_sink_layer": int(sink["layer"].iloc[0]) if len(sink) else -1,
             "pairs": "; ".join(
                 f"{pair} at {_join(dict.fromkeys(g['position']))}" for pair, g in model_pairs.groupby("pair", sort=False)
             ),
             "n_pairs": len(model_pairs),
+            "pairs_confirmed": int(checked[checked["model"] == model]["both_important"].sum()),
             "tree_digits": reached,
             "positions": len(positions),
             "paths": len(here),
@@ -473,10 +641,26 @@ def _edge_cost(r: pd.Series) -> str:
     )
 
 
+def tree_digits_needed(n_positions: int = len(MIDDLE)) -> int:
+    """How many of the ``n_positions`` middle digits cache→retrieve paths must reach for the tree verdict."""
+    return math.ceil(TREE_SHARE * n_positions)
+
+
+def _has_tree(row: pd.Series, cot_tokens: int) -> bool:
+    return cot_tokens == 0 and len(row["tree_digits"]) >= tree_digits_needed(int(row["positions"]))
+
+
+def _sink_note(layer: int) -> str:
+    if layer == 0:
+        return "at layer 1 || and * are the same in every problem, so this is a renormalisation effect, not information flow"
+    return "a renormalisation effect, or information layer-1 heads wrote at that position"
+
+
 def takeaway_markdown(
     findings: pd.DataFrame,
     *,
     cot_tokens: Mapping[str, int] | None = None,
+    cot: pd.DataFrame | None = None,
     unfinished: Sequence[str] = (),
     missing: Sequence[str] = (),
     n_problems: int | None = None,
@@ -486,7 +670,8 @@ def takeaway_markdown(
     positions: Sequence[int] = MIDDLE,
 ) -> str:
     """The chapter's takeaway, phrased from :func:`mechanism_findings` whatever the numbers are (MyST
-    markdown, for a ``glue:md`` inside the chapter's admonition)."""
+    markdown, for a ``glue:md`` inside the chapter's admonition). ``cot``: how much each model attends to
+    its chain-of-thought tokens at the answer positions (:func:`cot_attention`)."""
     cot_tokens = dict(cot_tokens or {})
     if findings.empty:
         return "No model was available to measure, so this chapter shows no evidence either way yet." + (
@@ -497,13 +682,15 @@ def takeaway_markdown(
         f"An edge counts as important when knocking it out costs some digit ≥ {100 * IMPORTANT_ACCURACY_DROP:g} "
         f"points of teacher-forced accuracy or ≥ {IMPORTANT_LOGIT_DROP:g} of its correct logit"
         + (f" over {n_problems:,} problems" if n_problems else "")
-        + "; the tree needs important cache→retrieve paths into the middle digits "
+        + "; only the candidates with the most attention are knocked out, so an untested edge may matter too. "
+        f"A cache→retrieve path into c_k needs both of its edges to cost c_k itself by that test, and the tree "
+        f"needs such paths into at least {tree_digits_needed(len(positions))} of the {len(positions)} middle digits "
         f"{span}."
     )
     bullets = []
-    verdicts: dict[str, bool] = {}
     for model, row in findings.iterrows():
-        text = f"**{model}**: {int(row['important'])} of {int(row['tested'])} tested edges matter"
+        of_candidates = f" (of {int(row['candidates'])} candidates)" if pd.notna(row.get("candidates", np.nan)) else ""
+        text = f"**{model}**: {int(row['important'])} of {int(row['tested'])} tested edges{of_candidates} matter"
         if row["important"]:
             text += (
                 f" ({int(row['cache'])} cache, {int(row['retrieve'])} retrieve, {int(row['sink'])} sink"
@@ -512,14 +699,15 @@ def takeaway_markdown(
             )
         text += "."
         if row["top_edges"]:
-            text += f" Costliest: {row['top_edges']}."
+            text += f" The costliest {int(row['n_top'])} non-sink: {row['top_edges']}."
         if row["top_sink"]:
-            text += f" Costliest sink edge (a renormalisation effect, not information flow): {row['top_sink']}."
+            text += f" Costliest sink edge ({_sink_note(int(row['top_sink_layer']))}): {row['top_sink']}."
         if row["n_pairs"]:
-            text += f" Layer-1 heads read operand pairs together: {row['pairs']}."
+            text += (
+                f" Layer-1 heads read operand pairs together: {row['pairs']}; for {int(row['pairs_confirmed'])} of "
+                f"these {int(row['n_pairs'])} (head, position) cases both edges were knocked out and found important."
+            )
         reached = list(row["tree_digits"])
-        tree = len(reached) * 2 >= int(row["positions"])
-        verdicts[model] = tree and cot_tokens.get(model, 0) == 0
         text += (
             f" Cache→retrieve paths reach {len(reached)} of the middle digits {span} "
             f"({', '.join(f'c{k}' for k in reached)}; {int(row['paths'])} paths in all)."
@@ -531,31 +719,41 @@ def takeaway_markdown(
             text += f" Heads that read most of the operand digits a digit c_k needs at once: {row['broad']}."
         notes = []
         if cot_tokens.get(model, 0) > 0:
-            notes.append(
-                f"it still writes {cot_tokens[model]} chain-of-thought tokens, and at the answer positions it "
-                "reads that chain of thought, not a tree over the operands"
-            )
+            measured = cot_share_text(cot, model)
+            notes.append(f"it still writes {cot_tokens[model]} chain-of-thought tokens" + (f", and {measured}" if measured else ""))
         if model in unfinished:
             notes.append("measured on a snapshot of a run still in training")
         if notes:
             text += " Caveat: " + "; ".join(notes) + "."
         bullets.append(f"- {text}")
-    verdict = _verdict(findings, verdicts, cot_tokens, icot, aux, sft)
+    verdict = verdict_markdown(findings, cot_tokens=cot_tokens, cot=cot, icot=icot, aux=aux, sft=sft)
     lines = ["What our knockouts show:", "", *bullets, "", verdict, "", rule]
     if missing:
         lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
     return "\n".join(lines)
 
 
-def _verdict(
-    findings: pd.DataFrame, tree: Mapping[str, bool], cot_tokens: Mapping[str, int], icot: str, aux: str, sft: str
+def verdict_markdown(
+    findings: pd.DataFrame,
+    *,
+    cot_tokens: Mapping[str, int] | None = None,
+    cot: pd.DataFrame | None = None,
+    icot: str = "ICoT",
+    aux: str = "SFT + aux loss",
+    sft: str = "SFT",
 ) -> str:
+    """The takeaway's verdict in a few sentences: is the paper's tree in each model (by the rule of
+    :func:`takeaway_markdown`), and does the aux model have a head that reads every pair at once?"""
+    cot_tokens = dict(cot_tokens or {})
+    tree = {model: _has_tree(row, cot_tokens.get(model, 0)) for model, row in findings.iterrows()}
     parts = []
     if icot in findings.index:
         if cot_tokens.get(icot, 0) > 0:
+            measured = cot_share_text(cot, icot)
+            share = f" ({measured})" if measured else ""
             parts.append(
                 f"The paper's tree cannot be looked for in our {icot} model yet: it has not internalised its chain "
-                "of thought, so its answer positions read the chain of thought."
+                f"of thought{share}."
             )
         elif tree[icot]:
             parts.append(f"Our {icot} model has a tree-like graph of cache→retrieve edges, as the paper reports.")
@@ -587,7 +785,7 @@ def attention_chart(
     default_layer: int = 1,
     default_head: int = 0,
     default_k: int = 3,
-    min_weight: float = 0.01,
+    min_weight: float = CHART_MIN_WEIGHT,
     title: str = "Mean attention at the answer positions",
 ) -> alt.VConcatChart:
     """One head's mean attention at every answer position (rows: the position predicting c_k; columns:
@@ -698,8 +896,9 @@ def knockout_heatmap(
 ) -> alt.VConcatChart:
     """For each model, rows: its knocked-out edges (costliest first), columns: the output digits c0 … c7,
     colour: the drop in teacher-forced accuracy (points) or in the correct logit, picked under the chart,
-    on one scale for all models. Edges that do not pass the importance test are faded; sink edges are
-    marked "[sink]". Data: a :func:`knockout_frame`."""
+    on one scale for all models, diverging at 0 so that a knockout that helps a digit (a negative drop)
+    shows in its own colour. Edges that do not pass the importance test are faded; sink edges are marked
+    "[sink]". Data: a :func:`knockout_frame`."""
     data = df.copy()
     data["digit"] = "c" + data["k"].astype(int).astype(str)
     data["accuracy"] = (100 * data["accuracy_drop"]).round(2)
@@ -731,7 +930,9 @@ def knockout_heatmap(
                 ),
                 y=alt.Y("label:N", sort=alt.EncodingSortField(field="rank", op="min"), title=None, axis=alt.Axis(labelLimit=260)),
                 color=alt.Color(
-                    "value:Q", scale=alt.Scale(range=["#f7fbff", "#08519c"], domainMin=0, clamp=True), title="drop"
+                    "value:Q",
+                    scale=alt.Scale(range=["#f1a340", "#f7f7f7", "#08519c"], domainMid=0),
+                    title="drop (< 0: the knockout helps)",
                 ),
                 opacity=alt.when(alt.datum.important).then(alt.value(1.0)).otherwise(alt.value(0.35)),
                 tooltip=[
@@ -753,7 +954,7 @@ def knockout_heatmap(
         alt.vconcat(*panels)
         .add_params(measure)
         .resolve_scale(color="shared")
-        .properties(title=alt.Title(title, subtitle="faded: edges below the importance threshold; [sink]: key is || or *"))
+        .properties(title=alt.Title(title, subtitle="faded: edges below the importance threshold; [sink]: key is || or *; orange: the knockout helps"))
     )
 
 

@@ -13,10 +13,17 @@ import ipywidgets as widgets
 import numpy as np
 from transformers import GPT2LMHeadModel
 
-from longmul.analysis.attention import answer_positions, mean_attention, position_labels, teacher_forced_scores
+from longmul.analysis.attention import (
+    answer_positions,
+    key_kind,
+    mean_attention,
+    position_labels,
+    teacher_forced_scores,
+)
 from longmul.charts.mechanism import edge_name, edge_role, head_name, layer_name, query_name
 from longmul.evaluate import cot_tokens_of
 from longmul.hooks import Knockout
+from longmul.model import model_config_of
 from longmul.task import problem_from_strings
 
 _CELL = "padding: 2px 6px; text-align: center; font-family: monospace;"
@@ -82,7 +89,8 @@ def mechanism_explorer(
     """Pick a problem, a model, a layer, a head, a query position and a key: see that problem's attention
     row for the head at that position, and what knocking out the edge to the key (by default the key
     the head attends to most) does to every digit of the teacher-forced answer. ``start``: the model and
-    the edge (an answer position as query) to open with, e.g. the costliest important edge."""
+    the edge (an answer position as query) to open with, e.g. the costliest important edge. The operands
+    have as many digits as the picked model's."""
     names = list(models)
     a_box = widgets.Text(value=a, description="a =", continuous_update=False, layout=widgets.Layout(width="160px"))
     b_box = widgets.Text(value=b, description="b =", continuous_update=False, layout=widgets.Layout(width="160px"))
@@ -134,7 +142,7 @@ def mechanism_explorer(
         finally:
             busy["on"] = False
         try:
-            problem = problem_from_strings(a_box.value, b_box.value)
+            problem = problem_from_strings(a_box.value, b_box.value, n_digits=model_config_of(model).layout.n_a)
         except ValueError as err:
             out.value = f'<p style="color: #d1495b;">{escape(str(err))}</p>'
             return
@@ -150,13 +158,20 @@ def mechanism_explorer(
         notes = []
         if role == "sink":
             notes.append(
-                f"The key {labels[key]} is an attention sink: knocking it out renormalises the rest of the row, "
-                "so a change below need not mean that the key carries information."
+                f"The key {labels[key]} is an attention sink: knocking it out renormalises the rest of the row. "
+                + (
+                    "At layer 1 it is the same in every problem, so a change below does not mean that the key "
+                    "carries information."
+                    if layer == 0
+                    else "At layer 2 it also holds what layer-1 heads wrote there, so a change below may be "
+                    "either that renormalisation or information."
+                )
             )
         if cot_tokens_of(model) > 0:
+            cot_share = sum(float(row[p]) for p in range(query + 1) if key_kind(labels[p]) == "cot")
             notes.append(
-                f"This model still writes {cot_tokens_of(model)} chain-of-thought tokens: its answer positions "
-                "read them, not a tree over the operands."
+                f"This model still writes {cot_tokens_of(model)} chain-of-thought tokens; on this problem this "
+                f"head gives them {cot_share:.0%} of its attention at this position."
             )
         caption = f"{problem.a} × {problem.b} = {problem.product}: {head_name(layer, head)} at {query_name(labels[query], answer_positions(model).index(query))}"
         out.value = (
