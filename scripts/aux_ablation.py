@@ -5,47 +5,74 @@
     .venv/bin/python scripts/aux_ablation.py --max-steps 100000 --print-commands        # run them elsewhere
 
 The configurations are :data:`longmul.sweeps.ABLATION_PLAN`: no aux loss, three probe sites, two
-weights and the shuffled-target control, all with the same optimiser settings and seed. Each runs with
-``longmul train`` one after the other (start two instances with disjoint ``--only`` lists to use two
-cores). A configuration already finished is skipped; one with a checkpoint is resumed, so the script
-can be stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again. With
+weights and two shuffled-target controls, all with the same optimiser settings and seed; each differs
+in one setting from the configuration :func:`longmul.sweeps.baseline_of` names (the reference
+``site_layer2_attn``, or for the control at λ = 0.1, ``weight_0.1``). Each runs with ``longmul train``
+one after the other (start two instances with disjoint ``--only`` lists to use two cores). A
+configuration already finished is skipped; one with a checkpoint is resumed, so the script can be
+stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again. With
 ``--print-commands`` it prints those commands (``--resume`` added where a checkpoint exists) one per
 line instead of running them, e.g. for ``scripts/device_session.py`` to run side by side on a GPU.
 
-``results/aux_ablation/README.md`` records the exact command of every configuration, the form in
-which :func:`longmul.sweeps.read_sweep` finds them; the chapter reads the folder.
+``results/aux_ablation/README.md`` records, in the form in which :func:`longmul.sweeps.read_sweep`
+finds it, the command that started each configuration: an entry is written when the script runs or
+prints a configuration's command, and kept once that configuration's folder exists (a resume, even
+with another ``--max-steps``, does not rewrite it; the run's own record names every session's
+command). Entries of configurations the call leaves alone are kept as they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import re
 import shlex
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from longmul.sweeps import ABLATION_PLAN, ablation_commands
+from longmul.dynamics import CHECKPOINT_DIRS
+from longmul.sweeps import ABLATION_PLAN, REFERENCE, ablation_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = "results/aux_ablation"
+HEADER = f"""# Auxiliary-loss ablation sweep
+
+Each configuration differs in one setting from the configuration its entry names (the reference
+`{REFERENCE}`, unless said otherwise); all share the optimiser settings and seed 0. Written by
+`scripts/aux_ablation.py`: each entry gives the command that started its configuration (resumed, when
+interrupted, with `--resume` added, and possibly another `--max-steps`: each run's own `training.json`
+or `checkpoint/state.json` names the command of every session). Weights and checkpoints may be deleted
+to keep the repository small: `history.jsonl` and `training.json` are what the chapter reads.
+"""
+ENTRY = re.compile(r"^## (\S+?):", re.MULTILINE)
 
 
-def readme(commands: list[dict], max_steps: int) -> str:
-    lines = [
-        "# Auxiliary-loss ablation sweep",
-        "",
-        "Each configuration differs from the shipped aux run (`models/aux`) in one setting; all share the",
-        f"optimiser settings, seed 0 and at most {max_steps:,} steps. Written by",
-        f"`scripts/aux_ablation.py --max-steps {max_steps}`; each run was started with the command below",
-        "(and resumed, when interrupted, with the same command plus `--resume`). Weights and checkpoints",
-        "may be deleted to keep the repository small: `history.jsonl` and `training.json` are what the",
-        "chapter reads.",
-        "",
-    ]
-    for c in commands:
-        lines += [f"## {c['configuration']}: {c['varies']}", "", "```bash", c["command"], "```", ""]
-    return "\n".join(lines)
+def entry(command: dict) -> str:
+    """README.md's section for one configuration of :func:`longmul.sweeps.ablation_commands`."""
+    against = f", against `{command['compared with']}`" if command["compared with"] else ", the reference"
+    return f"## {command['configuration']}: {command['varies']}{against}\n\n```bash\n{command['command']}\n```\n"
+
+
+def recorded_entries(readme: str) -> dict[str, str]:
+    """The sections of an existing README.md, by configuration."""
+    starts = [m.start() for m in ENTRY.finditer(readme)] + [len(readme)]
+    return {ENTRY.match(readme, a).group(1): readme[a:b].rstrip("\n") + "\n" for a, b in itertools.pairwise(starts)}
+
+
+def record(folder: Path, command: dict) -> None:
+    """Write ``command``'s entry into ``folder``/README.md, unless its configuration has started (its
+    folder exists) and already has one; every other entry stays as it was."""
+    path = folder / "README.md"
+    entries = recorded_entries(path.read_text()) if path.is_file() else {}
+    name = command["configuration"]
+    if name in entries and (folder / name).exists():
+        return
+    entries[name] = entry(command)
+    planned = [n for n, _, _ in ABLATION_PLAN]
+    order = [n for n in planned if n in entries] + [n for n in entries if n not in planned]
+    path.write_text(HEADER + "\n" + "\n".join(entries[n] for n in order))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         wanted = [c["configuration"] for c in commands]
     folder = ROOT / args.folder
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "README.md").write_text(readme(commands, args.max_steps))  # every command, run or not
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: the child checkpoints
     for c in commands:
         name = c["configuration"]
@@ -81,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         if (run_dir / "training.json").is_file():
             print(f"{name}: finished already, skipped", file=sys.stderr)
             continue
-        args_run = shlex.split(c["command"])[1:] + (["--resume"] if (run_dir / "checkpoint").is_dir() else [])
+        started = any((run_dir / d / "state.json").is_file() for d in CHECKPOINT_DIRS)
+        args_run = shlex.split(c["command"])[1:] + (["--resume"] if started else [])
+        record(folder, c)
         if args.print_commands:
             print(shlex.join(["longmul", *args_run]))
             continue

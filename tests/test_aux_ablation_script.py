@@ -1,5 +1,6 @@
-"""scripts/aux_ablation.py: the README it writes records a command for every configuration in the
-form the chapter's reader expects, and bad arguments stop it before anything runs."""
+"""scripts/aux_ablation.py: the README it writes records the command of each configuration it runs or
+prints, in the form the chapter's reader expects, keeps every other entry, and never rewrites the
+command that started a configuration; bad arguments stop it before anything runs."""
 
 import importlib.util
 import shlex
@@ -21,16 +22,21 @@ def load_script():
 
 def test_readme_records_every_command_where_read_sweep_finds_them(tmp_path):
     script = load_script()
-    commands = sweeps.ablation_commands(script.FOLDER, max_steps=1234)
     folder = tmp_path / "aux_ablation"
     folder.mkdir()
-    (folder / "README.md").write_text(script.readme(commands, 1234))
+    for command in sweeps.ablation_commands(script.FOLDER, max_steps=1234):
+        script.record(folder, command)
     (folder / "none").mkdir()
     (folder / "none" / "history.jsonl").write_text('{"kind": "eval", "step": 1000, "val_exact_match": 0.0}\n')
     sweep = sweeps.read_sweep(folder)
     assert set(sweep.commands) == {name for name, _, _ in sweeps.ABLATION_PLAN}
     assert all("--max-steps 1234" in c for c in sweep.commands.values())
     assert sweep.without_command == []
+    readme = (folder / "README.md").read_text()
+    assert "## weight_0.1: weight λ = 0.1, against `site_layer2_attn`" in readme
+    assert "## control_shuffled_weight_0.1: control: ĉ_k shuffled across the batch, at weight λ = 0.1, against `weight_0.1`" in readme
+    assert f"## {sweeps.REFERENCE}: probe after layer-2 attention, the reference" in readme
+    assert "shipped" not in readme  # the reference, not models/aux, is what each configuration differs from
 
 
 def run_script(*args):
@@ -47,17 +53,44 @@ def test_nonpositive_steps_are_refused():
     assert result.returncode == 2 and "--max-steps must be positive" in result.stderr
 
 
+def out_folders(stdout: str) -> list[str]:
+    return [shlex.split(line)[shlex.split(line).index("--out") + 1] for line in stdout.splitlines()]
+
+
 def test_print_commands_lists_what_is_left_to_run(tmp_path):
     folder = tmp_path / "sweep"
     (folder / "none" / "checkpoint").mkdir(parents=True)  # started: resumed
+    (folder / "none" / "checkpoint" / "state.json").write_text("{}")
+    (folder / "site_heads" / "checkpoint.old").mkdir(parents=True)  # killed between a save's renames: resumed
+    (folder / "site_heads" / "checkpoint.old" / "state.json").write_text("{}")
+    (folder / "site_layer1" / "checkpoint").mkdir(parents=True)  # a checkpoint folder with no state: not resumable
     (folder / "weight_10").mkdir(parents=True)
     (folder / "weight_10" / "training.json").write_text("{}")  # finished: skipped
     result = run_script("--max-steps", "50", "--folder", str(folder), "--print-commands")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     expected = [name for name, _, _ in sweeps.ABLATION_PLAN if name != "weight_10"]
-    assert [shlex.split(line)[shlex.split(line).index("--out") + 1] for line in lines] == [f"{folder}/{n}" for n in expected]
+    assert out_folders(result.stdout) == [f"{folder}/{n}" for n in expected]
     assert all(line.startswith("longmul train ") and "--max-steps 50" in line for line in lines)
-    assert [line.endswith("--resume") for line in lines] == [n == "none" for n in expected]
+    assert [line.endswith("--resume") for line in lines] == [n in ("none", "site_heads") for n in expected]
     assert "weight_10: finished already" in result.stderr
-    assert (folder / "README.md").is_file()  # the record of every command, run here or elsewhere
+    assert set(sweeps.read_sweep(folder).commands) == set(expected)  # the printed commands are recorded, the skipped one not
+
+
+def test_an_entry_survives_calls_for_other_configurations_and_resumes(tmp_path):
+    folder = tmp_path / "sweep"
+    assert run_script("--max-steps", "50", "--folder", str(folder), "--only", "none", "--print-commands").returncode == 0
+    assert run_script("--max-steps", "70", "--folder", str(folder), "--only", "weight_10", "--print-commands").returncode == 0
+    readme = (folder / "README.md").read_text()
+    commands = load_script().recorded_entries(readme)
+    assert list(commands) == ["none", "weight_10"]  # only what was printed, in the plan's order
+    assert "--max-steps 50 " in commands["none"] and "--max-steps 70 " in commands["weight_10"]
+    # "none" has started: a resume with another budget prints the new command but keeps the record
+    (folder / "none" / "checkpoint").mkdir(parents=True)
+    (folder / "none" / "checkpoint" / "state.json").write_text("{}")
+    result = run_script("--max-steps", "90", "--folder", str(folder), "--only", "none", "--print-commands")
+    assert "--max-steps 90 " in result.stdout and result.stdout.strip().endswith("--resume")
+    assert (folder / "README.md").read_text() == readme
+    # not started yet: printing it again with another budget replaces its entry
+    run_script("--max-steps", "80", "--folder", str(folder), "--only", "weight_10", "--print-commands")
+    assert "--max-steps 80 " in load_script().recorded_entries((folder / "README.md").read_text())["weight_10"]

@@ -89,28 +89,26 @@ def test_grad_norm_heatmap_spans_bins_per_run(runs):
     assert spec["resolve"]["scale"]["x"] == "independent"
 
 
+# Per run, the last step at or before the slider; before a run's first log, its first step (the
+# largest negated step is the smallest step).
+SLIDER_TRANSFORMS = [
+    {"calculate": "datum.step <= at_step ? datum.step : -datum.step", "as": "shown"},
+    {"joinaggregate": [{"op": "max", "field": "shown", "as": "best"}], "groupby": ["run"]},
+    {"filter": "datum.shown == datum.best"},
+]
+
+
 def test_step_slider_picks_the_last_step_at_or_before_the_slider(runs):
     spec = step_slider_chart(dyn.digit_rows(runs, max_points=20)).to_dict()
     slider = _params(spec)["at_step"]
-    assert slider["bind"]["input"] == "range" and slider["bind"]["max"] == 4_000 and slider["value"] == 4_000
-    transforms = spec["hconcat"][0]["layer"][1]["transform"]
-    assert any("at_step" in t.get("calculate", "") for t in transforms)
-    assert any(t.get("joinaggregate") for t in transforms)
-
-
-def _pick(values: list[dict], at_step: int) -> dict[str, int]:
-    """What the slider's transforms select, computed in Python: per run, the step shown."""
-    shown = {}
-    for v in values:
-        s = v["step"] if v["step"] <= at_step else -v["step"]
-        shown.setdefault(v["run"], []).append(s)
-    return {run: abs(max(s)) for run, s in shown.items()}
-
-
-def test_step_slider_selection_logic(runs):
-    values = _dataset(step_slider_chart(dyn.digit_rows(runs)).to_dict())
-    assert _pick(values, 3_000) == {"SFT": 3_000, "SFT + aux loss": 2_000}  # aux has not got that far
-    assert _pick(values, 0) == {"SFT": 1, "SFT + aux loss": 1}  # before any log: the first
+    assert slider["bind"]["input"] == "range" and slider["value"] == 4_000
+    # from the first bin's end (aux's 21 logs pooled in pairs: steps 1 and 100) to the last step, in 200 steps
+    assert (slider["bind"]["min"], slider["bind"]["max"], slider["bind"]["step"]) == (100, 4_000, (4_000 - 100) // 200)
+    loss_panel, grad_panel = spec["hconcat"]
+    assert loss_panel["layer"][1]["transform"] == SLIDER_TRANSFORMS
+    assert grad_panel["transform"] == SLIDER_TRANSFORMS
+    assert loss_panel["layer"][1]["encoding"]["x"]["sort"] == DIGITS
+    assert grad_panel["encoding"]["color"]["sort"] == ["SFT", "SFT + aux loss"]
 
 
 def test_accuracy_curves(runs):
@@ -133,9 +131,28 @@ def test_aux_error_chart_has_the_error_and_the_digit_losses(runs):
     assert {v["run"] for v in _dataset(spec)} == {"SFT + aux loss"}  # only the runs with an aux loss
 
 
+def _data(spec: dict, view: dict) -> list[dict]:
+    return spec["datasets"][view["data"]["name"]]
+
+
 def test_charts_accept_no_rows():
-    for chart in (loss_curves_chart([]), grad_norm_heatmap([]), step_slider_chart([]), accuracy_curves_chart([]), aux_error_chart([], [])):
-        json.dumps(chart.to_dict())
+    loss = loss_curves_chart([]).to_dict()
+    assert _params(loss)["run_choice"]["bind"]["options"] == [""] and _params(loss)["run_choice"]["value"] == ""
+    assert len(loss["layer"]) == 2 and _data(loss, loss["layer"][1]) == []  # no stages, no lines, the ln 10 rule
+    assert _data(loss, loss["layer"][0])[0]["loss"] == pytest.approx(dyn.LN10)
+    heatmap = grad_norm_heatmap([]).to_dict()
+    assert heatmap["spec"]["mark"]["type"] == "rect" and heatmap["facet"]["row"]["sort"] == []
+    assert heatmap["datasets"][heatmap["data"]["name"]] == []
+    slider = step_slider_chart([]).to_dict()
+    bind = _params(slider)["at_step"]["bind"]
+    assert (bind["min"], bind["max"], bind["step"]) == (0, 1, 1)
+    accuracy = accuracy_curves_chart([]).to_dict()
+    assert _data(accuracy, accuracy["layer"][0]) == [{"accuracy": 0.1}] and _data(accuracy, accuracy["layer"][1]) == []
+    error_panel, loss_panel = aux_error_chart([], []).to_dict()["vconcat"]
+    errors = aux_error_chart([], []).to_dict()
+    assert _data(errors, error_panel["layer"][0]) == [] and _data(errors, loss_panel) == []
+    assert _data(errors, error_panel["layer"][1])[0]["rms_error"] == dyn.ROUNDING_ERROR
+    json.dumps(errors)
 
 
 def test_history_figure_draws_the_chosen_digits(runs):

@@ -328,28 +328,41 @@ def test_learned_steps_by_validation_accuracy(tmp_path):
     assert learned == {0: 1_000, 1: 1_000, 2: 7_000, 3: None, 4: None, 5: None, 6: 9_000, 7: 2_000}
 
 
+LONG = 2 * dyn.FLAT_MIN_WINDOW_STEPS  # a history whose second half is just long enough for a verdict
+
+
 def test_flatness_of_a_flat_and_of_a_falling_middle(tmp_path):
-    flat = dyn.flatness(in_progress_run(tmp_path))
+    flat = dyn.flatness(in_progress_run(tmp_path, last_step=LONG))
     assert flat.flat is True and flat.digits == FLAT_DIGITS
-    assert flat.start_step == 10_000 and flat.end_step == 20_000
+    assert flat.start_step == LONG // 2 and flat.end_step == LONG and flat.window_steps == dyn.FLAT_MIN_WINDOW_STEPS
     assert abs(flat.relative_change) < 1e-9 and flat.gap_to_chance == pytest.approx(0, abs=1e-9)
-    # falls 0.5 nats over the second half: 2.3 -> 1.8, i.e. about -22%
-    falling = dyn.flatness(in_progress_run(tmp_path / "b", flat_level=2.8, slope=-5e-5))
+    # falls 1 nat over the second half (steps 20,000-40,000): 2.8 - 1.0 = 1.8 -> 0.8
+    falling = dyn.flatness(in_progress_run(tmp_path / "b", last_step=LONG, flat_level=2.8, slope=-5e-5))
     assert falling.flat is False
     assert falling.slope_per_1k_steps == pytest.approx(-0.05)
-    assert falling.fitted_start - falling.fitted_end == pytest.approx(0.5)
-    assert falling.relative_change == pytest.approx(-0.5 / 2.3, rel=1e-6)
+    assert falling.fitted_start - falling.fitted_end == pytest.approx(1.0)
+    assert falling.relative_change == pytest.approx(-1.0 / 1.8, rel=1e-6)
     # within the tolerance: a 1% drift is flat, unless the tolerance is tighter
-    drifting = in_progress_run(tmp_path / "c", flat_level=2.3, slope=-2.3e-6)
+    drifting = in_progress_run(tmp_path / "c", last_step=LONG, flat_level=2.3, slope=-1.15e-6)
     assert dyn.flatness(drifting).flat is True
     assert dyn.flatness(drifting, tolerance=0.005).flat is False
 
 
 def test_flatness_verdicts(tmp_path):
-    assert dyn.flatness(in_progress_run(tmp_path)).verdict == "flat"
-    assert dyn.flatness(in_progress_run(tmp_path / "b", flat_level=2.8, slope=-5e-5)).verdict == "not flat"
+    assert dyn.flatness(in_progress_run(tmp_path, last_step=LONG)).verdict == "flat"
+    falling = in_progress_run(tmp_path / "b", last_step=LONG, flat_level=2.8, slope=-5e-5)
+    assert dyn.flatness(falling).verdict == "not flat"
     short = dyn.load_run(write_history(tmp_path / "h.jsonl", [train_row(s) for s in (100, 200)]))
     assert dyn.flatness(short).verdict == "too short to tell"
+
+
+def test_a_window_of_many_logs_but_few_steps_is_too_short(tmp_path):
+    # 100 logged steps in the second half, but it spans 10,000 steps: a slow fall would look flat there
+    run = in_progress_run(tmp_path, last_step=dyn.FLAT_MIN_WINDOW_STEPS)
+    fit = dyn.flatness(run)
+    assert fit.n_points >= dyn.FLAT_MIN_POINTS and fit.window_steps == dyn.FLAT_MIN_WINDOW_STEPS // 2
+    assert fit.flat is None and fit.verdict == "too short to tell"
+    assert dyn.flatness(run, min_window_steps=fit.window_steps).flat is True
 
 
 def test_run_settings_and_digit_names(tmp_path):
@@ -367,6 +380,45 @@ def test_run_settings_and_digit_names(tmp_path):
     assert dyn.digit_names([0, 7]) == "c0, c7" and dyn.digit_names([]) == "none"
 
 
+def test_optimiser_at_start_undoes_the_resumes(tmp_path):
+    run_dir = tmp_path / "aux"
+    rows = synthetic_rows(3_000)
+    rows.insert(10, {"kind": "resume", "step": 1_000, "changed": {"lr": [0.001, 0.0003]}})
+    rows.insert(20, {"kind": "resume", "step": 2_000, "changed": {"lr": [0.0003, 0.0001], "ema_decay": [0.0, 0.999]}})
+    write_history(run_dir / "history.jsonl", rows)
+    write_state(run_dir, 3_000, lr=0.0001, ema_decay=0.999, batch_size=256)  # no lr_schedule: older than the option
+    run = dyn.load_run(run_dir)
+    start = dyn.optimiser_at_start(run)
+    assert set(start) == set(dyn.OPTIMISER_SETTINGS)
+    assert (start["lr"], start["ema_decay"], start["lr_schedule"], start["warmup_steps"]) == (0.001, 0.0, "constant", 200)
+    assert dyn.replaced_values(run, "lr") == [(0.001, 1_000), (0.0003, 2_000)]
+    assert dyn.learning_rate_text(run) == "0.001, 0.0003 from step 1,000, 0.0001 from step 2,000 (constant after 200 warm-up steps)"
+    assert dyn.optimiser_at_start(dyn.RunHistory("e", tmp_path, "missing")) == {}
+    assert dyn.learning_rate_text(dyn.RunHistory("e", tmp_path, "missing")) == ""
+    cosine = dyn.RunHistory("c", tmp_path, "in progress", config={"lr": 0.002, "lr_schedule": "cosine", "warmup_steps": 100, "max_steps": 24_000})
+    assert dyn.learning_rate_text(cosine) == "peak 0.002 (after 100 warm-up steps, a cosine decay to 0 at step 24,000)"
+
+
+def test_common_settings():
+    usual, own = dyn.common_settings({"a": {"lr": 1, "bs": 2}, "b": {"lr": 1, "bs": 2}, "c": {"lr": 3, "bs": 2}})
+    assert usual == {"lr": 1, "bs": 2} and own == {"c": {"lr": 3}}
+    usual, own = dyn.common_settings({"a": {"lr": 1}, "b": {"lr": 3}})
+    assert usual == {"lr": 1} and own == {"b": {"lr": 3}}  # a tie: the first label's value
+    assert dyn.common_settings({"a": {"lr": 1}, "b": {"lr": 1}}) == ({"lr": 1}, {})
+    assert dyn.common_settings({}) == ({}, {})
+
+
+def test_probe_error_below_needs_consecutive_logs(tmp_path):
+    run = in_progress_run(tmp_path)
+    run.config["aux_scale"] = 10.0
+    for row in run.train:  # RMS error 10·sqrt(MSE): 1.0 until step 5,000, then 0.3 except one log at 5,200
+        row["aux_loss"] = 0.01 if row["step"] < 5_000 or row["step"] == 5_200 else 0.0009
+    assert dyn.probe_error_below(run) == 5_300  # 5,000 and 5,100 are two logs in a row, not three
+    assert dyn.probe_error_below(run, patience=1) == 5_000
+    assert dyn.probe_error_below(run, threshold=0.2) is None
+    assert dyn.probe_error_below(in_progress_run(tmp_path / "sft")) is None  # no aux loss logged
+
+
 def test_run_settings_name_what_a_resume_changed(tmp_path):
     run_dir = tmp_path / "aux"
     rows = synthetic_rows(3_000)
@@ -382,8 +434,9 @@ def test_run_settings_name_what_a_resume_changed(tmp_path):
 
 
 def test_flatness_needs_enough_points(tmp_path):
-    short = dyn.load_run(write_history(tmp_path / "h.jsonl", [train_row(s) for s in (100, 200, 300)]))
-    assert dyn.flatness(short).flat is None
+    sparse = dyn.load_run(write_history(tmp_path / "h.jsonl", [train_row(s) for s in (100, 30_000, 60_000)]))
+    assert dyn.flatness(sparse).window_steps >= dyn.FLAT_MIN_WINDOW_STEPS and dyn.flatness(sparse).flat is None
+    assert dyn.flatness(sparse, min_points=2).flat is True
     assert dyn.flatness(dyn.RunHistory("e", tmp_path, "missing")) is None
 
 
@@ -443,9 +496,12 @@ def test_compare_order():
     assert dyn.compare_order([], (0, 1))["same_order"]
 
 
-def test_the_papers_description_is_consistent():
-    assert dyn.PAPER_SFT.order == tuple(sorted(dyn.PAPER_SFT.learned_by, key=dyn.PAPER_SFT.learned_by.get))
-    assert set(dyn.PAPER_SFT.never_learned) == set(dyn.MIDDLE_DIGITS)
-    assert sorted(dyn.PAPER_AUX.order) == list(range(8)) and dyn.PAPER_AUX.order[-1] == 5
-    assert "arXiv:2510.00184" in dyn.PAPER_SFT.source
-    assert len(dyn.PAPER_SFT.final_loss) == 8
+def test_the_papers_description_is_that_of_facts_section_4():
+    sft, aux = dyn.PAPER_SFT, dyn.PAPER_AUX
+    assert sft.steps_logged == 624_500 and aux.steps_logged == 1_107_500
+    assert sft.learned_by == {0: 500, 1: 500, 7: 16_000, 2: 66_000} and sft.order == (0, 1, 7, 2)
+    assert sft.never_learned == (3, 4, 5)
+    assert sft.final_loss == (0, 0, 0.0004, 2.30, 2.30, 2.22, 1.56, 0.0001)
+    assert sft.middle_grad_norm == 1.0  # §5.6: gradient norm ≈ 1 on the flat middle digits
+    assert aux.order == (0, 1, 7, 2, 3, 6, 4, 5) and aux.learned_by == {5: 370_000} and aux.never_learned == ()
+    assert "arXiv:2510.00184" in sft.source

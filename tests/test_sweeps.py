@@ -1,17 +1,35 @@
-"""Unit tests of longmul.sweeps: reading a folder of sweep results and the planned ablation commands."""
+"""Unit tests of longmul.sweeps: reading a folder of sweep results, its tables and summaries, and the
+planned ablation commands."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shlex
 from dataclasses import fields
 
+import numpy as np
 import pytest
 
 from longmul import sweeps
 from longmul.cli import build_parser
 from longmul.config import TrainConfig
-from test_dynamics import synthetic_rows, write_history
+from test_dynamics import eval_row, synthetic_rows, write_history
+
+AUX = {"recipe": "aux", "aux_site": "blocks.1.hook_resid_mid", "aux_weight": 1.0, "aux_target": "running_sum", "aux_heads": []}
+
+
+def finished_run(folder, name: str, steps: int, command: str | None = None, final_em: float | None = None, **config) -> None:
+    """A finished configuration: the synthetic history (its last evaluation's exact match set to
+    ``final_em``, if given) and a training.json recording ``config``."""
+    rows = synthetic_rows(steps)
+    if final_em is not None:
+        rows.append({**rows[-1], "val_exact_match": final_em})  # logged again: the later copy counts
+    write_history(folder / name / "history.jsonl", rows)
+    record = {"steps": steps, "config": {**AUX, **config}}
+    if command:
+        record["command"] = command
+    (folder / name / "training.json").write_text(json.dumps(record))
 
 
 def test_no_sweep_yet(tmp_path):
@@ -29,31 +47,106 @@ def test_results_without_a_readme_are_refused(tmp_path):
 
 def test_read_sweep_and_its_table(tmp_path):
     folder = tmp_path / "aux_ablation"
-    done = folder / "weight_1"
-    write_history(done / "history.jsonl", synthetic_rows(3_000))
-    (done / "training.json").write_text(
-        json.dumps({"steps": 3_000, "config": {"recipe": "aux", "aux_site": "blocks.1.hook_resid_mid", "aux_weight": 1.0, "aux_target": "running_sum", "aux_heads": []}})
-    )
+    finished_run(folder, "weight_1", 3_000)
+    own = "longmul train --recipe aux --aux-weight 10 --max-steps 3000 --out results/aux_ablation/weight_10 --resume"
+    finished_run(folder, "weight_10", 3_000, command=own, aux_weight=10.0)
     write_history(folder / "bare.jsonl", synthetic_rows(1_000))
     (folder / "notes.txt").write_text("ignored")
     (folder / "README.md").write_text(
         "# sweep\n\n```bash\nlongmul train --recipe aux --aux-weight 1 --out results/aux_ablation/weight_1 --seed 0\n```\n"
+        "```bash\nlongmul train --recipe aux --aux-weight 10 --max-steps 50 --out results/aux_ablation/weight_10\n```\n"
     )
     sweep = sweeps.read_sweep(folder)
-    assert sorted(sweep.runs) == ["bare", "weight_1"]
-    assert sweep.commands == {"weight_1": "longmul train --recipe aux --aux-weight 1 --out results/aux_ablation/weight_1 --seed 0"}
+    assert sorted(sweep.runs) == ["bare", "weight_1", "weight_10"]
+    assert sweep.commands["weight_1"] == "longmul train --recipe aux --aux-weight 1 --out results/aux_ablation/weight_1 --seed 0"
     assert sweep.without_command == ["bare"]
     rows = {r["configuration"]: r for r in sweeps.sweep_rows(sweep)}
     w1 = rows["weight_1"]
     assert w1["status"] == "finished" and w1["aux weight"] == 1.0 and w1["steps"] == 3_000
     assert w1["c0"] == 1.0 and w1["c4"] == 0.1 and w1["steps to 99% exact match"] is None
-    assert w1["command recorded"] and not rows["bare"]["command recorded"]
+    # validation accuracy of c0, c1 reaches 95% at the evaluation of step 1,000, c7 at 2,000; c2 (6,600) not by 3,000
+    reached = [w1[f"steps to c{k} ≥ 95%"] for k in range(8)]
+    assert reached == [1_000, 1_000, None, None, None, None, None, 2_000]
+    assert (w1["command"], w1["command recorded in"]) == (sweep.commands["weight_1"], "README.md")
+    # the run's own record wins over README.md's
+    assert (rows["weight_10"]["command"], rows["weight_10"]["command recorded in"]) == (own, "the run's record")
+    assert rows["bare"]["command"] is None and rows["bare"]["command recorded in"] is None
+    assert w1["varies"] is None and w1["compared with"] is None  # not a configuration of the plan
+
+
+def test_a_bare_sft_history_takes_its_settings_from_its_command(tmp_path):
+    folder = tmp_path / "aux_ablation"
+    write_history(folder / "none.jsonl", synthetic_rows(2_000))
+    (folder / "README.md").write_text("```bash\nlongmul train --recipe sft --max-steps 2000 --out results/aux_ablation/none\n```\n")
+    sweep = sweeps.read_sweep(folder)
+    run = sweep.runs["none"]
+    assert run.recipe == "sft" and run.planned_steps == 2_000 and run.config["lr"] == TrainConfig().lr
+    (row,) = sweeps.sweep_rows(sweep)
+    assert row["recipe"] == "sft" and row["varies"] == "no aux loss (SFT)" and row["compared with"] == sweeps.REFERENCE
+    assert [row[key] for key in ("aux site", "aux heads", "aux weight", "aux target")] == [None] * 4
+    assert row["command recorded in"] == "README.md" and row["status"] == "in progress"
+
+
+def control_sweep(tmp_path, with_control: bool = True):
+    folder = tmp_path / "aux_ablation"
+    finished_run(folder, "site_layer2_attn", 3_000, final_em=0.93)
+    finished_run(folder, "weight_0.1", 3_000, final_em=0.5, aux_weight=0.1)
+    finished_run(folder, "site_layer1", 3_000, final_em=0.2, aux_site="blocks.0.hook_resid_post")  # another probe: not compared
+    finished_run(folder, "none", 2_000, final_em=0.001, recipe="sft")
+    if with_control:
+        finished_run(folder, "control_shuffled", 3_000, final_em=0.05, aux_target="shuffled")
+    (folder / "README.md").write_text("# sweep\n")
+    return sweeps.read_sweep(folder)
+
+
+def test_control_rows_set_each_control_beside_its_true_target_and_no_aux_loss(tmp_path):
+    sweep = control_sweep(tmp_path)
+    assert list(sweep.runs) == ["none", "site_layer1", "site_layer2_attn", "weight_0.1", "control_shuffled"]  # the plan's order
+    rows = sweeps.control_rows(sweep)
+    assert [(r["configuration"], r["role"]) for r in rows] == [
+        ("control_shuffled", "control: ĉ_k shuffled, λ = 1"),
+        ("site_layer2_attn", "running sum, λ = 1"),
+        ("none", "no aux loss"),
+    ]
+    assert sweeps.control_summary(sweep) == (
+        "Final validation exact match: control: ĉ_k shuffled, λ = 1 (control_shuffled) 5.0% vs running sum, "
+        "λ = 1 (site_layer2_attn) 93.0% vs no aux loss (none) 0.1%."
+    )
+
+
+def test_no_control_yet(tmp_path):
+    sweep = control_sweep(tmp_path, with_control=False)
+    assert sweeps.control_rows(sweep) == []
+    for summary in (sweeps.control_summary(sweep), sweeps.control_summary(None)):
+        assert summary.startswith("The shuffled-target control has not been run yet")
+
+
+def test_sweep_summary_sets_each_configuration_beside_its_baseline(tmp_path):
+    assert sweeps.sweep_summary(None).startswith("The ablation sweep has not been run yet")
+    sweep = control_sweep(tmp_path)
+    summary = sweeps.sweep_summary(sweep)
+    assert "weight_0.1 (weight λ = 0.1) 50.0% against site_layer2_attn's 93.0%" in summary
+    assert "none (no aux loss (SFT)) 0.1% against site_layer2_attn's 93.0%" in summary
+    assert "control_shuffled (control: ĉ_k shuffled across the batch) 5.0% against site_layer2_attn's 93.0%" in summary
+    assert "site_layer2_attn (probe after layer-2 attention) 93.0%;" in summary  # the reference: nothing to compare with
+    assert summary.endswith("None reached 99% exact match.")
+    history = tmp_path / "aux_ablation" / "weight_0.1" / "history.jsonl"
+    history.write_text(history.read_text() + json.dumps(eval_row(3_000, [1.0] * 8)) + "\n")  # every digit right
+    summary = sweeps.sweep_summary(sweeps.read_sweep(tmp_path / "aux_ablation"))
+    assert "weight_0.1 (weight λ = 0.1) 100.0% against site_layer2_attn's 93.0%" in summary
+    assert summary.endswith("Reached 99% exact match: weight_0.1 at step 3,000.")
+
+
+def test_unfinished_runs_are_marked_in_the_summary(tmp_path):
+    sweep = control_sweep(tmp_path)
+    sweep.runs["none"].status = "in progress"
+    assert "none (no aux loss (SFT)) 0.1% (unfinished, step 2,000) against" in sweeps.sweep_summary(sweep)
 
 
 def test_the_planned_ablation_commands_parse():
     parser = build_parser()
     planned = sweeps.ablation_commands(max_steps=1234)
-    assert {p["configuration"] for p in planned} >= {"none", "site_layer1", "site_heads", "weight_10", "control_shuffled"}
+    assert {p["configuration"] for p in planned} >= {"none", "site_layer1", "site_heads", "weight_10", "control_shuffled", "control_shuffled_weight_0.1"}
     for plan in planned:
         words = shlex.split(plan["command"])
         assert words[:2] == ["longmul", "train"]
@@ -62,3 +155,48 @@ def test_the_planned_ablation_commands_parse():
         assert sweeps._out_name(plan["command"]) == plan["configuration"]
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
         config.validate()  # the site, heads and target exist for the cpu preset
+        assert sweeps.command_config(plan["command"]) == config.to_dict()
+
+
+def test_each_configuration_differs_from_its_baseline_in_one_setting():
+    planned = {p["configuration"]: p for p in sweeps.ablation_commands()}
+    assert planned[sweeps.REFERENCE]["compared with"] is None
+    assert planned["control_shuffled_weight_0.1"]["compared with"] == "weight_0.1"
+    for name, plan in planned.items():
+        if plan["compared with"] is None:
+            continue
+        mine = sweeps.command_config(plan["command"])
+        theirs = sweeps.command_config(planned[plan["compared with"]]["command"])
+        differing = {n for n in mine if mine[n] != theirs[n]} - {"aux_heads"}  # heads go with the site
+        assert len(differing) == 1, (name, differing)
+
+
+def test_command_config_refuses_what_is_not_a_train_command():
+    assert sweeps.command_config("longmul train --no-such-option --out x") is None
+    assert sweeps.command_config("longmul eval models/aux") is None
+    assert sweeps.command_config('longmul train --out "unterminated') is None
+
+
+def test_config_differences_name_what_a_run_changed_on_resume(tmp_path):
+    reference = sweeps.command_config("longmul train --recipe aux --max-steps 50000 --out x")
+    run_dir = tmp_path / "aux"
+    rows = synthetic_rows(3_000)
+    rows.insert(20, {"kind": "resume", "step": 2_000, "changed": {"lr": [0.001, 0.0001]}})
+    write_history(run_dir / "history.jsonl", rows)
+    config = {**reference, "lr": 0.0001, "max_steps": 400_000, "threads": 3, "checkpoint_minutes": 2.0}
+    del config["lr_schedule"]  # a configuration from before the option: its default
+    (run_dir / "training.json").write_text(json.dumps({"steps": 3_000, "config": config}))
+    from longmul.dynamics import load_run
+
+    assert sweeps.config_differences(reference, load_run(run_dir)) == [
+        {"setting": "lr", "reference": 0.001, "run": "0.0001 (0.001 until step 2,000)"},
+        {"setting": "max_steps", "reference": 50_000, "run": "400,000"},
+    ]  # threads and checkpointing do not change what is trained
+
+
+def test_shuffled_target_floor_is_the_variance_of_the_running_sums():
+    # 1x1 problems: ĉ_0 = a·b and ĉ_1 = ⌊a·b / 10⌋, a and b uniform in 1..9
+    products = np.array([a * b for a, b in itertools.product(range(1, 10), repeat=2)], dtype=float)
+    exact = (products.var() + (products // 10).var()) / 2
+    assert sweeps.shuffled_target_floor(1.0, n_digits=1, n_problems=20_000) == pytest.approx(exact, rel=0.03)
+    assert sweeps.shuffled_target_floor(10.0, n_digits=1, n_problems=20_000) == pytest.approx(exact / 100, rel=0.03)

@@ -50,7 +50,14 @@ LOSS_PATIENCE = 3  # … on this many consecutive logged steps
 ACCURACY_THRESHOLD = 0.95  # validation accuracy of the digit at least this …
 ACCURACY_PATIENCE = 1  # … at this many consecutive evaluations
 FLAT_TOLERANCE = 0.02  # |fitted relative change| at most 2% over the window counts as flat
+# A verdict on flatness needs a window at least this long: a loss that takes tens of thousands of steps
+# to start falling (the aux run's middle digits did) looks flat over a few thousand.
+FLAT_MIN_WINDOW_STEPS = 20_000
+FLAT_MIN_POINTS = 10  # … and at least this many logged steps in it
 MIDDLE_DIGITS = (3, 4, 5)
+ROUNDING_ERROR = 0.5  # ĉ units: a probe reading closer than this to ĉ_k rounds to it
+CHECKPOINT_DIRS = ("checkpoint", "checkpoint.old")  # where a run's resumable state is, as longmul.checkpoint.find_checkpoint
+OPTIMISER_SETTINGS = ("batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip", "ema_decay")
 
 
 # --------------------------------------------------------------------------- the paper's description
@@ -206,7 +213,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _checkpoint_state(run_dir: Path) -> dict | None:
-    for candidate in ("checkpoint", "checkpoint.old"):  # as longmul.checkpoint.find_checkpoint
+    for candidate in CHECKPOINT_DIRS:
         state = _read_json(run_dir / candidate / "state.json")
         if state is not None:
             return state
@@ -332,6 +339,12 @@ def run_summary(run: RunHistory) -> dict:
     }
 
 
+def replaced_values(run: RunHistory, name: str) -> list[tuple]:
+    """``[(old value, step)]``: each value of setting ``name`` that a resume replaced, and the step of
+    that resume, earliest first (the configuration holds the value after the last)."""
+    return [(r["changed"][name][0], r["step"]) for r in run.resumes if name in r.get("changed", {})]
+
+
 def run_settings(run: RunHistory) -> dict[str, str]:
     """The run's configuration in four readable groups: model, optimiser, logging, recipe settings."""
     config = run.config
@@ -340,7 +353,7 @@ def run_settings(run: RunHistory) -> dict[str, str]:
 
     def earlier(name: str) -> str:
         """Values a resume replaced: " (0.001 until step 176,012)"."""
-        spans = [(r["changed"][name][0], r["step"]) for r in run.resumes if name in r.get("changed", {})]
+        spans = replaced_values(run, name)
         return f" ({', '.join(f'{old} until step {step:,}' for old, step in spans)})" if spans else ""
 
     def pick(*names: str) -> str:
@@ -359,10 +372,56 @@ def run_settings(run: RunHistory) -> dict[str, str]:
     }.get(run.recipe or "", "")
     return {
         "model": model_text,
-        "optimiser": pick("batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip", "ema_decay"),
+        "optimiser": pick(*OPTIMISER_SETTINGS),
         "logging": pick("log_every", "eval_every", "n_val"),
         "recipe settings": recipe,
     }
+
+
+def optimiser_at_start(run: RunHistory) -> dict:
+    """The optimiser settings the run started with: its configuration with each value a resume
+    replaced set back to the first one; a setting its configuration predates takes
+    :class:`longmul.config.TrainConfig`'s default (what the run trained with). Empty without a
+    recorded configuration."""
+    if not run.config:
+        return {}
+    from longmul.config import TrainConfig  # no torch
+
+    defaults = TrainConfig()
+    settings = {name: run.config.get(name, getattr(defaults, name)) for name in OPTIMISER_SETTINGS}
+    for resume in reversed(run.resumes):  # the earliest resume's old value wins
+        for name, (old, _new) in resume.get("changed", {}).items():
+            if name in settings:
+                settings[name] = old
+    return settings
+
+
+def common_settings(settings: Mapping[str, Mapping]) -> tuple[dict, dict[str, dict]]:
+    """``(usual, own)`` for ``{label: {setting: value}}``: the most common value of each setting (on a
+    tie, the first label's), and per label the settings whose value differs from it (labels with none
+    are left out)."""
+    names = list(dict.fromkeys(n for table in settings.values() for n in table))
+    usual = {}
+    for name in names:
+        values = [table[name] for table in settings.values() if name in table]
+        usual[name] = max(values, key=values.count)  # max keeps the first of equally common values
+    own = {label: {n: v for n, v in table.items() if usual[n] != v} for label, table in settings.items()}
+    return usual, {label: rest for label, rest in own.items() if rest}
+
+
+def learning_rate_text(run: RunHistory) -> str:
+    """How the run's learning rate went, from its configuration and resumes: "0.001, 0.0001 from step
+    176,012 (constant after 200 warm-up steps)"; "" without a recorded configuration."""
+    if not run.config:
+        return ""
+    start = optimiser_at_start(run)
+    rates = f"{start['lr']:g}" + "".join(
+        f", {r['changed']['lr'][1]:g} from step {r['step']:,}" for r in run.resumes if "lr" in r.get("changed", {})
+    )
+    warmup = f"{start['warmup_steps']:,} warm-up steps"
+    if start["lr_schedule"] == "cosine":
+        return f"peak {rates} (after {warmup}, a cosine decay to 0 at step {run.config['max_steps']:,})"
+    return f"{rates} (constant after {warmup})"
 
 
 def digit_names(digits: Iterable[int]) -> str:
@@ -552,6 +611,18 @@ def learned_steps(
     return {k: _first_sustained(steps, [better(v[k]) for v in values], patience) for k in range(n_c)}
 
 
+def probe_error_below(
+    run: RunHistory, threshold: float = ROUNDING_ERROR, patience: int = LOSS_PATIENCE
+) -> int | None:
+    """Aux runs: the first logged step from which the probe's RMS error (in units of ĉ, as in
+    :func:`aux_error_rows`) stays below ``threshold`` on ``patience`` consecutive logged steps; None if
+    it has not (yet) or the run logged no aux loss."""
+    scale = float(run.config.get("aux_scale", 1.0))
+    rows = [r for r in run.train if r.get("aux_loss") is not None]
+    below = [math.sqrt(r["aux_loss"]) * scale < threshold for r in rows]
+    return _first_sustained([r["step"] for r in rows], below, patience)
+
+
 def learning_order(learned: Mapping[int, int | None]) -> list[int]:
     """The digits that were learned, earliest first (ties: lower digit first)."""
     return sorted((k for k, s in learned.items() if s is not None), key=lambda k: (learned[k], k))
@@ -606,7 +677,8 @@ class Flatness:
     """A straight-line fit of the mean loss of ``digits`` over a window of training.
 
     ``relative_change`` is the fitted change over the window divided by the fitted value at its start;
-    the window counts as ``flat`` when that is within ± ``tolerance`` (None: too few points to tell).
+    the window counts as ``flat`` when that is within ± ``tolerance`` (None: too short to tell, i.e.
+    fewer than ``min_window_steps`` steps or ``min_points`` logged steps).
     """
 
     digits: tuple[int, ...]
@@ -619,7 +691,13 @@ class Flatness:
     fitted_end: float
     relative_change: float
     tolerance: float
+    min_window_steps: int
+    min_points: int
     flat: bool | None
+
+    @property
+    def window_steps(self) -> int:
+        return self.end_step - self.start_step
 
     @property
     def gap_to_chance(self) -> float:
@@ -636,11 +714,14 @@ def flatness(
     digits: Sequence[int] = MIDDLE_DIGITS,
     start_fraction: float = 0.5,
     tolerance: float = FLAT_TOLERANCE,
-    min_points: int = 10,
+    min_window_steps: int = FLAT_MIN_WINDOW_STEPS,
+    min_points: int = FLAT_MIN_POINTS,
 ) -> Flatness | None:
     """Is the mean loss of ``digits`` flat over the last ``1 - start_fraction`` of the steps logged so
-    far (by default the second half)? The criterion issue 3 sets for the SFT model. None when the run
-    has logged no per-digit loss."""
+    far (by default the second half)? A straight line is fitted to it there; flat when the fitted
+    change is within ± ``tolerance`` of the fitted start, and no verdict (``flat`` None) over a window
+    shorter than ``min_window_steps`` steps or ``min_points`` logged steps. None when the run has
+    logged no per-digit loss."""
     rows = [r for r in run.train if "digit_loss" in r]
     if not rows:
         return None
@@ -655,7 +736,7 @@ def flatness(
     fitted_start = float(intercept + slope * steps[0])
     fitted_end = float(intercept + slope * steps[-1])
     relative = (fitted_end - fitted_start) / fitted_start if fitted_start else float("nan")
-    enough = len(window) >= min_points
+    enough = len(window) >= min_points and steps[-1] - steps[0] >= min_window_steps
     return Flatness(
         digits=tuple(digits),
         start_step=int(steps[0]),
@@ -667,6 +748,8 @@ def flatness(
         fitted_end=fitted_end,
         relative_change=float(relative),
         tolerance=tolerance,
+        min_window_steps=min_window_steps,
+        min_points=min_points,
         flat=bool(abs(relative) <= tolerance) if enough else None,
     )
 
@@ -742,13 +825,19 @@ def steps_to_exact_match(run: RunHistory, target: float = 0.99) -> int | None:
 
 
 __all__ = [
+    "CHECKPOINT_DIRS",
+    "FLAT_MIN_POINTS",
+    "FLAT_MIN_WINDOW_STEPS",
     "LN10",
     "MIDDLE_DIGITS",
+    "OPTIMISER_SETTINGS",
     "PAPER_AUX",
     "PAPER_SFT",
+    "ROUNDING_ERROR",
     "Flatness",
     "PaperRun",
     "RunHistory",
+    "common_settings",
     "compare_order",
     "cot_gone_step",
     "cot_length",
@@ -761,9 +850,13 @@ __all__ = [
     "icot_progress",
     "learned_steps",
     "learning_order",
+    "learning_rate_text",
     "load_run",
     "load_runs",
+    "optimiser_at_start",
+    "probe_error_below",
     "read_history_file",
+    "replaced_values",
     "run_settings",
     "run_summary",
     "stage_rows",

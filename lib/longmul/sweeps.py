@@ -2,25 +2,41 @@
 
 Sweep results (:func:`read_sweep`) live in one folder per sweep, e.g. ``results/aux_ablation/``::
 
-    README.md        what the sweep varies and, for every configuration, the exact command that made
+    README.md        what the sweep varies and, for every configuration, the command that started
                      it: a line ``longmul train ... --out results/aux_ablation/<name> ...``
     <name>/          what ``longmul train --out results/aux_ablation/<name>`` wrote: history.jsonl
                      and training.json at least (weights and checkpoint may be deleted to keep the
-                     repository small); a run that was stopped early keeps checkpoint/state.json
+                     repository small); a run that was stopped early keeps checkpoint/state.json.
+                     These records name the command of the run's latest session: the table's
+                     provenance is the run's own record, README.md's only where the run has none
     <name>.jsonl     or a configuration's history alone (its settings then come from README.md only)
 
 :data:`ABLATION_PLAN` and :func:`ablation_commands` are the auxiliary-loss ablation the book asks for
-(run by ``scripts/aux_ablation.py``); :func:`read_sweep` and :func:`sweep_rows` read what was run.
+(run by ``scripts/aux_ablation.py``); :func:`read_sweep`, :func:`sweep_rows`, :func:`control_rows`,
+:func:`control_summary` and :func:`sweep_summary` read what was run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from longmul.dynamics import N_C, RunHistory, load_run, steps_to_exact_match
+import numpy as np
+
+from longmul.dynamics import (
+    ACCURACY_THRESHOLD,
+    N_C,
+    RunHistory,
+    learned_steps,
+    load_run,
+    replaced_values,
+    steps_to_exact_match,
+)
+from longmul.task import random_problems
 
 SWEEP_COMMAND = re.compile(r"longmul train\b[^\n`]*")
 
@@ -34,10 +50,21 @@ class Sweep:
     commands: dict[str, str]  # configuration name -> the `longmul train` command in README.md
     runs: dict[str, RunHistory]
 
+    def command_of(self, name: str) -> tuple[str | None, str | None]:
+        """``(command, where it is recorded)`` for configuration ``name``: the run's own record
+        (``training.json`` or its checkpoint's ``state.json``: the latest session's command), else
+        README.md's; ``(None, None)`` when neither records one."""
+        run = self.runs.get(name)
+        if run is not None and run.command:
+            return run.command, "the run's record"
+        if name in self.commands:
+            return self.commands[name], "README.md"
+        return None, None
+
     @property
     def without_command(self) -> list[str]:
-        """Configurations whose command README.md does not record."""
-        return [name for name in self.runs if name not in self.commands]
+        """Configurations whose command neither their own record nor README.md gives."""
+        return [name for name in self.runs if self.command_of(name)[0] is None]
 
 
 def _out_name(command: str) -> str | None:
@@ -53,8 +80,53 @@ def _out_name(command: str) -> str | None:
     return None
 
 
+def command_config(command: str) -> dict | None:
+    """The training configuration (:meth:`longmul.config.TrainConfig.to_dict`) that a ``longmul
+    train`` command sets, defaults included; None if it is not such a command."""
+    from longmul.cli import build_parser  # no torch
+    from longmul.config import TrainConfig
+
+    try:
+        words = shlex.split(command)
+        with contextlib.redirect_stderr(io.StringIO()):  # argparse reports a bad command on stderr
+            args = build_parser().parse_args(words[1:])
+    except (ValueError, SystemExit):
+        return None
+    if args.command != "train":
+        return None
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)}).to_dict()
+
+
+def config_differences(reference: dict, run: RunHistory) -> list[dict]:
+    """How ``run`` was trained otherwise than the configuration ``reference`` (a
+    :meth:`~longmul.config.TrainConfig.to_dict`, e.g. from :func:`command_config`): one row per
+    setting whose value differed from the reference's at any time of the run, ``setting``,
+    ``reference`` and ``run`` (its value and the values resumes replaced, as text: "0.0001 (0.001
+    until step 176,012)"). Settings that do not change what is trained (checkpointing, threads,
+    device, …) are left out; one the run's configuration predates takes its default."""
+    from longmul.config import RESUME_BOOKKEEPING, TrainConfig
+
+    ignored = RESUME_BOOKKEEPING - {"max_steps", "stop_exact_match"}
+    config = TrainConfig.from_dict(run.config).to_dict()
+    out = []
+    for name, value in config.items():
+        earlier = replaced_values(run, name)
+        if name in ignored or all(v == reference.get(name) for v in [value, *(old for old, _ in earlier)]):
+            continue
+        until = f" ({', '.join(f'{value_text(old)} until step {step:,}' for old, step in earlier)})" if earlier else ""
+        out.append({"setting": name, "reference": reference.get(name), "run": f"{value_text(value)}{until}"})
+    return out
+
+
+def value_text(value) -> str:
+    """A setting's value for a sentence: whole numbers with thousands separators."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
 def read_sweep(folder: str | Path) -> Sweep | None:
-    """The results in ``folder``, or None when it does not exist or holds no configuration yet.
+    """The results in ``folder``, or None when it does not exist or holds no configuration yet. Runs
+    come in :data:`ABLATION_PLAN`'s order, then any others by name; a run without a recorded
+    configuration takes the settings of its README.md command (:func:`command_config`).
 
     Raises ``ValueError`` when results are there but ``README.md`` is not: results without the
     commands that made them are not shipped.
@@ -83,25 +155,38 @@ def read_sweep(folder: str | Path) -> Sweep | None:
     runs = {}
     for entry in entries:
         run = load_run(entry)
+        config = command_config(commands[run.name]) if not run.config and run.name in commands else None
+        if config:  # a bare history: its settings are those of its recorded command
+            run.config, run.recipe, run.planned_steps = config, config["recipe"], config["max_steps"]
         runs[run.name] = run
-    return Sweep(folder, readme, commands, runs)
+    planned = [name for name, _, _ in ABLATION_PLAN]
+    in_plan_order = sorted(runs, key=lambda name: planned.index(name) if name in planned else len(planned))
+    return Sweep(folder, readme, commands, {name: runs[name] for name in in_plan_order})
 
 
-def sweep_rows(sweep: Sweep, target: float = 0.99) -> list[dict]:
-    """One row per configuration: what it varies (from its recorded configuration, where there is
-    one), how far it ran, its final validation exact match and per-digit accuracy, and the step at
-    which validation exact match first reached ``target``."""
+def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_THRESHOLD) -> list[dict]:
+    """One row per configuration: what it varies and against which configuration (for those of
+    :data:`ABLATION_PLAN`), its settings (from its recorded configuration, where there is one), how far
+    it ran, its final validation exact match and per-digit accuracy (``c0`` … ``c7``), the step at which
+    exact match first reached ``target``, the step at which each digit's accuracy first reached
+    ``accuracy`` (``steps to c0 ≥ 95%`` …: configurations separate on these even when none reaches
+    ``target``), and the command that made it with where that is recorded (:meth:`Sweep.command_of`).
+    A step is None where it has not been reached."""
+    planned = {name: what for name, what, _ in ABLATION_PLAN}
     out = []
     for name, run in sweep.runs.items():
         latest = run.latest_eval
+        aux = run.recipe == "aux"
         row = {
             "configuration": name,
+            "varies": planned.get(name),
+            "compared with": baseline_of(name) if name in planned else None,
             "status": run.status,
             "recipe": run.recipe,
-            "aux site": run.config.get("aux_site") if run.recipe == "aux" else None,
-            "aux heads": ",".join(map(str, run.config.get("aux_heads") or [])) or None,
-            "aux weight": run.config.get("aux_weight") if run.recipe == "aux" else None,
-            "aux target": run.config.get("aux_target") if run.recipe == "aux" else None,
+            "aux site": run.config.get("aux_site") if aux else None,
+            "aux heads": (",".join(map(str, run.config.get("aux_heads") or [])) or None) if aux else None,
+            "aux weight": run.config.get("aux_weight") if aux else None,
+            "aux target": run.config.get("aux_target") if aux else None,
             "steps": run.last_step,
             "examples": run.examples,
             "final val exact match": latest["val_exact_match"] if latest else None,
@@ -109,28 +194,135 @@ def sweep_rows(sweep: Sweep, target: float = 0.99) -> list[dict]:
         }
         for k, acc in enumerate(latest["val_per_digit"] if latest else [None] * N_C):
             row[f"c{k}"] = acc
-        row["command recorded"] = name in sweep.commands
+        reached = learned_steps(run, by="accuracy", threshold=accuracy)
+        for k in range(N_C):
+            row[f"steps to c{k} ≥ {accuracy:.0%}"] = reached.get(k)
+        row["command"], row["command recorded in"] = sweep.command_of(name)
         out.append(row)
     return out
 
 
+def _score(row: dict) -> str:
+    """A row's final validation exact match, saying so when the run is unfinished."""
+    if row["final val exact match"] is None:
+        return "no evaluation yet"
+    unfinished = "" if row["status"] == "finished" else f" (unfinished, step {row['steps']:,})"
+    return f"{row['final val exact match']:.1%}{unfinished}"
+
+
+def control_rows(sweep: Sweep) -> list[dict]:
+    """The rows of :func:`sweep_rows` that ask "is it the running sum?", with a ``role`` column: each
+    control (a shuffled target) followed by the runs that regress the true running sum with the same
+    probe site, heads and weight, then the runs without an aux loss. Empty when no control was run."""
+    rows = sweep_rows(sweep)
+
+    def probe(row: dict) -> tuple:
+        return row["aux site"], row["aux heads"], row["aux weight"]
+
+    controls = [r for r in rows if r["aux target"] == "shuffled"]
+    if not controls:
+        return []
+    out = []
+    for control in controls:
+        out.append({**control, "role": f"control: ĉ_k shuffled, λ = {control['aux weight']:g}"})
+        out += [
+            {**r, "role": f"running sum, λ = {r['aux weight']:g}"}
+            for r in rows
+            if r["aux target"] == "running_sum" and probe(r) == probe(control)
+        ]
+    out += [{**r, "role": "no aux loss"} for r in rows if r["recipe"] == "sft"]
+    return out
+
+
+def control_summary(sweep: Sweep | None) -> str:
+    """One sentence: the control's final validation exact match against the true target's and no aux
+    loss's (:func:`control_rows`), or that the control has not been run yet."""
+    rows = control_rows(sweep) if sweep is not None else []
+    if not rows:
+        return (
+            "The shuffled-target control has not been run yet, so whether it is the running-sum target "
+            "itself that helps is open here."
+        )
+    return (
+        "Final validation exact match: "
+        + " vs ".join(f"{r['role']} ({r['configuration']}) {_score(r)}" for r in rows)
+        + "."
+    )
+
+
+def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
+    """What the sweep found, in a sentence or two: each configuration's final validation exact match
+    beside that of the configuration it differs from in one setting, and which reached ``target``;
+    or that the sweep has not been run yet."""
+    if sweep is None:
+        return "The ablation sweep has not been run yet, so which of our choices make the fix work is open here."
+    rows = {r["configuration"]: r for r in sweep_rows(sweep, target)}
+    parts = []
+    for name, row in rows.items():
+        text = f"{name} ({row['varies']}) {_score(row)}" if row["varies"] else f"{name} {_score(row)}"
+        baseline = rows.get(row["compared with"]) if row["compared with"] else None
+        if baseline is not None:
+            text += f" against {baseline['configuration']}'s {_score(baseline)}"
+        parts.append(text)
+    key = f"steps to {target:.0%} exact match"
+    reached = [f"{name} at step {row[key]:,}" for name, row in rows.items() if row[key] is not None]
+    return (
+        "Final validation exact match of each configuration of the sweep: "
+        + "; ".join(parts)
+        + ". "
+        + (f"Reached {target:.0%} exact match: {', '.join(reached)}." if reached else f"None reached {target:.0%} exact match.")
+    )
+
+
+def shuffled_target_floor(aux_scale: float, n_digits: int = 4, n_problems: int = 20_000, seed: int = 0) -> float:
+    """The lowest aux loss a shuffled target allows: the target is another problem's ĉ_k, independent
+    of the input, so no reading beats its mean, and the loss (the MSE of ĉ_k / ``aux_scale``, averaged
+    over the positions k) cannot go below the variance of ĉ_k / ``aux_scale``² averaged over k; the true
+    target's can approach 0. Estimated on ``n_problems`` uniform random problems."""
+    sums = np.array([p.running_sums for p in random_problems(n_problems, seed, n_digits)], dtype=float)  # (N, n_c)
+    return float((sums / aux_scale).var(axis=0).mean())
+
+
 # The configurations issue 8 asks for, as `longmul train` commands to run outside the book. A plan, not
-# a result: read_sweep reads what was actually run, with the commands its README.md records.
+# a result: read_sweep reads what was actually run. Each configuration differs in one setting from
+# the configuration baseline_of names: the reference, or for the second control, the run at its weight.
+REFERENCE = "site_layer2_attn"
 ABLATION_PLAN: tuple[tuple[str, str, str], ...] = (
     ("none", "no aux loss (SFT)", "--recipe sft"),
     ("site_layer1", "probe after layer 1", "--recipe aux --aux-site blocks.0.hook_resid_post"),
-    ("site_layer2_attn", "probe after layer-2 attention (the shipped aux model's site)", "--recipe aux --aux-site blocks.1.hook_resid_mid"),
+    ("site_layer2_attn", "probe after layer-2 attention", "--recipe aux --aux-site blocks.1.hook_resid_mid"),
     ("site_heads", "probe on the layer-2 heads' outputs", "--recipe aux --aux-site blocks.1.attn.hook_z --aux-heads 0,1,2,3"),
     ("weight_0.1", "weight λ = 0.1", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 0.1"),
     ("weight_10", "weight λ = 10", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 10"),
     ("control_shuffled", "control: ĉ_k shuffled across the batch", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-target shuffled"),
+    (
+        "control_shuffled_weight_0.1",
+        "control: ĉ_k shuffled across the batch, at weight λ = 0.1",
+        "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 0.1 --aux-target shuffled",
+    ),
 )
+# The shuffled target's loss cannot fall below a floor (shuffled_target_floor) that the true target's
+# can: at weight 0.1 the control's extra loss weighs ten times less, so a failing control at weight 1
+# can be told apart from a large noisy loss swamping training.
+BASELINES = {"control_shuffled_weight_0.1": "weight_0.1"}
+
+
+def baseline_of(name: str) -> str | None:
+    """The configuration of :data:`ABLATION_PLAN` that ``name`` differs from in one setting (None for
+    the reference itself)."""
+    return None if name == REFERENCE else BASELINES.get(name, REFERENCE)
 
 
 def ablation_commands(folder: str = "results/aux_ablation", max_steps: int = 50_000, seed: int = 0) -> list[dict]:
-    """The planned sweep (:data:`ABLATION_PLAN`) as full commands with shared settings."""
+    """The planned sweep (:data:`ABLATION_PLAN`) as full commands with shared settings: ``configuration``,
+    ``varies``, ``compared with`` (:func:`baseline_of`), ``command``."""
     shared = f"--preset cpu --seed {seed} --threads 1 --max-steps {max_steps} --eval-every 1000 --checkpoint-minutes 4"
     return [
-        {"configuration": name, "varies": what, "command": f"longmul train {args} {shared} --out {folder}/{name}"}
+        {
+            "configuration": name,
+            "varies": what,
+            "compared with": baseline_of(name),
+            "command": f"longmul train {args} {shared} --out {folder}/{name}",
+        }
         for name, what, args in ABLATION_PLAN
     ]

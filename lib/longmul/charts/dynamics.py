@@ -16,7 +16,7 @@ import pandas as pd
 
 from longmul.charts.accuracy import digit_labels, series_color_scale
 from longmul.charts.frames import round_floats
-from longmul.dynamics import LN10, RunHistory, digit_rows
+from longmul.dynamics import LN10, ROUNDING_ERROR, RunHistory, digit_rows
 
 # One colour per output digit, the same in every chart of the chapter (and in the widget).
 DIGIT_COLORS = ["#e45756", "#f58518", "#eeca3b", "#54a24b", "#4c78a8", "#b279a2", "#ff9da6", "#9d755d"]
@@ -130,8 +130,9 @@ def aux_error_chart(
     width: int = 500,
 ) -> alt.VConcatChart:
     """Two panels over the same steps, for the runs in ``error_rows``: the aux probe's RMS error in
-    units of ĉ (:func:`longmul.dynamics.aux_error_rows`, log scale, with a rule at 0.5, below which a
-    reading rounds to the right integer) and each digit's loss (:func:`longmul.dynamics.digit_rows`)."""
+    units of ĉ (:func:`longmul.dynamics.aux_error_rows`, log scale, with a rule at
+    :data:`~longmul.dynamics.ROUNDING_ERROR`, below which a reading rounds to the right integer) and
+    each digit's loss (:func:`longmul.dynamics.digit_rows`)."""
     errors = _frame(error_rows)
     if errors.empty:
         errors = pd.DataFrame(columns=["run", "step", "examples", "rms_error"])
@@ -150,7 +151,7 @@ def aux_error_chart(
             detail="run:N",
             tooltip=[alt.Tooltip("run:N"), alt.Tooltip("step:Q", format=","), alt.Tooltip("rms_error:Q", format=".3f", title="RMS error")],
         ),
-        alt.Chart(pd.DataFrame({"rms_error": [0.5], "label": ["0.5: a reading this close rounds to ĉ"]}))
+        alt.Chart(pd.DataFrame({"rms_error": [ROUNDING_ERROR], "label": [f"{ROUNDING_ERROR}: a reading this close rounds to ĉ"]}))
         .mark_rule(strokeDash=[4, 4], color="gray")
         .encode(y="rms_error:Q", tooltip=["label:N"]),
     ).properties(width=width, height=140)
