@@ -6,7 +6,11 @@
 #
 # Warnings are errors (-W -n --keep-going). LONGMUL_FAST=1 builds the CI-cheap variant of costly cells.
 # jupyter-cache re-executes a chapter only when its code changes, so _build is wiped whenever the
-# run's inputs that code does not show change: LONGMUL_FAST, LONGMUL_MODELS and the shipped models.
+# run's inputs that code does not show change: LONGMUL_FAST, LONGMUL_MODELS, the models the chapters
+# load (finished, else the snapshot of a run in training: longmul.shipped.shipped_dir) and results/.
+# The histories of runs still in training are left out: they grow every few minutes, and with them in
+# the fingerprint every build would start clean. Chapter 5 reads them, so its training curves are as
+# of the build that last executed it; --clean redraws them from the histories as they are now.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,14 +24,14 @@ fingerprint=$(
   {
     echo "LONGMUL_FAST=${LONGMUL_FAST:-}"
     echo "LONGMUL_MODELS=${LONGMUL_MODELS:-}"
-    cat "$models_dir"/*/manifest.json 2>/dev/null || true
-    # runs still in training change only their history; result files change without a manifest
-    cat "$models_dir"/*/history.jsonl 2>/dev/null | sha256sum || true
+    # a saved model's manifest hashes every file in it (weights, records, its history)
+    cat "$models_dir"/*/manifest.json "$models_dir"/*/snapshot/manifest.json 2>/dev/null || true
+    # result files change without a manifest
     find results -type f 2>/dev/null | sort | xargs -r cat 2>/dev/null | sha256sum || true
   } | sha256sum | cut -d' ' -f1
 )
 if [ -d _build ] && [ "$(cat _build/.longmul-inputs 2>/dev/null)" != "$fingerprint" ]; then
-  echo "build: LONGMUL_FAST, LONGMUL_MODELS, the models, their histories or results/ changed since the last build: starting from a clean _build"
+  echo "build: LONGMUL_FAST, LONGMUL_MODELS, the models (or their snapshots) or results/ changed since the last build: starting from a clean _build"
   rm -rf _build
 fi
 mkdir -p _build

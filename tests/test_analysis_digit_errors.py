@@ -35,14 +35,17 @@ def test_counts_offsets_and_missing_digits():
     assert errors.counts[1].tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 0]
     assert errors.missing.tolist() == [0, 1]
     assert errors.n == 4
-    assert errors.wrong.tolist() == [3, 2]
+    assert errors.written_wrong.tolist() == [3, 2]
+    assert errors.wrong.tolist() == [3, 3]  # the missing c1 is wrong too …
+    np.testing.assert_allclose(errors.error_rate, [3 / 4, 3 / 4])
+    # … but has no offset: the shares are over the two c1 digits written wrong
     np.testing.assert_allclose(errors.carry_share, [2 / 3, 1.0])
     np.testing.assert_allclose(errors.even_share, [1 / 3, 0.0])
 
 
 def test_a_digit_never_wrong_has_no_share():
     errors = digit_errors(np.array([[1], [2]]), np.array([[1], [2]]))
-    assert errors.wrong.tolist() == [0]
+    assert errors.wrong.tolist() == [0] and errors.error_rate.tolist() == [0.0]
     assert np.isnan(errors.carry_share[0]) and np.isnan(errors.even_share[0])
 
 
@@ -103,6 +106,7 @@ def test_a_misjudged_carry_errs_only_next_to_a_multiple_of_ten():
     assert split.minus_one[k, 0] > 0 and split.minus_one[k, 1:].sum() == 0
     assert split.plus_one[k, 9] > 0 and split.plus_one[k, :9].sum() == 0
     assert split.sign_agreement[k] == 1.0
+    assert split.carry_signed[k] == split.signed_errors[k] == split.wrong[k].sum()
     assert np.isnan(split.boundary_ratio[k])  # no error at residues 3…6
     np.testing.assert_allclose(split.error_rate[k, [0, 9]], 1 / 3, atol=0.08)
 
@@ -121,7 +125,10 @@ def test_missing_digits_count_as_wrong_but_not_as_plus_or_minus_one():
     predicted[:, 3] = -1
     split = carry_boundary_errors(predicted, target, running)
     assert split.wrong[3].sum() == 50 and split.plus_one[3].sum() == split.minus_one[3].sum() == 0
-    assert np.isnan(split.sign_agreement[3])
+    assert split.signed_errors[3] == 0 and np.isnan(split.sign_agreement[3])
+    errors = digit_errors(predicted, target)
+    assert errors.wrong[3] == split.wrong[3].sum() == 50  # one meaning of "wrong" in both tallies
+    assert errors.written_wrong[3] == 0 and errors.error_rate[3] == 1.0
 
 
 def test_running_sums_of_other_problems_are_refused():

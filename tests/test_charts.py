@@ -12,24 +12,32 @@ import pytest
 
 from longmul import charts
 from longmul.charts.accuracy import (
+    SERIES_COLORS,
     carry_boundary_chart,
     dependency_chart,
     error_offset_chart,
     per_digit_chart,
     problem_grid_chart,
+    series_color_scale,
 )
 from longmul.charts.explorer import answer_explorer, answer_table_html
 from longmul.charts.puzzle import (
+    MIN_SIGNED_ERRORS,
     answer_grid_frame,
     carry_boundary_frame,
     carry_boundary_summary,
     dependency_counts,
+    dependency_peaks,
     error_kind,
     error_offset_frame,
     error_summary,
+    label_with_cot,
     per_digit_frame,
     running_sum_stats,
     shortcut_accuracy,
+    sign_findings,
+    sign_verdict,
+    wilson_interval,
 )
 from longmul.charts.render import RENDERER_NAME, chart_html, renderer
 from longmul.evaluate import EvalResult, Prediction
@@ -174,6 +182,18 @@ def test_dependency_counts_for_4x4():
     below = deps[deps["kind"].str.startswith("in lower")]["pairs"].tolist()
     assert own == [1, 2, 3, 4, 3, 2, 1, 0]
     assert below == [0, 1, 3, 6, 10, 13, 15, 16]
+    # the middle column has the most pairs of its own; the top digits, through the carry, the most in all
+    assert dependency_peaks(deps) == {"own": ([3], 4), "total": ([6, 7], 16)}
+
+
+def test_a_model_still_writing_cot_is_labelled_so_and_keeps_its_colour():
+    assert label_with_cot("ICoT", 0) == "ICoT"
+    assert label_with_cot("ICoT", 12) == "ICoT (writes 12 CoT tokens)"
+    with pytest.raises(ValueError, match="≥ 0"):
+        label_with_cot("ICoT", -1)
+    scale = series_color_scale([label_with_cot("ICoT", 12), "SFT (lr 1e-4)"]).to_dict()
+    assert scale["range"][0] == SERIES_COLORS["ICoT"]
+    assert scale["range"][1] not in SERIES_COLORS.values()  # only the CoT suffix is looked through
 
 
 def test_shortcuts_get_the_outer_digits_and_not_the_middle():
@@ -221,7 +241,7 @@ def test_error_offsets_of_a_model_that_misses_the_carry():
     frame = error_offset_frame(results).set_index(["k", "offset"])
     assert frame.loc[(4, 1), "count"] == 30 and frame.loc[(4, 1), "share"] == 1.0
     assert frame.loc[(4, -1), "count"] == 0
-    assert frame.loc[(5, 2), "wrong"] == 10
+    assert frame.loc[(5, 2), "written_wrong"] == 10
     assert sorted(frame.loc[4].index) == [-4, -3, -2, -1, 1, 2, 3, 4, 5]
     summary = error_summary(results, min_wrong=1).set_index("k")
     assert list(summary.index) == [4, 5]
@@ -231,6 +251,28 @@ def test_error_offsets_of_a_model_that_misses_the_carry():
     spec = error_offset_chart(error_offset_frame(results), min_wrong=20).to_dict()
     shown = {row["k"] for row in next(iter(spec["datasets"].values()))}
     assert shown == {4}  # c5 has 10 wrong answers, fewer than min_wrong
+
+
+def test_missing_digits_are_errors_without_an_offset():
+    problems = random_problems(40, seed=4)
+    predicted = [list(p.c_digits) for p in problems]
+    for row in predicted[:20]:
+        row[4] = (row[4] + 1) % 10  # c4 one too high on 20 problems …
+    for row in predicted[20:30]:
+        row[4] = -1  # … and not written at all on 10
+    results = {"A": _result(problems, predicted)}
+    summary = error_summary(results, min_wrong=1).set_index("k")
+    assert summary.loc[4, "wrong"] == 30 and summary.loc[4, "missing"] == 10
+    assert summary.loc[4, "error rate"] == 30 / 40  # not 20 / 40: a missing digit is not right
+    assert summary.loc[4, "off by ±1"] == 1.0  # of the 20 written wrong
+    assert error_offset_frame(results).set_index(["k", "offset"]).loc[(4, 1), "written_wrong"] == 20
+    boundary = carry_boundary_summary(results, problems, min_wrong=1).set_index("k")
+    assert boundary.loc[4, "wrong"] == summary.loc[4, "wrong"]  # one meaning of "wrong" in both tables
+    assert boundary.loc[4, "±1 errors"] == 20
+    only_missing = [list(p.c_digits) for p in problems]
+    for row in only_missing[:25]:
+        row[2] = -1
+    assert error_summary({"A": _result(problems, only_missing)}, min_wrong=1).empty  # no offset to share out
 
 
 def test_carry_boundary_frame_and_summary():
@@ -248,6 +290,7 @@ def test_carry_boundary_frame_and_summary():
     assert set(frame["k"]) == set(range(1, 8))
     summary = carry_boundary_summary(results, problems, min_wrong=1).set_index("k")
     assert list(summary.index) == [4] and summary.loc[4, "sign as a carry predicts"] == 1.0
+    assert summary.loc[4, "±1 errors"] == ends_in_zero
     spec = carry_boundary_chart(frame, digits=(3, 4)).to_dict()
     assert spec["facet"]["column"]["sort"] == ["c3", "c4"]
     with pytest.raises(ValueError, match="covers 400 problems"):
@@ -260,6 +303,47 @@ def test_carry_boundary_frame_and_summary():
 )
 def test_error_kind(carry, even, kind):
     assert error_kind(carry, even) == kind
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    low, high = wilson_interval(20, 20)
+    assert high == 1.0 and 0.8 < low < 0.85  # stays inside [0, 1], unlike share ± 1.96 se
+    with pytest.raises(ValueError, match="n > 0"):
+        wilson_interval(0, 0)
+
+
+@pytest.mark.parametrize(
+    ("carry_signed", "signed_errors", "verdict"),
+    [
+        (90, 100, "as a carry predicts"),  # a clear majority
+        (20, 30, "coin toss"),  # 67%, but 30 errors cannot tell that from 50%
+        (52, 100, "coin toss"),
+        (10, 100, "against the carry"),
+        (MIN_SIGNED_ERRORS - 1, MIN_SIGNED_ERRORS - 1, "too few"),  # all one way, but too few
+        (0, 0, "too few"),
+    ],
+)
+def test_sign_verdict(carry_signed, signed_errors, verdict):
+    assert sign_verdict(carry_signed, signed_errors) == verdict
+
+
+def test_sign_findings_words_each_verdict():
+    summary = pd.DataFrame(
+        [
+            {"model": "A", "k": 4, "±1 errors": 100, "sign as a carry predicts": 0.9},
+            {"model": "A", "k": 5, "±1 errors": 200, "sign as a carry predicts": 0.5},
+            {"model": "B", "k": 3, "±1 errors": 5, "sign as a carry predicts": 1.0},
+            {"model": "B", "k": 6, "±1 errors": 0, "sign as a carry predicts": float("nan")},
+        ]
+    )
+    text = sign_findings(summary)
+    assert text.startswith("Measured here: for A c4, the ±1 errors go the way a misjudged carry would")
+    assert "95% interval" in text
+    assert "for A c5, the sign of the ±1 errors cannot be told from a coin toss" in text
+    assert f"for B c3, B c6, there are fewer than {MIN_SIGNED_ERRORS} ±1 errors" in text
+    assert sign_findings(summary.iloc[:0]) == ""
 
 
 def test_round_floats_cuts_floats_only():

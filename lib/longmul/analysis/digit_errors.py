@@ -6,7 +6,9 @@ spreads its errors evenly over the nine wrong digits, so a share of 2/9 of them 
 A third pattern: errors only at even offsets mean the model has the digit's parity right.
 
 Offsets are reported signed, from −4 to +5 (+5 and −5 are the same digit mod 10). Digits a model did
-not write at all (``-1`` in :class:`longmul.evaluate.EvalResult`) count as *missing*, not as an offset.
+not write at all (``-1`` in :class:`longmul.evaluate.EvalResult`) count as *missing*: wrong (``wrong``
+and ``error_rate`` include them, here and in :class:`BoundaryErrors`), but without an offset, so the
+shares of offsets are taken over the digits written wrong (``written_wrong``).
 
 :func:`carry_boundary_errors` asks where carry errors happen. The carry into position k is
 ⌊ĉ_{k−1} / 10⌋. A model that estimates ĉ_{k−1} to within about a unit gets that carry wrong only when
@@ -50,23 +52,35 @@ class DigitErrors:
         return int(self.counts[0].sum() + self.missing[0])
 
     @property
-    def wrong(self) -> np.ndarray:
-        """(n_c,) digits written but wrong (missing ones excluded)."""
+    def written_wrong(self) -> np.ndarray:
+        """(n_c,) digits written but wrong: the ones with an offset, over which the shares are taken."""
         return self.counts[:, 1:].sum(1)
 
-    def _share_of_wrong(self, offsets: list[int]) -> np.ndarray:
+    @property
+    def wrong(self) -> np.ndarray:
+        """(n_c,) digits not right: written wrong or missing (as :attr:`BoundaryErrors.wrong` counts them)."""
+        return self.written_wrong + self.missing
+
+    @property
+    def error_rate(self) -> np.ndarray:
+        """(n_c,) share of the problems whose c_k is not right, missing digits included."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.wrong > 0, self.counts[:, offsets].sum(1) / self.wrong, np.nan)
+            return self.wrong / self.n
+
+    def _share_of_written_wrong(self, offsets: list[int]) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.written_wrong > 0, self.counts[:, offsets].sum(1) / self.written_wrong, np.nan)
 
     @property
     def carry_share(self) -> np.ndarray:
-        """(n_c,) share of the wrong digits that are off by exactly ±1; NaN where none is wrong."""
-        return self._share_of_wrong([1, 9])
+        """(n_c,) share of the wrong digits written that are off by exactly ±1; NaN where none is."""
+        return self._share_of_written_wrong([1, 9])
 
     @property
     def even_share(self) -> np.ndarray:
-        """(n_c,) share of the wrong digits off by an even amount (parity right); NaN where none is wrong."""
-        return self._share_of_wrong([2, 4, 6, 8])
+        """(n_c,) share of the wrong digits written that are off by an even amount (parity right); NaN
+        where none is."""
+        return self._share_of_written_wrong([2, 4, 6, 8])
 
 
 def _checked_digits(predicted: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,13 +136,21 @@ class BoundaryErrors:
             return np.where(inner_rate > 0, edge_rate / inner_rate, np.nan)
 
     @property
+    def signed_errors(self) -> np.ndarray:
+        """(n_c,) errors of c_k that are exactly one too small or one too large."""
+        return self.minus_one.sum(1) + self.plus_one.sum(1)
+
+    @property
+    def carry_signed(self) -> np.ndarray:
+        """(n_c,) of the ±1 errors, those that go the way a misjudged carry would: −1 where r ≤ 4 and
+        +1 where r ≥ 5."""
+        return self.minus_one[:, :5].sum(1) + self.plus_one[:, 5:].sum(1)
+
+    @property
     def sign_agreement(self) -> np.ndarray:
-        """(n_c,) among the ±1 errors: the share that go the way a misjudged carry would, −1 where
-        r ≤ 4 and +1 where r ≥ 5. About 1/2 for guesses; NaN where there is no ±1 error."""
-        agree = self.minus_one[:, :5].sum(1) + self.plus_one[:, 5:].sum(1)
-        total = self.minus_one.sum(1) + self.plus_one.sum(1)
+        """(n_c,) ``carry_signed / signed_errors``: about 1/2 for guesses; NaN where there is no ±1 error."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, agree / total, np.nan)
+            return np.where(self.signed_errors > 0, self.carry_signed / self.signed_errors, np.nan)
 
 
 def carry_boundary_errors(predicted: np.ndarray, target: np.ndarray, running_sums: np.ndarray) -> BoundaryErrors:

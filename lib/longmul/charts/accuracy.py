@@ -7,6 +7,8 @@ positions are columns ``k`` (0 … n_c-1) and are drawn as ``c0 … c7``.
 
 from __future__ import annotations
 
+import re
+
 import altair as alt
 import pandas as pd
 
@@ -25,10 +27,19 @@ SERIES_COLORS = {
 _FALLBACK_COLORS = ["#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac"]
 
 
+# The suffix longmul.charts.puzzle.label_with_cot gives a model that still writes a chain of thought.
+_COT_SUFFIX = re.compile(r" \(writes \d+ CoT tokens\)$")
+
+
+def _known_color(series: str) -> str | None:
+    """The fixed colour of a series, also under its label_with_cot ("ICoT (writes 12 CoT tokens)")."""
+    return SERIES_COLORS.get(_COT_SUFFIX.sub("", series))
+
+
 def series_color_scale(series: list[str]) -> alt.Scale:
     """A colour scale that gives each known series its fixed colour (see :data:`SERIES_COLORS`)."""
     fallback = iter(_FALLBACK_COLORS * (len(series) // len(_FALLBACK_COLORS) + 1))
-    return alt.Scale(domain=series, range=[SERIES_COLORS.get(s) or next(fallback) for s in series])
+    return alt.Scale(domain=series, range=[_known_color(str(s)) or next(fallback) for s in series])
 
 
 def digit_labels(n_c: int = 8) -> list[str]:
@@ -165,10 +176,10 @@ def error_offset_chart(
     colour the share of that digit's wrong answers at that offset.
 
     ``df``: :func:`longmul.charts.puzzle.error_offset_frame`. Digits with fewer than ``min_wrong``
-    wrong answers are left blank (too few to show a pattern); hover a cell for the counts.
+    wrong answers written are left blank (too few to show a pattern); hover a cell for the counts.
     """
     data, order = _with_digit_label(df)
-    data = data[data["wrong"] >= min_wrong]
+    data = data[data["written_wrong"] >= min_wrong]
     offsets = sorted(int(o) for o in df["offset"].unique()) if len(df) else list(range(-4, 6))
     panels = []
     for model in dict.fromkeys(df["model"]):
@@ -189,7 +200,7 @@ def error_offset_chart(
                 alt.Tooltip("digit:N"),
                 alt.Tooltip("offset:O", title="predicted − true (mod 10)"),
                 alt.Tooltip("count:Q", title="wrong answers at this offset"),
-                alt.Tooltip("wrong:Q", title="wrong answers at this digit"),
+                alt.Tooltip("written_wrong:Q", title="wrong answers written at this digit"),
                 alt.Tooltip("share:Q", format=".0%"),
             ],
         )

@@ -8,6 +8,7 @@ Each function returns a ``pandas.DataFrame`` in the shape the builders of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -59,16 +60,33 @@ def shortcut_accuracy(problems: Sequence[Problem]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["series", "k", "accuracy"])
 
 
+OWN_COLUMN = "in its own column s_k"
+THROUGH_CARRY = "in lower columns, through the carry"
+
+
 def dependency_counts(problem: Problem) -> pd.DataFrame:
     """For each output digit c_k: the digit pairs (a_i, b_j) in its own column (i + j = k) and those in
-    lower columns, which reach it through the carry. Columns ``k``, ``kind``, ``pairs``."""
+    lower columns, which reach it through the carry. Columns ``k``, ``kind`` (:data:`OWN_COLUMN` or
+    :data:`THROUGH_CARRY`), ``pairs``."""
     rows = []
     for k in range(problem.n_c):
         own = len(problem.pairs_for_digit(k))
         below = sum(len(problem.pairs_for_digit(i)) for i in range(k))
-        rows.append({"k": k, "kind": "in its own column s_k", "pairs": own})
-        rows.append({"k": k, "kind": "in lower columns, through the carry", "pairs": below})
+        rows.append({"k": k, "kind": OWN_COLUMN, "pairs": own})
+        rows.append({"k": k, "kind": THROUGH_CARRY, "pairs": below})
     return pd.DataFrame(rows, columns=["k", "kind", "pairs"])
+
+
+def dependency_peaks(deps: pd.DataFrame) -> dict[str, tuple[list[int], int]]:
+    """The output digits that depend on the most pairs, from :func:`dependency_counts`: ``"own"``
+    counts the pairs of the digit's own column, ``"total"`` adds those below it. Each maps to
+    ``(digits, pairs)``, every digit tied at the maximum listed."""
+    own = deps[deps["kind"] == OWN_COLUMN].groupby("k")["pairs"].sum()
+    total = deps.groupby("k")["pairs"].sum()
+    return {
+        name: ([int(k) for k in counts.index[counts == counts.max()]], int(counts.max()))
+        for name, counts in (("own", own), ("total", total))
+    }
 
 
 def running_sum_stats(problems: Sequence[Problem]) -> pd.DataFrame:
@@ -86,6 +104,15 @@ def running_sum_stats(problems: Sequence[Problem]) -> pd.DataFrame:
         index=["mean ĉ_k", "std ĉ_k", "largest ĉ_k", "distinct carries r_k"],
         columns=[f"k={k}" for k in range(n_c)],
     )
+
+
+def label_with_cot(label: str, cot_tokens: int) -> str:
+    """A model's label where its numbers stand beside the paper's: a model that still writes a chain of
+    thought (``cot_tokens`` > 0, :func:`longmul.evaluate.cot_tokens_of`) is not the paper's finished
+    ICoT model, and its label says so: "ICoT (writes 12 CoT tokens)"."""
+    if cot_tokens < 0:
+        raise ValueError(f"cot_tokens must be ≥ 0, got {cot_tokens}")
+    return f"{label} (writes {cot_tokens} CoT tokens)" if cot_tokens else label
 
 
 def per_digit_frame(results: Mapping[str, EvalResult]) -> pd.DataFrame:
@@ -128,14 +155,15 @@ def answer_grid_frame(results: Mapping[str, EvalResult], problems: Sequence[Prob
 def error_offset_frame(results: Mapping[str, EvalResult]) -> pd.DataFrame:
     """Where each model's wrong digits land: one row per (model, c_k, signed offset ≠ 0).
 
-    Columns ``model``, ``k``, ``offset`` (−4 … +5: predicted − true, mod 10), ``count``, ``wrong``
-    (wrong digits at c_k in all) and ``share`` (count / wrong; NaN where none is wrong).
+    Columns ``model``, ``k``, ``offset`` (−4 … +5: predicted − true, mod 10), ``count``,
+    ``written_wrong`` (wrong digits written at c_k in all; a missing digit has no offset) and ``share``
+    (count / written_wrong; NaN where none is).
     """
     rows = []
     for name, result in results.items():
         errors = digit_errors(result.predicted, result.target)
         for k in range(errors.counts.shape[0]):
-            wrong = int(errors.wrong[k])
+            written_wrong = int(errors.written_wrong[k])
             for offset in range(1, N_OFFSETS):
                 count = int(errors.counts[k, offset])
                 rows.append(
@@ -144,14 +172,14 @@ def error_offset_frame(results: Mapping[str, EvalResult]) -> pd.DataFrame:
                         "k": k,
                         "offset": signed_offset(offset),
                         "count": count,
-                        "wrong": wrong,
-                        "share": count / wrong if wrong else float("nan"),
+                        "written_wrong": written_wrong,
+                        "share": count / written_wrong if written_wrong else float("nan"),
                     }
                 )
-    return pd.DataFrame(rows, columns=["model", "k", "offset", "count", "wrong", "share"])
+    return pd.DataFrame(rows, columns=["model", "k", "offset", "count", "written_wrong", "share"])
 
 
-MOSTLY = 0.75  # a share of the wrong digits from which one kind of error "dominates"
+MOSTLY = 0.75  # a share of the wrong digits written from which one kind of error "dominates"
 NEAR_CHANCE = 0.1  # both shares within this of their chance levels: the errors look like guesses
 
 
@@ -167,14 +195,17 @@ def error_kind(carry_share: float, even_share: float) -> str:
 
 
 def error_summary(results: Mapping[str, EvalResult], min_wrong: int = 1) -> pd.DataFrame:
-    """Per (model, c_k) with at least ``min_wrong`` wrong digits: the error rate, and the shares of the
-    wrong digits that are off by ±1 (a carry error) and by an even amount (guessing gives 2/9 and 4/9),
-    and what the pattern looks like (:func:`error_kind`)."""
+    """Per (model, c_k) with at least ``min_wrong`` wrong digits written: ``wrong`` (digits not right,
+    missing ones included, as :func:`carry_boundary_summary` counts them), ``missing``, the ``error
+    rate`` (wrong / problems), the shares of the wrong digits written that are off by ±1 (a carry
+    error) and by an even amount (guessing gives 2/9 and 4/9), and what that pattern looks like
+    (:func:`error_kind`). A missing digit has no offset, so the shares and ``min_wrong`` count only
+    the digits written."""
     rows = []
     for name, result in results.items():
         errors = digit_errors(result.predicted, result.target)
         for k in range(errors.counts.shape[0]):
-            if errors.wrong[k] < min_wrong:
+            if errors.written_wrong[k] < min_wrong:
                 continue
             carry, even = float(errors.carry_share[k]), float(errors.even_share[k])
             rows.append(
@@ -182,13 +213,14 @@ def error_summary(results: Mapping[str, EvalResult], min_wrong: int = 1) -> pd.D
                     "model": name,
                     "k": k,
                     "wrong": int(errors.wrong[k]),
-                    "error rate": errors.wrong[k] / errors.n,
+                    "missing": int(errors.missing[k]),
+                    "error rate": float(errors.error_rate[k]),
                     "off by ±1": carry,
                     "off by an even amount": even,
                     "looks like": error_kind(carry, even),
                 }
             )
-    columns = ["model", "k", "wrong", "error rate", "off by ±1", "off by an even amount", "looks like"]
+    columns = ["model", "k", "wrong", "missing", "error rate", "off by ±1", "off by an even amount", "looks like"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -230,10 +262,10 @@ def carry_boundary_frame(results: Mapping[str, EvalResult], problems: Sequence[P
 
 
 def carry_boundary_summary(results: Mapping[str, EvalResult], problems: Sequence[Problem], min_wrong: int = 1) -> pd.DataFrame:
-    """Per (model, c_k) with at least ``min_wrong`` wrong digits: how much likelier an error is where
-    ĉ_{k−1} ends in 0 or 9 than where it ends in 3…6 (``boundary ratio``, ≈ 1 for guesses), and the
-    share of the ±1 errors whose sign a misjudged carry predicts (``sign as a carry predicts``, ≈ 1/2
-    for guesses)."""
+    """Per (model, c_k) with at least ``min_wrong`` wrong digits (missing ones included): how much
+    likelier an error is where ĉ_{k−1} ends in 0 or 9 than where it ends in 3…6 (``boundary ratio``,
+    ≈ 1 for guesses), the number of ``±1 errors``, and the share of them whose sign a misjudged carry
+    predicts (``sign as a carry predicts``, ≈ 1/2 for guesses; :func:`sign_findings` words it)."""
     rows = []
     for name, result in results.items():
         split = _boundary_errors(result, problems)
@@ -248,7 +280,63 @@ def carry_boundary_summary(results: Mapping[str, EvalResult], problems: Sequence
                     "k": k,
                     "wrong": wrong,
                     "boundary ratio": float(ratio[k]),
+                    "±1 errors": int(split.signed_errors[k]),
                     "sign as a carry predicts": float(agreement[k]),
                 }
             )
-    return pd.DataFrame(rows, columns=["model", "k", "wrong", "boundary ratio", "sign as a carry predicts"])
+    columns = ["model", "k", "wrong", "boundary ratio", "±1 errors", "sign as a carry predicts"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+SIGN_CHANCE = 0.5  # share of the ±1 errors that go the carry's way when their sign is a coin toss
+MIN_SIGNED_ERRORS = 20  # ±1 errors a digit needs before the sign of its errors is judged at all
+SIGN_Z = 1.96  # half-width of the interval in standard errors: a 95% interval
+_SIGN_CONFIDENCE = math.erf(SIGN_Z / math.sqrt(2))  # the interval's coverage, for the wording
+
+
+def wilson_interval(successes: int, n: int, z: float = SIGN_Z) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share, ``successes`` of ``n`` (n > 0): unlike the
+    normal approximation it stays inside [0, 1] and is honest when the share is near 0 or 1."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 ≤ successes ≤ n and n > 0, got {successes} of {n}")
+    share = successes / n
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half_width = z * math.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return centre - half_width, centre + half_width
+
+
+def sign_verdict(carry_signed: int, signed_errors: int) -> str:
+    """How a digit's ±1 errors split between the sign a misjudged carry predicts (``carry_signed`` of
+    them) and the other: "too few" under :data:`MIN_SIGNED_ERRORS`; "as a carry predicts" or "against
+    the carry" when the :func:`wilson_interval` of the share lies wholly above or below
+    :data:`SIGN_CHANCE`; else "coin toss" (no different from one at this many errors)."""
+    if signed_errors < MIN_SIGNED_ERRORS:
+        return "too few"
+    low, high = wilson_interval(carry_signed, signed_errors)
+    if low > SIGN_CHANCE:
+        return "as a carry predicts"
+    if high < SIGN_CHANCE:
+        return "against the carry"
+    return "coin toss"
+
+
+_SIGN_WORDING = {
+    "as a carry predicts": "the ±1 errors go the way a misjudged carry would more often than a coin toss allows "
+    f"(the {_SIGN_CONFIDENCE:.0%} interval of the share lies above {SIGN_CHANCE:.0%})",
+    "against the carry": "the ±1 errors go against the carry more often than a coin toss allows",
+    "coin toss": f"the sign of the ±1 errors cannot be told from a coin toss (the interval contains {SIGN_CHANCE:.0%})",
+    "too few": f"there are fewer than {MIN_SIGNED_ERRORS} ±1 errors, too few to judge their sign",
+}
+
+
+def sign_findings(summary: pd.DataFrame) -> str:
+    """One sentence on :func:`carry_boundary_summary`: for which (model, c_k) the ±1 errors take the
+    sign a misjudged carry predicts, for which it is a coin toss, and where there are too few to tell
+    (:func:`sign_verdict`); empty for an empty table."""
+    by_verdict: dict[str, list[str]] = {verdict: [] for verdict in _SIGN_WORDING}
+    columns = ["model", "k", "±1 errors", "sign as a carry predicts"]
+    for model, k, signed_errors, share in summary[columns].itertuples(index=False, name=None):
+        carry_signed = round(share * signed_errors) if signed_errors else 0  # share = carry_signed / signed_errors
+        by_verdict[sign_verdict(carry_signed, int(signed_errors))].append(f"{model} c{k}")
+    parts = [f"for {', '.join(names)}, {_SIGN_WORDING[verdict]}" for verdict, names in by_verdict.items() if names]
+    return "Measured here: " + "; ".join(parts) + "." if parts else ""
