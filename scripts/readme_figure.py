@@ -17,9 +17,9 @@ import pandas as pd
 import vl_convert as vlc
 
 from longmul.charts.accuracy import per_digit_chart
-from longmul.charts.puzzle import per_digit_frame, shortcut_accuracy
+from longmul.charts.puzzle import label_with_cot, per_digit_frame, shortcut_accuracy
 from longmul.datasets import icot_problems
-from longmul.evaluate import evaluate
+from longmul.evaluate import cot_tokens_of, evaluate
 from longmul.shipped import load_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,8 @@ OUT = ROOT / "book" / "images" / "per-digit-accuracy.png"
 def main() -> int:
     problems = icot_problems("test")
     shipped = load_shipped(ROOT / "models")
-    results = {label: evaluate(m.model, problems) for label, m in shipped.models.items()}
+    # a model that still writes a chain of thought is labelled so: it is not the paper's ICoT model
+    results = {label_with_cot(label, cot_tokens_of(m.model)): evaluate(m.model, problems) for label, m in shipped.models.items()}
     data = pd.concat([per_digit_frame(results), shortcut_accuracy(problems)])
     title = ["Which digits of a 4-digit × 4-digit product are right (ICoT test set)"]
     if shipped.unfinished:
