@@ -36,19 +36,27 @@ RETRIEVE_EDGE = Knockout(layer=1, head=0, query=ANSWER_MARK + 1, key=ANSWER_MARK
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def copy_a0_model():
-    """Hand-set 2x2 model: layer-0 head 0 attends from every position to position 0 (a0) and copies its
-    token to the output; nothing else writes. So it predicts a0 everywhere, which is right only for c0
-    when b0 = 1 (c0 = a0 · 1): the single edge its accuracy depends on is head 0, '####' → a0."""
-    config = ModelConfig(d_model=64, n_layers=2, n_heads=2, n_a=2, n_b=2)
+def blank_model(config: ModelConfig):
+    """A model that does nothing yet: every weight zero but the layer norms' (1) and the embedding, which
+    sends token t to dimension t (tied: also the unembedding). The hand-set models below add heads."""
     m = build_model(config, seed=0).eval()
-    d, V = config.d_model, len(VOCAB)
     with torch.no_grad():
         for p in m.parameters():
             p.zero_()
         for ln in [m.transformer.ln_f] + [b.ln_1 for b in m.transformer.h] + [b.ln_2 for b in m.transformer.h]:
             ln.weight.fill_(1.0)
-        m.transformer.wte.weight[:, :V] = 10 * torch.eye(V)  # token t -> dim t (tied: also the unembedding)
+        m.transformer.wte.weight[:, : len(VOCAB)] = 10 * torch.eye(len(VOCAB))
+    return m
+
+
+def copy_a0_model():
+    """Hand-set 2x2 model: layer-0 head 0 attends from every position to position 0 (a0) and copies its
+    token to the output; nothing else writes. So it predicts a0 everywhere, which is right only for c0
+    when b0 = 1 (c0 = a0 · 1): the single edge its accuracy depends on is head 0, '####' → a0."""
+    config = ModelConfig(d_model=64, n_layers=2, n_heads=2, n_a=2, n_b=2)
+    m = blank_model(config)
+    d, V = config.d_model, len(VOCAB)
+    with torch.no_grad():
         m.transformer.wpe.weight[0, d - 1] = 30.0  # position 0 -> a flag in the last dim
         attn = m.transformer.h[0].attn
         w = attn.c_attn.weight  # (d, 3d): q | k | v
@@ -67,16 +75,11 @@ def cache_retrieve_model():
     carries no digit. So c0 (at '####') predicts a0 and predicts c1 right when c1 = a0: its accuracy
     depends on the path a0 → '####' → c0, i.e. on CACHE_EDGE and RETRIEVE_EDGE."""
     config = ModelConfig(d_model=64, n_layers=2, n_heads=2, n_a=2, n_b=2)
-    m = build_model(config, seed=0).eval()
-    d, V = config.d_model, len(VOCAB)
+    m = blank_model(config)
+    d = config.d_model
     cache = 32  # dim cache + t holds a cached digit token t
     a0_flag, answer_mark_flag = d - 1, d - 2  # position flags of a0 and '####'
     with torch.no_grad():
-        for p in m.parameters():
-            p.zero_()
-        for ln in [m.transformer.ln_f] + [b.ln_1 for b in m.transformer.h] + [b.ln_2 for b in m.transformer.h]:
-            ln.weight.fill_(1.0)
-        m.transformer.wte.weight[:, :V] = 10 * torch.eye(V)  # token t -> dim t (tied: also the unembedding)
         m.transformer.wpe.weight[0, a0_flag] = 30.0
         m.transformer.wpe.weight[ANSWER_MARK, answer_mark_flag] = 30.0
         cache_attn, retrieve_attn = m.transformer.h[0].attn, m.transformer.h[1].attn
