@@ -369,7 +369,7 @@ def test_takeaway_caveats(frames):
         findings, cot_tokens={"ICoT": 46}, cot=cot, unfinished=["ICoT"], missing=["`models/sft` (SFT)"]
     )
     measured = (
-        "its layer-1 heads give them 20% of their attention and its layer-2 heads 73%, on average over heads and "
+        "its layer-1 heads give the chain-of-thought tokens 20% of their attention and its layer-2 heads 73%, on average over heads and "
         "answer positions (uniform attention would give them 49%)"
     )
     assert f"still writes 46 chain-of-thought tokens, and {measured}" in text
@@ -413,7 +413,7 @@ def test_cot_attention_measures_the_share_on_chain_of_thought_keys(frames):
     text = cot_markdown({"ICoT": 2, "SFT": 0}, cot)
     assert text.startswith("**ICoT still writes a chain of thought** (2 tokens between `||` and `####`).")
     assert (
-        f"At the answer positions its layer-1 heads give them {uniform:.0%} of their attention and its layer-2 heads "
+        f"At the answer positions its layer-1 heads give the chain-of-thought tokens {uniform:.0%} of their attention and its layer-2 heads "
         f"{layer2:.0%}, on average over heads and answer positions (uniform attention would give them {uniform:.0%})."
     ) in text
     assert "SFT still" not in text and "cannot confirm or refute it yet" in text

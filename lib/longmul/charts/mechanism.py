@@ -284,14 +284,14 @@ def cot_attention(attention: pd.DataFrame) -> pd.DataFrame:
 
 
 def cot_share_text(cot: pd.DataFrame | None, model: str) -> str:
-    """``"its layer-1 heads give them 20% of their attention and its layer-2 heads 80%, on average …"``:
+    """``"its layer-1 heads give the chain-of-thought tokens 20% of their attention and its layer-2 heads 80%, on average …"``:
     a model's :func:`cot_attention` in words, or "" when ``cot`` does not have the model."""
     if cot is None or model not in cot.index.get_level_values(0):
         return ""
     part = cot.loc[model]  # indexed by layer
     (first, first_share), *rest = part["share"].items()
     return (
-        f"its layer-{int(first) + 1} heads give them {first_share:.0%} of their attention"
+        f"its layer-{int(first) + 1} heads give the chain-of-thought tokens {first_share:.0%} of their attention"
         + "".join(f" and its layer-{int(layer) + 1} heads {share:.0%}" for layer, share in rest)
         + f", on average over heads and answer positions (uniform attention would give them {part['uniform'].mean():.0%})"
     )
