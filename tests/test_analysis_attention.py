@@ -68,6 +68,16 @@ def copy_a0_model():
     return m
 
 
+def copy_a0_a1_model():
+    """copy_a0_model with head 0 drawn equally to a0 and a1: where a0 = a1 the head copies that digit
+    either way, so knocking out either edge alone costs nothing, and knocking out both at once (a key
+    group) leaves it reading the other positions: a redundancy only a group knockout reveals."""
+    m = copy_a0_model()
+    with torch.no_grad():
+        m.transformer.wpe.weight[1, m.config.n_embd - 1] = 30.0  # position 1 (a1) flagged as a0 is
+    return m
+
+
 def cache_retrieve_model():
     """Hand-set 2x2 model with the paper's two hops. Layer-0 head 0 at '####' (position 6) attends to a0
     and writes a0's digit into a cache subspace there; layer-1 head 0 at every answer position attends
@@ -227,6 +237,18 @@ def test_formats_of_other_models_line_up():
         np.testing.assert_allclose(patterns.mean.sum(-1), 1.0, atol=1e-5)
 
 
+def test_a_key_group_knockout_finds_what_single_edges_miss():
+    m = copy_a0_a1_model()
+    # a0 = a1 = d and b = 10·b1 + 1, so c0 = d; b1 != d and d != 1 so no other key holds the answer.
+    problems = np.array([(11 * d, 10 * b1 + 1) for d in range(2, 10) for b1 in range(1, 10) if b1 != d])
+    assert teacher_forced_scores(m, problems).accuracy[0] == 1.0
+    a0, a1, both = knockout_sweep(
+        m, problems, [Knockout(0, 0, ANSWER_MARK, 0), Knockout(0, 0, ANSWER_MARK, 1), Knockout(0, 0, ANSWER_MARK, [0, 1])]
+    )
+    assert a0.accuracy_drop[0] == 0.0 and a1.accuracy_drop[0] == 0.0
+    assert both.accuracy_drop[0] == 1.0 and both.logit_drop[0] > 0
+
+
 def test_bad_requests_are_named(copier, pairs):
     with pytest.raises(ValueError, match="2-digit number"):
         as_pairs(copier, np.array([[123, 11]]))
@@ -236,6 +258,12 @@ def test_bad_requests_are_named(copier, pairs):
         knockout_sweep(copier, pairs, [Knockout(0, 0, query=3, key=5)])
     with pytest.raises(ValueError, match="single query"):
         knockout_sweep(copier, pairs, [Knockout(0, 0, query=[6, 7], key=0)])
+    with pytest.raises(ValueError, match="non-empty list"):
+        knockout_sweep(copier, pairs, [Knockout(0, 0, query=6, key=[])])
+    with pytest.raises(ValueError, match="nothing to renormalise"):
+        knockout_sweep(copier, pairs, [Knockout(0, 0, query=2, key=[0, 1, 2])])
+    with pytest.raises(ValueError, match="causal"):
+        knockout_sweep(copier, pairs, [Knockout(0, 0, query=3, key=[1, 5])])
     with pytest.raises(ValueError, match="min_weight"):
         candidate_edges(mean_attention(copier, pairs[:4]), min_weight=0.0)
     with pytest.raises(ValueError, match="measure"):

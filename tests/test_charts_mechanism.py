@@ -27,6 +27,8 @@ from longmul.charts.mechanism import (
     ROLES,
     attention_chart,
     broad_heads,
+    broad_knockout_frame,
+    broad_knockouts,
     cache_pairs,
     cot_attention,
     cot_markdown,
@@ -311,6 +313,46 @@ def test_broad_heads_find_the_head_that_reads_everything(frames):
     assert broad_heads(pattern_frame(patterns).iloc[:0]).empty
 
 
+def _broad_tested(frames, cost_at_c3=(0.4, 2.5)) -> pd.DataFrame:
+    """The broad rows of the hand-made patterns with group-knockout effects: only the one at c2
+    (predicting c3) costs its digit."""
+    patterns, _, _ = frames
+    broad = broad_heads(pattern_frame(patterns))
+    (knockouts,) = broad_knockouts(broad, {"ICoT": LABELS}).values()
+    effects = []
+    for knockout in knockouts:
+        accuracy, logits = np.zeros(8), np.zeros(8)
+        if knockout.query == POS["c2"]:
+            accuracy[3], logits[3] = cost_at_c3
+        accuracy[0] = 0.9  # a cost at another digit than the row's own does not make the head used
+        effects.append(EdgeEffect(edge=knockout, accuracy_drop=accuracy, logit_drop=logits))
+    return broad_knockout_frame(broad, {"ICoT": effects})
+
+
+def test_broad_knockouts_remove_every_needed_operand_digit_at_once(frames):
+    patterns, _, _ = frames
+    broad = broad_heads(pattern_frame(patterns))
+    knockouts = broad_knockouts(broad, {"ICoT": LABELS})["ICoT"]
+    assert len(knockouts) == len(broad)
+    at_c2 = next(k for k in knockouts if k.query == POS["c1"])  # predicts c2: a0..a2 and b0..b2
+    assert (at_c2.layer, at_c2.head) == (1, 3)
+    assert sorted(LABELS[p] for p in at_c2.key) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+    at_c7 = next(k for k in knockouts if k.query == POS["c6"])
+    assert len(at_c7.key) == 8  # every operand digit
+
+
+def test_broad_knockout_frame_scores_each_head_at_its_own_digit(frames):
+    tested = _broad_tested(frames).set_index("predicts")
+    assert tested.loc[3, "used"] and tested.loc[3, "accuracy_drop"] == pytest.approx(0.4)
+    assert tested.loc[3, "logit_drop"] == 2.5 and tested.loc[3, "keys_removed"] == 8
+    assert not tested.drop(index=3)["used"].any()  # their cost is at c0, not at their own digit
+    patterns, _, _ = frames
+    with pytest.raises(ValueError, match="no group knockout"):
+        broad_knockout_frame(broad_heads(pattern_frame(patterns)), {"ICoT": []})
+    empty = broad_knockout_frame(broad_heads(pattern_frame(patterns)).iloc[:0], {})
+    assert empty.empty and "used" in empty.columns
+
+
 # --------------------------------------------------------------------------- findings and takeaway
 
 
@@ -331,6 +373,23 @@ def test_findings_count_what_was_found(frames):
     assert row["top_sink"].startswith("L2H2 c3←|| (sink)") and row["top_sink_layer"] == 1
     assert row["pairs"] == "(a1, b1) at c1" and (row["n_pairs"], row["pairs_confirmed"]) == (1, 1)
     assert row["broad"] == "L2H3 for c2, c3, c4, c5, c6, c7" and row["n_broad"] == 6
+    assert not row["broad_tested"] and row["n_broad_used"] == 0 and row["broad_costs"] == ""
+
+
+def test_findings_and_takeaway_report_the_broad_heads_group_knockout(frames):
+    patterns, _, edges = frames
+    row = mechanism_findings(edges, cache_pairs(patterns), _broad_tested(frames), ["SFT + aux loss"]).iloc[0]
+    assert row["broad_tested"] and (row["n_broad_used"], row["n_broad"]) == (0, 0)  # the rows are ICoT's
+    findings = mechanism_findings(edges, cache_pairs(patterns), _broad_tested(frames), ["ICoT"])
+    row = findings.loc["ICoT"]
+    assert row["broad_tested"] and (row["n_broad_used"], row["n_broad"]) == (1, 6)
+    assert row["broad_costs"] == "L2H3 at c2 (→c3): c3 accuracy −40.0 points, logit −2.50"
+    text = takeaway_markdown(findings)
+    assert "matters in 1 of these 6 (head, position) cases (costliest: L2H3 at c2 (→c3)" in text
+    aux = findings.rename(index={"ICoT": "SFT + aux loss"})
+    assert "6 (head, position) reads most needed digits at once, 1 of them used by the answer" in verdict_markdown(aux)
+    none_used = mechanism_findings(edges, cache_pairs(patterns), _broad_tested(frames, cost_at_c3=(0.0, 0.0)), ["ICoT"])
+    assert "matters in 0 of these 6 (head, position) cases." in takeaway_markdown(none_used)
 
 
 def test_takeaway_names_edges_and_sinks_and_the_verdict(frames):

@@ -231,16 +231,25 @@ def teacher_forced_scores(
 
 
 def _check_edges(model: GPT2LMHeadModel, edges: Sequence[Knockout]) -> None:
-    """Edges must name one query and one key inside the sequence, key not after query."""
+    """Each knockout names one query and one key (an edge) or a non-empty group of keys (a head's
+    attention to all of them removed at once), inside the sequence, no key after the query."""
     n_positions = len(position_labels(model))
     for edge in edges:
-        if not all(isinstance(p, int) and not isinstance(p, bool) for p in (edge.query, edge.key)):
-            raise ValueError(f"{edge}: an edge names a single query and a single key position (Python ints)")
-        if not 0 <= edge.key <= edge.query < n_positions:
+        keys = [edge.key] if isinstance(edge.key, (int, np.integer)) else list(edge.key)
+        if not keys or not all(
+            isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in (edge.query, *keys)
+        ):
+            raise ValueError(
+                f"{edge}: a knockout names a single query position and one key position or a non-empty "
+                "list of them (ints)"
+            )
+        if not all(0 <= key <= edge.query < n_positions for key in keys):
             raise ValueError(
                 f"{edge}: need 0 <= key <= query < {n_positions} (attention is causal; the sequence has "
                 f"{n_positions} positions)"
             )
+        if len(set(keys)) == edge.query + 1:
+            raise ValueError(f"{edge}: removing every key leaves the attention row with nothing to renormalise over")
 
 
 @dataclass
@@ -268,7 +277,8 @@ def knockout_sweep(
 ) -> list[EdgeEffect]:
     """Knock out each edge on its own and measure the change of every digit's teacher-forced accuracy
     and correct-token logit against the clean model, on the same problems (a paired difference: an edge
-    the model does not use scores exactly 0). One forward pass per edge over the whole batch."""
+    the model does not use scores exactly 0). One forward pass per edge over the whole batch. An "edge"
+    may name a group of keys (``Knockout(layer, head, query, [k1, k2, …])``): they are removed together."""
     pairs = as_pairs(model, problems)
     edges = list(edges)
     _check_edges(model, edges)
@@ -292,7 +302,8 @@ def candidate_edges(
     queries: Iterable[int] | None = None,
 ) -> list[Knockout]:
     """Edges ``(layer, head, query, key)`` whose mean attention is at least ``min_weight``, at the answer
-    positions (or the given query positions), strongest first: the edges worth knocking out."""
+    positions (or the given query positions), strongest first: the edges worth knocking out. Position 0
+    is never a query here: its one key is all it can attend to, so there is nothing to knock out."""
     if not 0 < min_weight <= 1:
         raise ValueError(f"min_weight must be in (0, 1], got {min_weight}")
     queries = patterns.answer_positions if queries is None else [int(q) for q in queries]
@@ -300,7 +311,7 @@ def candidate_edges(
     if any(not 0 <= q < T for q in queries):
         raise ValueError(f"query positions must be in 0..{T - 1}, got {queries}")
     found = []
-    for query in queries:
+    for query in (q for q in queries if q > 0):
         layer, head, key = np.nonzero(patterns.mean[:, :, query, : query + 1] >= min_weight)
         for l_, h, k in zip(layer, head, key):
             weight = patterns.mean[l_, h, query, k]

@@ -9,8 +9,9 @@ frames are tidy ``pandas.DataFrame`` objects with a ``model`` column:
 * :func:`edge_frame`: one row per knocked-out edge with its role, attention weight and cost;
 * :func:`knockout_frame`: one row per (edge, output digit c_k): the knockout heatmap;
 * :func:`graph_frame`: the arcs and nodes of the drawn graph of the important edges;
-* :func:`cache_pairs`, :func:`tree_paths`, :func:`broad_heads`, :func:`cot_attention`,
-  :func:`mechanism_findings`: what the takeaway (:func:`takeaway_markdown`) is phrased from;
+* :func:`cache_pairs`, :func:`tree_paths`, :func:`broad_heads` (with :func:`broad_knockouts` and
+  :func:`broad_knockout_frame`), :func:`cot_attention`, :func:`mechanism_findings`: what the takeaway
+  (:func:`takeaway_markdown`) is phrased from;
   :func:`pairs_table`, :func:`paths_table`, :func:`edge_table`: those for display.
 
 Layers are named from 1 as in the paper ("layer 1" is ``blocks.0``, ``Knockout(layer=0, …)``), heads
@@ -571,6 +572,51 @@ def broad_heads(
     return pd.DataFrame(rows, columns=columns)
 
 
+def broad_knockouts(broad: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> dict[str, list[Knockout]]:
+    """For each row of ``broad`` (:func:`broad_heads`), the knockout of that head's attention from the
+    position predicting c_k to *all* the operand digits c_k needs at once (a_i, b_j with i, j ≤ k), per
+    model, in the rows' order. A head that spreads its reading over many keys gives each too little for a
+    single-edge knockout to test it; removing them together does. ``labels``: each model's position
+    labels (:attr:`AttentionPatterns.labels`)."""
+    knockouts: dict[str, list[Knockout]] = {}
+    for r in broad.itertuples():
+        needed = [
+            p
+            for p, label in enumerate(labels[r.model])
+            if key_kind(label) in ("a", "b") and int(label[1:]) <= r.predicts
+        ]
+        knockouts.setdefault(r.model, []).append(Knockout(int(r.layer), int(r.head), int(r.query), needed))
+    return knockouts
+
+
+def broad_knockout_frame(
+    broad: pd.DataFrame,
+    effects: Mapping[str, Sequence[EdgeEffect]],
+    *,
+    min_accuracy_drop: float = IMPORTANT_ACCURACY_DROP,
+    min_logit_drop: float = IMPORTANT_LOGIT_DROP,
+) -> pd.DataFrame:
+    """``broad`` with what knocking out each row's :func:`broad_knockouts` cost its own digit c_k:
+    ``keys_removed``, ``accuracy_drop``, ``logit_drop`` and ``used`` (the cost passes the test an edge
+    must pass to be important, at c_k). ``effects``: per model, ``knockout_sweep`` of those knockouts."""
+    found = {
+        (model, e.edge.layer, e.edge.head, e.edge.query): e for model, model_effects in effects.items() for e in model_effects
+    }
+    out = broad.copy()
+    cost = []
+    for r in broad.itertuples():
+        e = found.get((r.model, r.layer, r.head, r.query))
+        if e is None:
+            raise ValueError(f"no group knockout was measured for {r.model} {r.head_name} at {r.position}")
+        acc, logit = float(e.accuracy_drop[r.predicts]), float(e.logit_drop[r.predicts])
+        cost.append((len(e.edge.key), acc, logit, acc >= min_accuracy_drop or logit >= min_logit_drop))
+    columns = ["keys_removed", "accuracy_drop", "logit_drop", "used"]
+    costs = pd.DataFrame(cost, index=out.index, columns=columns).astype(
+        {"keys_removed": int, "accuracy_drop": float, "logit_drop": float, "used": bool}
+    )
+    return pd.concat([out, costs], axis=1)
+
+
 def mechanism_findings(
     edges: pd.DataFrame,
     pairs: pd.DataFrame,
@@ -588,7 +634,9 @@ def mechanism_findings(
     ``top_sink`` (the costliest sink edge) and ``top_sink_layer``, ``pairs`` (operand pairs layer-1 heads
     read together, :func:`cache_pairs`), ``pairs_confirmed`` (how many of those (head, position) rows had
     both edges knocked out and found important), ``tree_digits`` (the c_k, k in ``positions``, reached by
-    a cache→retrieve path, :func:`tree_paths`), and ``broad`` (broad heads, :func:`broad_heads`)."""
+    a cache→retrieve path, :func:`tree_paths`), ``broad`` (broad heads, :func:`broad_heads`), and, when
+    ``broad`` went through :func:`broad_knockout_frame` (``broad_tested``), ``n_broad_used`` (how many of
+    them the answer uses) and ``broad_costs`` (the ``top`` costliest of those)."""
     paths = tree_paths(edges)
     checked = pair_knockouts(pairs, edges)
     rows = {}
@@ -626,6 +674,15 @@ def mechanism_findings(
                 f"{head} for {_join('c' + g['predicts'].astype(str))}" for head, g in model_broad.groupby("head_name", sort=False)
             ),
             "n_broad": len(model_broad),
+            "broad_tested": "used" in broad.columns,
+            "n_broad_used": int(model_broad["used"].sum()) if "used" in broad.columns else 0,
+            "broad_costs": "; ".join(
+                f"{r['head_name']} at {r['position']}: c{int(r['predicts'])} accuracy −{100 * r['accuracy_drop']:.1f} "
+                f"points, logit −{r['logit_drop']:.2f}"
+                for _, r in model_broad[model_broad["used"]].sort_values("accuracy_drop", ascending=False).head(top).iterrows()
+            )
+            if "used" in broad.columns
+            else "",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -717,6 +774,12 @@ def takeaway_markdown(
         )
         if row["n_broad"]:
             text += f" Heads that read most of the operand digits a digit c_k needs at once: {row['broad']}."
+            if row["broad_tested"]:
+                text += (
+                    f" Knocking out each one's attention to all those digits at once matters in "
+                    f"{int(row['n_broad_used'])} of these {int(row['n_broad'])} (head, position) cases"
+                    + (f" (costliest: {row['broad_costs']})." if row["n_broad_used"] else ".")
+                )
         notes = []
         if cot_tokens.get(model, 0) > 0:
             measured = cot_share_text(cot, model)
@@ -764,8 +827,11 @@ def verdict_markdown(
     if aux in findings.index:
         row = findings.loc[aux]
         has_tree = "has" if tree[aux] else "does not have"
+        used = (
+            f", {int(row['n_broad_used'])} of them used by the answer (group knockout)" if row["broad_tested"] else ""
+        )
         broad = (
-            f"and {int(row['n_broad'])} (head, position) reads most needed digits at once"
+            f"and {int(row['n_broad'])} (head, position) reads most needed digits at once{used}"
             if row["n_broad"]
             else "and no head reads most needed digits at once"
         )
