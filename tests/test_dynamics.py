@@ -297,6 +297,29 @@ def test_stage_table(tmp_path):
     assert table[2]["best_val_exact_match"] == pytest.approx(0.1**8)
 
 
+def test_furthest_stage_names_the_digits_that_never_left_chance(tmp_path):
+    run = dyn.RunHistory("icot", tmp_path, "in progress", recipe="icot", config={"n_digits": 4})
+    run.train = [train_row(s) for s in (100, 700, 2_000, 2_600, 3_000)]
+    stuck = [1.0, 1.0, 0.9, 0.12, 0.08, 0.6, 0.9, 1.0]
+    rising = [1.0, 1.0, 0.9, 0.16, 0.09, 0.7, 0.95, 1.0]  # c3 moves past 15%, c4 does not
+    run.evals = [
+        {**eval_row(1_000, [0.1] * 8), "removed": 8},
+        {**eval_row(2_500, stuck), "removed": 16},
+        {**eval_row(3_000, rising), "removed": 16},
+    ]
+    run.stages = [{"step": 600, "removed": 8}, {"step": 2_000, "removed": 16}]
+    stage = dyn.furthest_stage(run)
+    assert (stage["removed"], stage["cot_len"], stage["from_step"], stage["steps"], stage["evals"]) == (
+        16, Layout(4, 4).cot_len, 2_000, 1_000, 2,
+    )  # fmt: skip
+    assert stage["current"] and stage["first"] == stuck and stage["latest"] == rising
+    assert stage["best"][3] == 0.16 and stage["at_chance"] == [4]
+    assert dyn.furthest_stage(run, near_chance=0.2)["at_chance"] == [3, 4]
+    run.evals = run.evals[:1]  # the furthest stage has no evaluation yet: the one before it counts
+    assert dyn.furthest_stage(run)["removed"] == 8 and dyn.furthest_stage(run)["at_chance"] == list(range(8))
+    assert dyn.furthest_stage(in_progress_run(tmp_path / "sft")) is None
+
+
 # --------------------------------------------------------------------------- statistics
 
 def test_learned_steps_by_loss_give_the_constructed_order(tmp_path):

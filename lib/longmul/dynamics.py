@@ -55,6 +55,7 @@ FLAT_TOLERANCE = 0.02  # |fitted relative change| at most 2% over the window cou
 FLAT_MIN_WINDOW_STEPS = 20_000
 FLAT_MIN_POINTS = 10  # … and at least this many logged steps in it
 MIDDLE_DIGITS = (3, 4, 5)
+NEAR_CHANCE = 0.15  # a digit whose validation accuracy never beat this (chance: 10%) stayed near chance
 ROUNDING_ERROR = 0.5  # ĉ units: a probe reading closer than this to ĉ_k rounds to it
 CHECKPOINT_DIRS = ("checkpoint", "checkpoint.old")  # where a run's resumable state is, as longmul.checkpoint.find_checkpoint
 OPTIMISER_SETTINGS = ("batch_size", "lr", "lr_schedule", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip", "ema_decay")
@@ -670,6 +671,42 @@ def icot_progress(run: RunHistory) -> dict | None:
         "stages": len(run.stages),
         "cot_gone_step": cot_gone_step(run),
     }
+
+
+def furthest_stage(run: RunHistory, near_chance: float = NEAR_CHANCE) -> dict | None:
+    """ICoT: the stage with the most chain-of-thought tokens removed that the run was evaluated in (None
+    for other recipes or before any evaluation): ``removed``, ``cot_len``, ``from_step``, ``steps`` (in
+    it, to its end or the last logged step), ``current``, ``evals`` (evaluations in it), ``first``,
+    ``best`` and ``latest`` (per-digit validation accuracy: at its first evaluation, the best of each
+    digit over them, at its last), ``best_val_exact_match``, and ``at_chance``: the digits whose best
+    accuracy in the stage is at most ``near_chance``, i.e. that never moved off chance there."""
+    progress = icot_progress(run)
+    if progress is None:
+        return None
+    for stage in sorted(stage_table(run), key=lambda r: -r["removed"]):
+        evals = [
+            e
+            for e in run.evals
+            if stage["from_step"] < e["step"] <= stage["to_step"] and e.get("removed", stage["removed"]) == stage["removed"]
+        ]
+        if not evals:
+            continue
+        per_digit = np.array([e["val_per_digit"] for e in evals])  # (evals, n_c)
+        best = per_digit.max(0)
+        return {
+            "removed": stage["removed"],
+            "cot_len": progress["cot_len"],
+            "from_step": stage["from_step"],
+            "steps": stage["steps"],
+            "current": stage["current"],
+            "evals": len(evals),
+            "first": per_digit[0].tolist(),
+            "best": best.tolist(),
+            "latest": per_digit[-1].tolist(),
+            "best_val_exact_match": stage["best_val_exact_match"],
+            "at_chance": [k for k, a in enumerate(best) if a <= near_chance],
+        }
+    return None
 
 
 @dataclass(frozen=True)
