@@ -96,6 +96,14 @@ def test_knockout_renormalises_exactly_one_edge(model, ids):
     torch.testing.assert_close(z0[:, :q], z1[:, :q])
 
 
+def test_a_knockout_that_leaves_a_query_no_key_is_refused(model, ids):
+    with pytest.raises(ValueError, match="every key that position 0 may attend to .layer 1, head 3"):
+        run_with_cache(model, ids, knockouts=[Knockout(layer=1, head=3, query=0, key=0)])
+    with pytest.raises(ValueError, match="every key that position 2 may attend to"):
+        run_with_cache(model, ids, knockouts=[Knockout(layer=0, head=0, query=2, key=[0, 1, 2])])
+    run_with_cache(model, ids, knockouts=[Knockout(layer=0, head=0, query=2, key=[0, 1])])  # one key left: fine
+
+
 def test_knockout_of_a_head_that_copies_a_token_changes_the_prediction():
     """Hand-set model: layer-0 head 0 at the last position attends only to position 0 and the
     unembedding reads what it copied; knocking that edge out must change the answer."""

@@ -158,6 +158,12 @@ def capture(
                 base = kwargs.get("attention_mask")
                 causal = torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
                 blocked = mask | ~causal
+                if blocked.all(-1).any():  # softmax over nothing but blocked keys would read the future
+                    head, query = (int(i) for i in blocked.all(-1).nonzero()[0, 1:])
+                    raise ValueError(
+                        f"a knockout removes every key that position {query} may attend to (layer {layer}, head "
+                        f"{head}): nothing is left to renormalise over"
+                    )
                 neg = torch.finfo(m.c_proj.weight.dtype).min
                 if base is None:
                     new = torch.zeros(1, 1, T, T, dtype=m.c_proj.weight.dtype, device=mask.device)
