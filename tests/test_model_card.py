@@ -54,6 +54,14 @@ def test_the_card_names_the_path_and_marks_a_snapshot(tiny_sft_model):
     assert "snapshot" not in model_card(Path("models/sft"), training, metrics).split("##")[0]
 
 
+def test_the_card_says_what_a_model_still_writing_its_chain_of_thought_generates(tiny_sft_model):
+    training = json.loads((tiny_sft_model / "training.json").read_text())
+    metrics = json.loads((tiny_sft_model / "metrics.json").read_text())
+    writing = model_card(Path("models/icot/snapshot"), training, metrics, cot_tokens=14).split("## Scores")[0]
+    assert "generates the last 14 tokens of the chain of thought" in writing and "then `#### c0 c1" in writing
+    assert "the model\ngenerates `#### c0 c1 … c7 <eos>`." in model_card(Path("models/sft"), training, metrics)
+
+
 def test_plain_transformers_code_decodes_as_longmul_does(tiny_sft_model):
     printed = _run(_plain_transformers_code(_card(tiny_sft_model))).split(" ")
     expected = _expected(tiny_sft_model)

@@ -12,10 +12,17 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def model_card(path: str | Path, training: dict, metrics: dict) -> str:
-    """The card of the model saved in ``path`` (as the reader will type it, e.g. ``models/icot``)."""
+def model_card(path: str | Path, training: dict, metrics: dict, cot_tokens: int = 0) -> str:
+    """The card of the model saved in ``path`` (as the reader will type it, e.g. ``models/icot``);
+    ``cot_tokens``: chain-of-thought tokens it still writes before ``####`` (an ICoT run in progress)."""
     name = Path(path).as_posix()
     mc = training["model_config"]
+    writes = (
+        f"generates the last {cot_tokens} tokens of the chain of thought (partial products and running sums; "
+        "the rest it has internalised), then `#### c0 c1 … c7 <eos>`."
+        if cot_tokens
+        else "generates `#### c0 c1 … c7 <eos>`."
+    )
     lines = [
         f"# longmul model `{name}`: {training['recipe']} recipe",
         "",
@@ -36,7 +43,7 @@ def model_card(path: str | Path, training: dict, metrics: dict) -> str:
             else []
         ),
         "Digits are written least-significant first. Prompt: `a0 a1 a2 a3 * b0 b1 b2 b3 ||`; the model",
-        "generates `#### c0 c1 … c7 <eos>`.",
+        writes,
         "",
         "## Scores (greedy decoding, exact match of all digits)",
         "",
@@ -82,7 +89,7 @@ def model_card(path: str | Path, training: dict, metrics: dict) -> str:
         "    positions = torch.tensor([list(range(10)) + [10 + skip + t for t in range(ids.shape[1] - 10)]])",
         "    logits = model(ids, position_ids=positions, attention_mask=torch.ones_like(ids)).logits",
         "    ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)",
-        "print(tok.decode(ids[0, 10:]))  # a finished model: #### 5 5 6 0 8 2 0 1 <eos>",
+        "print(tok.decode(ids[0, 10:]))  # the answer after '####': 5 5 6 0 8 2 0 1 <eos>",
         "```",
         "",
     ]

@@ -485,7 +485,7 @@ class Trainer:
             probe_file = self.out_dir / "aux_probe.safetensors.tmp"
             save_file({"weight": self.probe.weight.detach().cpu().contiguous()}, probe_file)
             extra["aux_probe.safetensors"] = probe_file
-        save_model(target, self.model, training, metrics, extra, model_card(target, training, metrics))
+        save_model(target, self.model, training, metrics, extra, model_card(target, training, metrics, self.cot_tokens()))
         if probe_file is not None:
             probe_file.unlink()
         if not keep_checkpoint:
