@@ -44,6 +44,7 @@ from longmul.charts.mechanism import (
     knockout_heatmap,
     layer_name,
     mechanism_findings,
+    operand_reads,
     pair_knockouts,
     pairs_table,
     paths_table,
@@ -55,6 +56,7 @@ from longmul.charts.mechanism import (
     tree_digits_needed,
     tree_paths,
     verdict_markdown,
+    widest_reads,
 )
 from longmul.charts.mechanism_explorer import attention_row_html, knockout_table_html, mechanism_explorer
 from longmul.hooks import Knockout
@@ -311,6 +313,20 @@ def test_broad_heads_find_the_head_that_reads_everything(frames):
     assert (row["digits_read"], row["digits_needed"]) == (6, 6) and row["operand_weight"] == pytest.approx(0.9)
     assert row["max_weight"] == pytest.approx(0.9 / 6, abs=1e-4) and (row["layer"], row["head"], row["query"]) == (1, 3, POS["c1"])
     assert broad_heads(pattern_frame(patterns).iloc[:0]).empty
+
+
+def test_operand_reads_and_the_widest_reader(frames):
+    patterns, _, _ = frames
+    df = pattern_frame(patterns)
+    reads = operand_reads(df)
+    assert len(reads) == 2 * 4 * 6  # every (layer, head) at the 6 positions predicting c2 … c7
+    row = reads[(reads["head_name"] == "L1H0") & (reads["predicts"] == 2)].iloc[0]  # reads (a1, b1) of 6
+    assert (row["digits_read"], row["digits_needed"]) == (2, 6) and row["share_read"] == pytest.approx(1 / 3)
+    widest = widest_reads(df).loc["ICoT"]
+    assert widest["head_name"] == "L2H3" and widest["share_read"] == 1.0 and widest["operand_weight"] == pytest.approx(0.9)
+    two = pd.concat([df, df.assign(model="SFT")])  # one row per model
+    assert list(widest_reads(two).index) == ["ICoT", "SFT"]
+    assert operand_reads(df.iloc[:0]).empty and widest_reads(df.iloc[:0]).empty
 
 
 def _broad_tested(frames, cost_at_c3=(0.4, 2.5)) -> pd.DataFrame:

@@ -9,9 +9,9 @@ frames are tidy ``pandas.DataFrame`` objects with a ``model`` column:
 * :func:`edge_frame`: one row per knocked-out edge with its role, attention weight and cost;
 * :func:`knockout_frame`: one row per (edge, output digit c_k): the knockout heatmap;
 * :func:`graph_frame`: the arcs and nodes of the drawn graph of the important edges;
-* :func:`cache_pairs`, :func:`tree_paths`, :func:`broad_heads` (with :func:`broad_knockouts` and
-  :func:`broad_knockout_frame`), :func:`cot_attention`, :func:`mechanism_findings`: what the takeaway
-  (:func:`takeaway_markdown`) is phrased from;
+* :func:`cache_pairs`, :func:`tree_paths`, :func:`broad_heads` (with :func:`operand_reads`,
+  :func:`widest_reads`, :func:`broad_knockouts` and :func:`broad_knockout_frame`), :func:`cot_attention`,
+  :func:`mechanism_findings`: what the takeaway (:func:`takeaway_markdown`) is phrased from;
   :func:`pairs_table`, :func:`paths_table`, :func:`edge_table`: those for display.
 
 Layers are named from 1 as in the paper ("layer 1" is ``blocks.0``, ``Knockout(layer=0, …)``), heads
@@ -523,6 +523,48 @@ def paths_table(paths: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def operand_reads(
+    patterns: pd.DataFrame, *, above_uniform: float = BROAD_ABOVE_UNIFORM, min_k: int = BROAD_MIN_K
+) -> pd.DataFrame:
+    """How many of the operand digits c_k needs each head reads at the position predicting c_k
+    (k ≥ ``min_k``), one row per (model, head, position). The digits a_i, b_j with i, j ≤ k can change
+    c_k; the head "reads" one when it gives it ``above_uniform`` times what uniform attention over the
+    keys would (so a head that spreads its attention evenly does not count). ``patterns``: a
+    :func:`pattern_frame`. Columns: model, layer, head, head_name, query, position, predicts,
+    digits_read, digits_needed, share_read, operand_weight (its attention to operand digits in all),
+    max_weight (the most it gives any one needed digit: an edge knocked out on its own needs this much)."""
+    columns = [
+        "model", "layer", "head", "head_name", "query", "position", "predicts", "digits_read", "digits_needed",
+        "share_read", "operand_weight", "max_weight",
+    ]  # fmt: skip
+    data = patterns[patterns["key_kind"].isin(["a", "b"]) & (patterns["k"] >= min_k)].copy()
+    data["index"] = data["key_label"].str[1:].astype(int)
+    data["needed"] = data["index"] <= data["k"]
+    data["read"] = data["weight"] >= above_uniform / (data["query"] + 1)
+    rows = []
+    for (model, layer, head, k), g in data.groupby(["model", "layer", "head", "k"], sort=False):
+        needed = g[g["needed"]]
+        if not len(needed):
+            continue
+        rows.append(
+            {
+                "model": model,
+                "layer": layer,
+                "head": head,
+                "head_name": head_name(layer, head),
+                "query": int(g["query"].iloc[0]),
+                "position": g["query_name"].iloc[0],
+                "predicts": k,
+                "digits_read": int(needed["read"].sum()),
+                "digits_needed": len(needed),
+                "share_read": float(needed["read"].mean()),
+                "operand_weight": float(g["weight"].sum()),
+                "max_weight": float(needed["weight"].max()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
 def broad_heads(
     patterns: pd.DataFrame,
     *,
@@ -531,45 +573,20 @@ def broad_heads(
     min_operand_weight: float = BROAD_OPERAND_WEIGHT,
     min_k: int = BROAD_MIN_K,
 ) -> pd.DataFrame:
-    """Heads that read (nearly) every operand digit c_k needs at once, at the position predicting c_k
-    (k ≥ ``min_k``). The digits a_i, b_j with i, j ≤ k can change c_k; the head "reads" one when it gives
-    it ``above_uniform`` times what uniform attention over the keys would (so a head that spreads its
-    attention evenly does not count); it must read at least a ``coverage`` share of them and give
-    ≥ ``min_operand_weight`` to operand digits in all. ``patterns``: a :func:`pattern_frame`. Columns:
-    model, layer, head, head_name, query, position, predicts, digits_read, digits_needed, operand_weight,
-    max_weight (the most it gives any one needed digit: an edge knocked out on its own needs this much)."""
-    columns = [
-        "model", "layer", "head", "head_name", "query", "position", "predicts", "digits_read", "digits_needed",
-        "operand_weight", "max_weight",
-    ]  # fmt: skip
-    data = patterns[patterns["key_kind"].isin(["a", "b"]) & (patterns["k"] >= min_k)].copy()
-    if data.empty:
-        return pd.DataFrame(columns=columns)
-    data["index"] = data["key_label"].str[1:].astype(int)
-    data["needed"] = data["index"] <= data["k"]
-    data["read"] = data["weight"] >= above_uniform / (data["query"] + 1)
-    rows = []
-    for (model, layer, head, k), g in data.groupby(["model", "layer", "head", "k"], sort=False):
-        needed = g[g["needed"]]
-        read = int(needed["read"].sum())
-        operand = float(g["weight"].sum())
-        if len(needed) and read / len(needed) >= coverage and operand >= min_operand_weight:
-            rows.append(
-                {
-                    "model": model,
-                    "layer": layer,
-                    "head": head,
-                    "head_name": head_name(layer, head),
-                    "query": int(g["query"].iloc[0]),
-                    "position": g["query_name"].iloc[0],
-                    "predicts": k,
-                    "digits_read": read,
-                    "digits_needed": len(needed),
-                    "operand_weight": operand,
-                    "max_weight": float(needed["weight"].max()),
-                }
-            )
-    return pd.DataFrame(rows, columns=columns)
+    """Heads that read (nearly) every operand digit c_k needs at once: the rows of :func:`operand_reads`
+    that read at least a ``coverage`` share of them and give ≥ ``min_operand_weight`` to operand digits
+    in all (its columns but ``share_read``)."""
+    reads = operand_reads(patterns, above_uniform=above_uniform, min_k=min_k)
+    broad = reads[(reads["share_read"] >= coverage) & (reads["operand_weight"] >= min_operand_weight)]
+    return broad.drop(columns="share_read").reset_index(drop=True)
+
+
+def widest_reads(patterns: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """Per model, the (head, position) of :func:`operand_reads` that reads the largest share of the
+    digits it needs (ties: more attention on operand digits): how near a model comes to a broad head."""
+    reads = operand_reads(patterns, **kwargs)
+    best = reads.sort_values(["share_read", "operand_weight"], ascending=False, kind="stable")
+    return best.groupby("model", sort=False).head(1).set_index("model")
 
 
 def broad_knockouts(broad: pd.DataFrame, labels: Mapping[str, Sequence[str]]) -> dict[str, list[Knockout]]:
