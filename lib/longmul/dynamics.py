@@ -530,7 +530,7 @@ def stage_table(run: RunHistory) -> list[dict]:
     for i, stage in enumerate(starts):
         last = i == len(starts) - 1
         end = run.last_step if last else starts[i + 1]["step"]
-        scores = [e["val_exact_match"] for e in run.evals if stage["step"] < e["step"] <= end and e.get("removed", stage["removed"]) == stage["removed"]]
+        scores = [e["val_exact_match"] for e in _stage_evals(run, stage["step"], end, stage["removed"])]
         out.append(
             {
                 "removed": stage["removed"],
@@ -543,6 +543,11 @@ def stage_table(run: RunHistory) -> list[dict]:
             }
         )
     return out
+
+
+def _stage_evals(run: RunHistory, from_step: int, to_step: int, removed: int) -> list[dict]:
+    """The evaluations of an ICoT stage: after its first step, up to its last, in its format."""
+    return [e for e in run.evals if from_step < e["step"] <= to_step and e.get("removed", removed) == removed]
 
 
 def grad_norm_matrix(run: RunHistory, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -684,11 +689,7 @@ def furthest_stage(run: RunHistory, near_chance: float = NEAR_CHANCE) -> dict | 
     if progress is None:
         return None
     for stage in sorted(stage_table(run), key=lambda r: -r["removed"]):
-        evals = [
-            e
-            for e in run.evals
-            if stage["from_step"] < e["step"] <= stage["to_step"] and e.get("removed", stage["removed"]) == stage["removed"]
-        ]
+        evals = _stage_evals(run, stage["from_step"], stage["to_step"], stage["removed"])
         if not evals:
             continue
         per_digit = np.array([e["val_per_digit"] for e in evals])  # (evals, n_c)
