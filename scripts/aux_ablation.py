@@ -8,7 +8,7 @@ The configurations are :data:`longmul.sweeps.ABLATION_PLAN`: no aux loss, three 
 weights and two shuffled-target controls, all with the same optimiser settings and seed; each differs
 in one setting from the configuration :func:`longmul.sweeps.baseline_of` names (the reference
 ``site_layer2_attn``, or for the control at λ = 0.1, ``weight_0.1``). Each runs with ``longmul train``
-one after the other (start two instances with disjoint ``--only`` lists to use two cores). A
+one after the other (start two instances with disjoint ``--only`` lists to use two cores: they share README.md under a lock). A
 configuration already finished is skipped; one with a checkpoint is resumed, so the script can be
 stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again. With
 ``--print-commands`` it prints those commands (``--resume`` added where a checkpoint exists) one per
@@ -24,7 +24,9 @@ command). Entries of configurations the call leaves alone are kept as they are.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
+import os
 import re
 import shlex
 import signal
@@ -63,7 +65,18 @@ def recorded_entries(readme: str) -> dict[str, str]:
 
 def record(folder: Path, command: dict) -> None:
     """Write ``command``'s entry into ``folder``/README.md, unless its configuration has started (its
-    folder exists) and already has one; every other entry stays as it was."""
+    folder exists) and already has one; every other entry stays as it was. Two instances of this script
+    (one per core) may record at the same moment: a lock on ``folder`` keeps either from overwriting the
+    other's entry."""
+    descriptor = os.open(folder, os.O_RDONLY)  # a directory: the lock leaves no file behind
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        _record_unlocked(folder, command)
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _record_unlocked(folder: Path, command: dict) -> None:
     path = folder / "README.md"
     entries = recorded_entries(path.read_text()) if path.is_file() else {}
     name = command["configuration"]

@@ -94,3 +94,30 @@ def test_an_entry_survives_calls_for_other_configurations_and_resumes(tmp_path):
     # not started yet: printing it again with another budget replaces its entry
     run_script("--max-steps", "80", "--folder", str(folder), "--only", "weight_10", "--print-commands")
     assert "--max-steps 80 " in load_script().recorded_entries((folder / "README.md").read_text())["weight_10"]
+
+
+def record_after(barrier, script, folder, command):
+    barrier.wait(timeout=60)  # every process records at the same moment
+    script.record(folder, command)
+
+
+def test_scripts_recording_at_once_keep_each_others_entries(tmp_path):
+    """Two instances (one per core) start their first configurations together: neither entry is lost.
+    A lost update is likely, not certain, in one round without the lock: three rounds make it near-certain."""
+    import multiprocessing
+
+    script = load_script()
+    commands = sweeps.ablation_commands(script.FOLDER, max_steps=10)
+    context = multiprocessing.get_context("fork")  # Linux, like the script's users; no re-imports
+    for round_ in range(3):
+        folder = tmp_path / f"sweep{round_}"
+        folder.mkdir()
+        barrier = context.Barrier(len(commands))
+        workers = [context.Process(target=record_after, args=(barrier, script, folder, c), daemon=True) for c in commands]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert [w.exitcode for w in workers] == [0] * len(commands)
+        entries = script.recorded_entries((folder / "README.md").read_text())
+        assert set(entries) == {c["configuration"] for c in commands}
