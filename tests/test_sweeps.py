@@ -19,12 +19,19 @@ from test_dynamics import eval_row, synthetic_rows, write_history
 AUX = {"recipe": "aux", "aux_site": "blocks.1.hook_resid_mid", "aux_weight": 1.0, "aux_target": "running_sum", "aux_heads": []}
 
 
-def finished_run(folder, name: str, steps: int, command: str | None = None, final_em: float | None = None, **config) -> None:
+def finished_run(
+    folder, name: str, steps: int, command: str | None = None, final_em: float | None = None, middle: float | None = None, **config
+) -> None:
     """A finished configuration: the synthetic history (its last evaluation's exact match set to
-    ``final_em``, if given) and a training.json recording ``config``."""
+    ``final_em`` and its c3–c5 accuracy to ``middle``, where given) and a training.json recording ``config``."""
     rows = synthetic_rows(steps)
-    if final_em is not None:
-        rows.append({**rows[-1], "val_exact_match": final_em})  # logged again: the later copy counts
+    if final_em is not None or middle is not None:
+        last = dict(rows[-1])  # logged again: the later copy counts
+        if final_em is not None:
+            last["val_exact_match"] = final_em
+        if middle is not None:
+            last["val_per_digit"] = [*last["val_per_digit"][:3], middle, middle, middle, *last["val_per_digit"][6:]]
+        rows.append(last)
     write_history(folder / name / "history.jsonl", rows)
     record = {"steps": steps, "config": {**AUX, **config}}
     if command:
@@ -64,6 +71,7 @@ def test_read_sweep_and_its_table(tmp_path):
     w1 = rows["weight_1"]
     assert w1["status"] == "finished" and w1["aux weight"] == 1.0 and w1["steps"] == 3_000
     assert w1["c0"] == 1.0 and w1["c4"] == 0.1 and w1["steps to 99% exact match"] is None
+    assert sweeps.MIDDLE_COLUMN == "c3–c5 mean" and w1["c3–c5 mean"] == pytest.approx(np.mean([w1["c3"], w1["c4"], w1["c5"]]))
     # validation accuracy of c0, c1 reaches 95% at the evaluation of step 1,000, c7 at 2,000; c2 (6,600) not by 3,000
     reached = [w1[f"steps to c{k} ≥ 95%"] for k in range(8)]
     assert reached == [1_000, 1_000, None, None, None, None, None, 2_000]
@@ -89,7 +97,7 @@ def test_a_bare_sft_history_takes_its_settings_from_its_command(tmp_path):
 
 def control_sweep(tmp_path, with_control: bool = True):
     folder = tmp_path / "aux_ablation"
-    finished_run(folder, "site_layer2_attn", 3_000, final_em=0.93)
+    finished_run(folder, "site_layer2_attn", 3_000, final_em=0.93, middle=0.9)
     finished_run(folder, "weight_0.1", 3_000, final_em=0.5, aux_weight=0.1)
     finished_run(folder, "site_layer1", 3_000, final_em=0.2, aux_site="blocks.0.hook_resid_post")  # another probe: not compared
     finished_run(folder, "none", 2_000, final_em=0.001, recipe="sft")
@@ -109,8 +117,9 @@ def test_control_rows_set_each_control_beside_its_true_target_and_no_aux_loss(tm
         ("none", "no aux loss"),
     ]
     assert sweeps.control_summary(sweep) == (
-        "Final validation exact match: control: ĉ_k shuffled, λ = 1 (control_shuffled) 5.0% vs running sum, "
-        "λ = 1 (site_layer2_attn) 93.0% vs no aux loss (none) 0.1%."
+        "Final validation exact match and mean accuracy of c3–c5 (chance: 10%): control: ĉ_k shuffled, λ = 1 "
+        "(control_shuffled) 5.0%, c3–c5 10% vs running sum, λ = 1 (site_layer2_attn) 93.0%, c3–c5 90% vs no aux "
+        "loss (none) 0.1%, c3–c5 10%."
     )
 
 
@@ -125,22 +134,34 @@ def test_sweep_summary_sets_each_configuration_beside_its_baseline(tmp_path):
     assert sweeps.sweep_summary(None).startswith("The ablation sweep has not been run yet")
     sweep = control_sweep(tmp_path)
     summary = sweeps.sweep_summary(sweep)
-    assert "weight_0.1 (weight λ = 0.1) 50.0% against site_layer2_attn's 93.0%" in summary
-    assert "none (no aux loss (SFT)) 0.1% against site_layer2_attn's 93.0%" in summary
-    assert "control_shuffled (control: ĉ_k shuffled across the batch) 5.0% against site_layer2_attn's 93.0%" in summary
-    assert "site_layer2_attn (probe after layer-2 attention) 93.0%;" in summary  # the reference: nothing to compare with
+    assert summary.startswith("In the ablation sweep they ran none 2,000 steps, site_layer1 3,000 steps,")
+    assert "weight_0.1 (weight λ = 0.1) 50.0%, c3–c5 10% against site_layer2_attn's 93.0%, c3–c5 90%" in summary
+    assert "none (no aux loss (SFT)) 0.1%, c3–c5 10% against site_layer2_attn's 93.0%, c3–c5 90%" in summary
+    assert "control_shuffled (control: ĉ_k shuffled across the batch) 5.0%, c3–c5 10% against site_layer2_attn's" in summary
+    assert "site_layer2_attn (probe after layer-2 attention) 93.0%, c3–c5 90%;" in summary  # the reference: nothing to compare with
     assert summary.endswith("None reached 99% exact match.")
     history = tmp_path / "aux_ablation" / "weight_0.1" / "history.jsonl"
     history.write_text(history.read_text() + json.dumps(eval_row(3_000, [1.0] * 8)) + "\n")  # every digit right
     summary = sweeps.sweep_summary(sweeps.read_sweep(tmp_path / "aux_ablation"))
-    assert "weight_0.1 (weight λ = 0.1) 100.0% against site_layer2_attn's 93.0%" in summary
+    assert "weight_0.1 (weight λ = 0.1) 100.0%, c3–c5 100% against site_layer2_attn's 93.0%" in summary
     assert summary.endswith("Reached 99% exact match: weight_0.1 at step 3,000.")
+
+
+def test_a_sweep_of_one_length_says_it_once(tmp_path):
+    folder = tmp_path / "aux_ablation"
+    finished_run(folder, "site_layer2_attn", 3_000, middle=0.5)
+    finished_run(folder, "none", 3_000, recipe="sft")
+    (folder / "README.md").write_text("# sweep\n")
+    summary = sweeps.sweep_summary(sweeps.read_sweep(folder))
+    examples = sweeps.read_sweep(folder).runs["none"].examples
+    assert summary.startswith(f"In the ablation sweep every configuration ran 3,000 steps ({examples:,} examples).")
+    assert "none (no aux loss (SFT)) 0.0%, c3–c5 10% against site_layer2_attn's 0.0%, c3–c5 50%" in summary
 
 
 def test_unfinished_runs_are_marked_in_the_summary(tmp_path):
     sweep = control_sweep(tmp_path)
     sweep.runs["none"].status = "in progress"
-    assert "none (no aux loss (SFT)) 0.1% (unfinished, step 2,000) against" in sweeps.sweep_summary(sweep)
+    assert "none (no aux loss (SFT)) 0.1%, c3–c5 10% (unfinished, step 2,000) against" in sweeps.sweep_summary(sweep)
 
 
 def test_the_planned_ablation_commands_parse():

@@ -29,6 +29,7 @@ import numpy as np
 
 from longmul.dynamics import (
     ACCURACY_THRESHOLD,
+    MIDDLE_DIGITS,
     N_C,
     RunHistory,
     learned_steps,
@@ -39,6 +40,9 @@ from longmul.dynamics import (
 from longmul.task import random_problems
 
 SWEEP_COMMAND = re.compile(r"longmul train\b[^\n`]*")
+# The digits SFT never learns (the paper; our SFT run too): where configurations separate long before
+# any reaches the exact-match target.
+MIDDLE_COLUMN = f"c{MIDDLE_DIGITS[0]}–c{MIDDLE_DIGITS[-1]} mean"
 
 
 @dataclass
@@ -167,7 +171,8 @@ def read_sweep(folder: str | Path) -> Sweep | None:
 def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_THRESHOLD) -> list[dict]:
     """One row per configuration: what it varies and against which configuration (for those of
     :data:`ABLATION_PLAN`), its settings (from its recorded configuration, where there is one), how far
-    it ran, its final validation exact match and per-digit accuracy (``c0`` … ``c7``), the step at which
+    it ran, its final validation exact match and per-digit accuracy (``c0`` … ``c7``, and their mean over
+    the middle digits SFT never learns, :data:`MIDDLE_COLUMN`), the step at which
     exact match first reached ``target``, the step at which each digit's accuracy first reached
     ``accuracy`` (``steps to c0 ≥ 95%`` …: configurations separate on these even when none reaches
     ``target``), and the command that made it with where that is recorded (:meth:`Sweep.command_of`).
@@ -194,6 +199,7 @@ def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_TH
         }
         for k, acc in enumerate(latest["val_per_digit"] if latest else [None] * N_C):
             row[f"c{k}"] = acc
+        row[MIDDLE_COLUMN] = float(np.mean([row[f"c{k}"] for k in MIDDLE_DIGITS])) if latest else None
         reached = learned_steps(run, by="accuracy", threshold=accuracy)
         for k in range(N_C):
             row[f"steps to c{k} ≥ {accuracy:.0%}"] = reached.get(k)
@@ -203,11 +209,25 @@ def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_TH
 
 
 def _score(row: dict) -> str:
-    """A row's final validation exact match, saying so when the run is unfinished."""
+    """A row's final validation exact match and middle-digit accuracy, saying so when the run is
+    unfinished."""
     if row["final val exact match"] is None:
         return "no evaluation yet"
     unfinished = "" if row["status"] == "finished" else f" (unfinished, step {row['steps']:,})"
-    return f"{row['final val exact match']:.1%}{unfinished}"
+    return f"{row['final val exact match']:.1%}, {_middle_name()} {row[MIDDLE_COLUMN]:.0%}{unfinished}"
+
+
+def _middle_name() -> str:
+    return f"c{MIDDLE_DIGITS[0]}–c{MIDDLE_DIGITS[-1]}"
+
+
+def _lengths(rows: list[dict]) -> str:
+    """How long the configurations ran, in a clause: one length for all, or each one's."""
+    lengths = {(r["steps"], r["examples"]) for r in rows}
+    if len(lengths) == 1:
+        ((steps, examples),) = lengths
+        return f"every configuration ran {steps:,} steps ({examples:,} examples)"
+    return "they ran " + ", ".join(f"{r['configuration']} {r['steps']:,} steps" for r in rows)
 
 
 def control_rows(sweep: Sweep) -> list[dict]:
@@ -235,8 +255,8 @@ def control_rows(sweep: Sweep) -> list[dict]:
 
 
 def control_summary(sweep: Sweep | None) -> str:
-    """One sentence: the control's final validation exact match against the true target's and no aux
-    loss's (:func:`control_rows`), or that the control has not been run yet."""
+    """One sentence: the control's final validation exact match and middle-digit accuracy against the
+    true target's and no aux loss's (:func:`control_rows`), or that the control has not been run yet."""
     rows = control_rows(sweep) if sweep is not None else []
     if not rows:
         return (
@@ -244,16 +264,16 @@ def control_summary(sweep: Sweep | None) -> str:
             "itself that helps is open here."
         )
     return (
-        "Final validation exact match: "
+        f"Final validation exact match and mean accuracy of {_middle_name()} (chance: 10%): "
         + " vs ".join(f"{r['role']} ({r['configuration']}) {_score(r)}" for r in rows)
         + "."
     )
 
 
 def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
-    """What the sweep found, in a sentence or two: each configuration's final validation exact match
-    beside that of the configuration it differs from in one setting, and which reached ``target``;
-    or that the sweep has not been run yet."""
+    """What the sweep found, in a sentence or three: how long the configurations ran, each one's final
+    validation exact match and middle-digit accuracy beside those of the configuration it differs from
+    in one setting, and which reached ``target``; or that the sweep has not been run yet."""
     if sweep is None:
         return "The ablation sweep has not been run yet, so which of our choices make the fix work is open here."
     rows = {r["configuration"]: r for r in sweep_rows(sweep, target)}
@@ -267,7 +287,8 @@ def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
     key = f"steps to {target:.0%} exact match"
     reached = [f"{name} at step {row[key]:,}" for name, row in rows.items() if row[key] is not None]
     return (
-        "Final validation exact match of each configuration of the sweep: "
+        f"In the ablation sweep {_lengths(list(rows.values()))}. Final validation exact match and mean "
+        f"accuracy of {_middle_name()} (chance: 10%) of each configuration: "
         + "; ".join(parts)
         + ". "
         + (f"Reached {target:.0%} exact match: {', '.join(reached)}." if reached else f"None reached {target:.0%} exact match.")
