@@ -9,8 +9,10 @@ weights and two shuffled-target controls, all with the same optimiser settings a
 in one setting from the configuration :func:`longmul.sweeps.baseline_of` names (the reference
 ``site_layer2_attn``, or for the control at λ = 0.1, ``weight_0.1``). Each runs with ``longmul train``
 one after the other (start two instances with disjoint ``--only`` lists to use two cores: they share README.md under a lock). A
-configuration already finished is skipped; one with a checkpoint is resumed, so the script can be
-stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and started again. With
+configuration already finished with at least ``--max-steps`` steps is skipped; one with a checkpoint
+is resumed, so the script can be stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and
+started again, and a sweep that finished can be extended by calling it again with a larger
+``--max-steps`` (each finished run keeps its checkpoint; without one it cannot be extended). With
 ``--print-commands`` it prints those commands (``--resume`` added where a checkpoint exists) one per
 line instead of running them, e.g. for ``scripts/device_session.py`` to run side by side on a GPU.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import itertools
+import json
 import os
 import re
 import shlex
@@ -117,10 +120,19 @@ def main(argv: list[str] | None = None) -> int:
         if name not in wanted:
             continue
         run_dir = folder / name
-        if (run_dir / "training.json").is_file():
-            print(f"{name}: finished already, skipped", file=sys.stderr)
-            continue
         started = any((run_dir / d / "state.json").is_file() for d in CHECKPOINT_DIRS)
+        if (run_dir / "training.json").is_file():
+            done = json.loads((run_dir / "training.json").read_text()).get("steps", 0)
+            if done >= args.max_steps:
+                print(f"{name}: finished already ({done:,} steps), skipped", file=sys.stderr)
+                continue
+            if not started:
+                print(
+                    f"{name}: finished at {done:,} steps and kept no checkpoint to extend from, skipped "
+                    f"(delete {run_dir} to train it again from the start)",
+                    file=sys.stderr,
+                )
+                continue
         args_run = shlex.split(c["command"])[1:] + (["--resume"] if started else [])
         record(folder, c)
         if args.print_commands:

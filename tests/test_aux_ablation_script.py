@@ -65,16 +65,22 @@ def test_print_commands_lists_what_is_left_to_run(tmp_path):
     (folder / "site_heads" / "checkpoint.old" / "state.json").write_text("{}")
     (folder / "site_layer1" / "checkpoint").mkdir(parents=True)  # a checkpoint folder with no state: not resumable
     (folder / "weight_10").mkdir(parents=True)
-    (folder / "weight_10" / "training.json").write_text("{}")  # finished: skipped
+    (folder / "weight_10" / "training.json").write_text('{"steps": 50}')  # finished: skipped
+    (folder / "weight_0.1" / "checkpoint").mkdir(parents=True)  # finished shorter, with its checkpoint: extended
+    (folder / "weight_0.1" / "checkpoint" / "state.json").write_text("{}")
+    (folder / "weight_0.1" / "training.json").write_text('{"steps": 20}')
+    (folder / "control_shuffled").mkdir(parents=True)  # finished shorter, no checkpoint: cannot be extended
+    (folder / "control_shuffled" / "training.json").write_text('{"steps": 20}')
     result = run_script("--max-steps", "50", "--folder", str(folder), "--print-commands")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    expected = [name for name, _, _ in sweeps.ABLATION_PLAN if name != "weight_10"]
+    expected = [name for name, _, _ in sweeps.ABLATION_PLAN if name not in ("weight_10", "control_shuffled")]
     assert out_folders(result.stdout) == [f"{folder}/{n}" for n in expected]
     assert all(line.startswith("longmul train ") and "--max-steps 50" in line for line in lines)
-    assert [line.endswith("--resume") for line in lines] == [n in ("none", "site_heads") for n in expected]
-    assert "weight_10: finished already" in result.stderr
-    assert set(sweeps.read_sweep(folder).commands) == set(expected)  # the printed commands are recorded, the skipped one not
+    assert [line.endswith("--resume") for line in lines] == [n in ("none", "site_heads", "weight_0.1") for n in expected]
+    assert "weight_10: finished already (50 steps)" in result.stderr
+    assert "control_shuffled: finished at 20 steps and kept no checkpoint to extend from" in result.stderr
+    assert set(sweeps.read_sweep(folder).commands) == set(expected)  # the printed commands are recorded, the skipped ones not
 
 
 def test_an_entry_survives_calls_for_other_configurations_and_resumes(tmp_path):
