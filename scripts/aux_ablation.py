@@ -8,11 +8,12 @@ The configurations are :data:`longmul.sweeps.ABLATION_PLAN`: no aux loss, three 
 weights and two shuffled-target controls, all with the same optimiser settings and seed; each differs
 in one setting from the configuration :func:`longmul.sweeps.baseline_of` names (the reference
 ``site_layer2_attn``, or for the control at λ = 0.1, ``weight_0.1``). Each runs with ``longmul train``
-one after the other (start two instances with disjoint ``--only`` lists to use two cores: they share README.md under a lock). A
-configuration already finished with at least ``--max-steps`` steps is skipped; one with a checkpoint
-is resumed, so the script can be stopped (Ctrl-C or SIGTERM: the run in flight checkpoints first) and
-started again, and a sweep that finished can be extended by calling it again with a larger
-``--max-steps`` (each finished run keeps its checkpoint; without one it cannot be extended). With
+one after the other (start two instances with disjoint ``--only`` lists to use two cores: they share
+README.md under a lock). A configuration already finished with at least ``--max-steps`` steps is
+skipped; one with a checkpoint is resumed, so the script can be stopped (Ctrl-C or SIGTERM: the run in
+flight checkpoints first) and started again, and a sweep that finished can be extended by calling it
+again with a larger ``--max-steps`` (each finished run keeps its checkpoint; without one it cannot be
+extended). With
 ``--print-commands`` it prints those commands (``--resume`` added where a checkpoint exists) one per
 line instead of running them, e.g. for ``scripts/device_session.py`` to run side by side on a GPU.
 
@@ -48,8 +49,9 @@ Each configuration differs in one setting from the configuration its entry names
 `{REFERENCE}`, unless said otherwise); all share the optimiser settings and seed 0. Written by
 `scripts/aux_ablation.py`: each entry gives the command that started its configuration (resumed, when
 interrupted, with `--resume` added, and possibly another `--max-steps`: each run's own `training.json`
-or `checkpoint/state.json` names the command of every session). Weights and checkpoints may be deleted
-to keep the repository small: `history.jsonl` and `training.json` are what the chapter reads.
+or `checkpoint/state.json` names the command of every session). `history.jsonl` and `training.json` are
+what the chapter reads; each run keeps its checkpoint so that the sweep can be extended (the script
+called again with a larger `--max-steps` resumes every configuration from there).
 """
 ENTRY = re.compile(r"^## (\S+?):", re.MULTILINE)
 
