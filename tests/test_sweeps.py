@@ -139,6 +139,8 @@ def test_sweep_summary_sets_each_configuration_beside_its_baseline(tmp_path):
     assert "none (no aux loss (SFT)) 0.1%, c3–c5 10% against site_layer2_attn's 93.0%, c3–c5 90%" in summary
     assert "control_shuffled (control: ĉ_k shuffled across the batch) 5.0%, c3–c5 10% against site_layer2_attn's" in summary
     assert "site_layer2_attn (probe after layer-2 attention) 93.0%, c3–c5 90%;" in summary  # the reference: nothing to compare with
+    # synthetic final accuracies: c0, c1, c7 learned, c2–c6 at chance; site_layer2_attn's c3–c5 at 90%
+    assert "Digits whose final accuracy beats 15%: none c0 c1 c7; site_layer1 c0 c1 c7; site_layer2_attn c0 c1 c3 c4 c5 c7;" in summary
     assert summary.endswith("None reached 99% exact match.")
     history = tmp_path / "aux_ablation" / "weight_0.1" / "history.jsonl"
     history.write_text(history.read_text() + json.dumps(eval_row(3_000, [1.0] * 8)) + "\n")  # every digit right

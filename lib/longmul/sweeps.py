@@ -31,6 +31,7 @@ from longmul.dynamics import (
     ACCURACY_THRESHOLD,
     MIDDLE_DIGITS,
     N_C,
+    NEAR_CHANCE,
     RunHistory,
     learned_steps,
     load_run,
@@ -172,7 +173,8 @@ def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_TH
     """One row per configuration: what it varies and against which configuration (for those of
     :data:`ABLATION_PLAN`), its settings (from its recorded configuration, where there is one), how far
     it ran, its final validation exact match and per-digit accuracy (``c0`` … ``c7``, and their mean over
-    the middle digits SFT never learns, :data:`MIDDLE_COLUMN`), the step at which
+    the middle digits SFT never learns, :data:`MIDDLE_COLUMN`; ``off chance``, the digits whose final
+    accuracy beats :data:`~longmul.dynamics.NEAR_CHANCE`), the step at which
     exact match first reached ``target``, the step at which each digit's accuracy first reached
     ``accuracy`` (``steps to c0 ≥ 95%`` …: configurations separate on these even when none reaches
     ``target``), and the command that made it with where that is recorded (:meth:`Sweep.command_of`).
@@ -200,6 +202,7 @@ def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_TH
         for k, acc in enumerate(latest["val_per_digit"] if latest else [None] * N_C):
             row[f"c{k}"] = acc
         row[MIDDLE_COLUMN] = float(np.mean([row[f"c{k}"] for k in MIDDLE_DIGITS])) if latest else None
+        row["off chance"] = [k for k in range(N_C) if row[f"c{k}"] > NEAR_CHANCE] if latest else None
         reached = learned_steps(run, by="accuracy", threshold=accuracy)
         for k in range(N_C):
             row[f"steps to c{k} ≥ {accuracy:.0%}"] = reached.get(k)
@@ -286,11 +289,17 @@ def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
         parts.append(text)
     key = f"steps to {target:.0%} exact match"
     reached = [f"{name} at step {row[key]:,}" for name, row in rows.items() if row[key] is not None]
+    off = [
+        f"{name} {' '.join(f'c{k}' for k in row['off chance']) or 'none'}"
+        for name, row in rows.items()
+        if row["off chance"] is not None
+    ]
     return (
         f"In the ablation sweep {_lengths(list(rows.values()))}. Final validation exact match and mean "
         f"accuracy of {_middle_name()} (chance: 10%) of each configuration: "
         + "; ".join(parts)
         + ". "
+        + (f"Digits whose final accuracy beats {NEAR_CHANCE:.0%}: {'; '.join(off)}. " if off else "")
         + (f"Reached {target:.0%} exact match: {', '.join(reached)}." if reached else f"None reached {target:.0%} exact match.")
     )
 
