@@ -16,7 +16,7 @@ from longmul.cli import build_parser
 from longmul.config import TrainConfig
 from test_dynamics import eval_row, synthetic_rows, write_history
 
-AUX = {"recipe": "aux", "aux_site": "blocks.1.hook_resid_mid", "aux_weight": 1.0, "aux_target": "running_sum", "aux_heads": []}
+AUX = {"recipe": "aux", "aux_site": "blocks.1.hook_resid_mid", "aux_weight": 1.0, "aux_target": "running_sum", "aux_heads": [], "seed": 0}
 
 
 def finished_run(
@@ -121,6 +121,22 @@ def test_control_rows_set_each_control_beside_its_true_target_and_no_aux_loss(tm
         "(control_shuffled) 5.0%, c3–c5 10% vs running sum, λ = 1 (site_layer2_attn) 93.0%, c3–c5 90% vs no aux "
         "loss (none) 0.1%, c3–c5 10%."
     )
+
+
+def test_a_replicate_control_is_set_beside_the_true_target_of_its_own_seed(tmp_path):
+    control_sweep(tmp_path)
+    folder = tmp_path / "aux_ablation"
+    finished_run(folder, "control_shuffled_seed1", 3_000, final_em=0.0, aux_target="shuffled", seed=1)
+    finished_run(folder, "site_layer2_attn_seed1", 3_000, final_em=0.9, seed=1)
+    sweep = sweeps.read_sweep(folder)
+    rows = sweeps.control_rows(sweep)
+    assert [(r["configuration"], r["seed"]) for r in rows] == [
+        ("control_shuffled", 0),
+        ("site_layer2_attn", 0),
+        ("control_shuffled_seed1", 1),
+        ("site_layer2_attn_seed1", 1),
+        ("none", 0),
+    ]
 
 
 def test_no_control_yet(tmp_path):

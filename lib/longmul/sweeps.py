@@ -194,6 +194,7 @@ def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_TH
             "aux heads": (",".join(map(str, run.config.get("aux_heads") or [])) or None) if aux else None,
             "aux weight": run.config.get("aux_weight") if aux else None,
             "aux target": run.config.get("aux_target") if aux else None,
+            "seed": run.config.get("seed"),
             "steps": run.last_step,
             "examples": run.examples,
             "final val exact match": latest["val_exact_match"] if latest else None,
@@ -236,11 +237,12 @@ def _lengths(rows: list[dict]) -> str:
 def control_rows(sweep: Sweep) -> list[dict]:
     """The rows of :func:`sweep_rows` that ask "is it the running sum?", with a ``role`` column: each
     control (a shuffled target) followed by the runs that regress the true running sum with the same
-    probe site, heads and weight, then the runs without an aux loss. Empty when no control was run."""
+    probe site, heads, weight and seed (a replicate with another seed is set beside its own), then the
+    runs without an aux loss. Empty when no control was run."""
     rows = sweep_rows(sweep)
 
     def probe(row: dict) -> tuple:
-        return row["aux site"], row["aux heads"], row["aux weight"]
+        return row["aux site"], row["aux heads"], row["aux weight"], row["seed"]
 
     controls = [r for r in rows if r["aux target"] == "shuffled"]
     if not controls:
