@@ -43,7 +43,8 @@ from longmul.task import random_problems
 SWEEP_COMMAND = re.compile(r"longmul train\b[^\n`]*")
 # The digits SFT never learns (the paper; our SFT run too): where configurations separate long before
 # any reaches the exact-match target.
-MIDDLE_COLUMN = f"c{MIDDLE_DIGITS[0]}–c{MIDDLE_DIGITS[-1]} mean"
+MIDDLE_NAME = f"c{MIDDLE_DIGITS[0]}–c{MIDDLE_DIGITS[-1]}"
+MIDDLE_COLUMN = f"{MIDDLE_NAME} mean"
 
 
 @dataclass
@@ -218,11 +219,7 @@ def _score(row: dict) -> str:
     if row["final val exact match"] is None:
         return "no evaluation yet"
     unfinished = "" if row["status"] == "finished" else f" (unfinished, step {row['steps']:,})"
-    return f"{row['final val exact match']:.1%}, {_middle_name()} {row[MIDDLE_COLUMN]:.0%}{unfinished}"
-
-
-def _middle_name() -> str:
-    return f"c{MIDDLE_DIGITS[0]}–c{MIDDLE_DIGITS[-1]}"
+    return f"{row['final val exact match']:.1%}, {MIDDLE_NAME} {row[MIDDLE_COLUMN]:.0%}{unfinished}"
 
 
 def _lengths(rows: list[dict]) -> str:
@@ -269,7 +266,7 @@ def control_summary(sweep: Sweep | None) -> str:
             "itself that helps is open here."
         )
     return (
-        f"Final validation exact match and mean accuracy of {_middle_name()} (chance: 10%): "
+        f"Final validation exact match and mean accuracy of {MIDDLE_NAME} (chance: 10%): "
         + " vs ".join(f"{r['role']} ({r['configuration']}) {_score(r)}" for r in rows)
         + "."
     )
@@ -298,7 +295,7 @@ def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
     ]
     return (
         f"In the ablation sweep {_lengths(list(rows.values()))}. Final validation exact match and mean "
-        f"accuracy of {_middle_name()} (chance: 10%) of each configuration: "
+        f"accuracy of {MIDDLE_NAME} (chance: 10%) of each configuration: "
         + "; ".join(parts)
         + ". "
         + (f"Digits whose final accuracy beats {NEAR_CHANCE:.0%}: {'; '.join(off)}. " if off else "")
