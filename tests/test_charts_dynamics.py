@@ -19,6 +19,7 @@ from longmul.charts.dynamics import (
     history_figure,
     loss_curves_chart,
     step_slider_chart,
+    sweep_comparison_chart,
 )
 from test_dynamics import synthetic_rows, write_history
 
@@ -115,6 +116,25 @@ def test_accuracy_curves(runs):
     spec = accuracy_curves_chart(dyn.eval_rows(runs)).to_dict()
     assert _params(spec)["run_choice"]["bind"]["options"] == ["SFT", "SFT + aux loss"]
     assert spec["layer"][1]["encoding"]["y"]["scale"]["domain"] == [0, 1]
+
+
+def test_sweep_comparison_picks_a_digit_and_dashes_the_control():
+    rows = [
+        {"run": run, "target": target, "step": step, "digit": digit, "accuracy": 0.5}
+        for run, target in (("none", "no aux loss"), ("ref", "running sum ĉ_k"), ("ctl", "ĉ_k shuffled (control)"))
+        for step in (1_000, 2_000)
+        for digit in ("c0", "c3", "c3–c5")
+    ]
+    spec = sweep_comparison_chart(rows).to_dict()
+    choice = _params(spec)["digit_choice"]
+    assert choice["value"] == "c3–c5" and choice["bind"]["options"] == ["c3–c5", "c0", "c3"]
+    lines = spec["layer"][1]
+    assert lines["encoding"]["color"]["sort"] == ["none", "ref", "ctl"]
+    dash = lines["encoding"]["strokeDash"]["scale"]
+    assert dict(zip(dash["domain"], dash["range"]))["ĉ_k shuffled (control)"] != [1, 0]
+    assert len(_data(spec, lines)) == len(rows)
+    empty = sweep_comparison_chart([]).to_dict()
+    assert _params(empty)["digit_choice"]["bind"]["options"] == [""] and _data(empty, empty["layer"][1]) == []
 
 
 def test_aux_error_chart_has_the_error_and_the_digit_losses(runs):

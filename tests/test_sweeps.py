@@ -139,6 +139,25 @@ def test_a_replicate_control_is_set_beside_the_true_target_of_its_own_seed(tmp_p
     ]
 
 
+def test_comparison_rows_give_each_digit_and_the_middle_mean_by_target(tmp_path):
+    sweep = control_sweep(tmp_path)
+    rows = sweeps.comparison_rows(sweep)
+    kinds = {r["run"]: r["target"] for r in rows}
+    assert kinds == {
+        "none": "no aux loss",
+        "site_layer1": "running sum ĉ_k",
+        "site_layer2_attn": "running sum ĉ_k",
+        "weight_0.1": "running sum ĉ_k",
+        "control_shuffled": "ĉ_k shuffled (control)",
+    }
+    final = [r for r in rows if r["run"] == "site_layer2_attn" and r["step"] == 3_000]
+    by_digit = {r["digit"]: r["accuracy"] for r in final[-9:]}  # the last logged evaluation
+    assert list(by_digit) == [*(f"c{k}" for k in range(8)), "c3–c5"]
+    assert by_digit["c3–c5"] == pytest.approx(0.9)
+    first = {r["digit"]: r["accuracy"] for r in rows if r["run"] == "none" and r["step"] == 1_000}
+    assert first["c3–c5"] == pytest.approx(np.mean([first["c3"], first["c4"], first["c5"]]))
+
+
 def test_no_control_yet(tmp_path):
     sweep = control_sweep(tmp_path, with_control=False)
     assert sweeps.control_rows(sweep) == []

@@ -13,7 +13,7 @@ Sweep results (:func:`read_sweep`) live in one folder per sweep, e.g. ``results/
 
 :data:`ABLATION_PLAN` and :func:`ablation_commands` are the auxiliary-loss ablation the book asks for
 (run by ``scripts/aux_ablation.py``); :func:`read_sweep`, :func:`sweep_rows`, :func:`control_rows`,
-:func:`control_summary` and :func:`sweep_summary` read what was run.
+:func:`control_summary`, :func:`sweep_summary` and :func:`comparison_rows` read what was run.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ SWEEP_COMMAND = re.compile(r"longmul train\b[^\n`]*")
 # any reaches the exact-match target.
 MIDDLE_NAME = f"c{MIDDLE_DIGITS[0]}–c{MIDDLE_DIGITS[-1]}"
 MIDDLE_COLUMN = f"{MIDDLE_NAME} mean"
+# What a configuration's auxiliary loss regresses, by :func:`target_kind`.
+TARGET_KINDS = ("no aux loss", "running sum ĉ_k", "ĉ_k shuffled (control)")
 
 
 @dataclass
@@ -210,6 +212,28 @@ def sweep_rows(sweep: Sweep, target: float = 0.99, accuracy: float = ACCURACY_TH
             row[f"steps to c{k} ≥ {accuracy:.0%}"] = reached.get(k)
         row["command"], row["command recorded in"] = sweep.command_of(name)
         out.append(row)
+    return out
+
+
+def target_kind(run: RunHistory) -> str:
+    """What a configuration's auxiliary loss regresses: :data:`TARGET_KINDS`' names."""
+    if run.recipe != "aux":
+        return TARGET_KINDS[0]
+    return TARGET_KINDS[2] if run.config.get("aux_target") == "shuffled" else TARGET_KINDS[1]
+
+
+def comparison_rows(sweep: Sweep) -> list[dict]:
+    """Validation accuracy over training of every configuration, to compare them on one digit at a
+    time: ``run``, ``target`` (:func:`target_kind`), ``step``, ``digit`` (``c0`` … ``c7``, and
+    :data:`MIDDLE_NAME` for the mean of the middle digits), ``accuracy``."""
+    out = []
+    for name, run in sweep.runs.items():
+        kind = target_kind(run)
+        for r in run.evals:
+            accuracies = [float(a) for a in r["val_per_digit"]]
+            named = [(f"c{k}", a) for k, a in enumerate(accuracies)]
+            named.append((MIDDLE_NAME, float(np.mean([accuracies[k] for k in MIDDLE_DIGITS]))))
+            out += [{"run": name, "target": kind, "step": r["step"], "digit": d, "accuracy": a} for d, a in named]
     return out
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from longmul.charts.accuracy import digit_labels, series_color_scale
 from longmul.charts.frames import round_floats
 from longmul.dynamics import LN10, ROUNDING_ERROR, RunHistory, digit_rows
+from longmul.sweeps import MIDDLE_NAME, TARGET_KINDS
 
 # One colour per output digit, the same in every chart of the chapter (and in the widget).
 DIGIT_COLORS = ["#e45756", "#f58518", "#eeca3b", "#54a24b", "#4c78a8", "#b279a2", "#ff9da6", "#9d755d"]
@@ -332,6 +333,55 @@ def accuracy_curves_chart(
         .encode(y="accuracy:Q")
     )
     return alt.layer(chance, lines).add_params(run).properties(title=title, width=width, height=height)
+
+
+def sweep_comparison_chart(
+    rows,
+    *,
+    title: str = "Validation accuracy of one digit, every configuration of the sweep",
+    width: int = 500,
+    height: int = 260,
+) -> alt.LayerChart:
+    """Every configuration's validation accuracy over steps on the digit a drop-down picks (default:
+    the mean of the middle digits), a line per configuration, dashed by what its aux loss regresses;
+    click a configuration in the legend to single it out (shift-click: several).
+    ``rows``: :func:`longmul.sweeps.comparison_rows`."""
+    df = _frame(rows)
+    if df.empty:
+        df = pd.DataFrame(columns=["run", "target", "step", "digit", "accuracy"])
+    digits = list(dict.fromkeys(df["digit"]))
+    default = MIDDLE_NAME if MIDDLE_NAME in digits else (digits[0] if digits else "")
+    options = [default, *[d for d in digits if d != default]] if digits else [""]
+    digit = alt.param(name="digit_choice", value=default, bind=alt.binding_select(options=options, name="digit: "))
+    runs = _runs_in(df)
+    pick = alt.selection_point(fields=["run"], bind="legend")
+    dashes = alt.Scale(domain=list(TARGET_KINDS), range=[[1, 0], [1, 0], [5, 3]])
+    lines = (
+        alt.Chart(_slim(df, ["run", "target", "step", "digit", "accuracy"]))
+        .transform_filter(alt.datum.digit == digit)
+        .mark_line(point=alt.OverlayMarkDef(size=16))
+        .encode(
+            x=alt.X("step:Q", title="training step", axis=alt.Axis(format="~s")),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="share right (validation)"),
+            color=alt.Color("run:N", scale=series_color_scale(runs), sort=runs, title="configuration (click)"),
+            strokeDash=alt.StrokeDash("target:N", scale=dashes, title="aux loss regresses"),
+            opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.12)),
+            tooltip=[
+                alt.Tooltip("run:N", title="configuration"),
+                alt.Tooltip("target:N", title="aux loss regresses"),
+                alt.Tooltip("digit:N"),
+                alt.Tooltip("step:Q", format=","),
+                alt.Tooltip("accuracy:Q", format=".1%"),
+            ],
+        )
+        .add_params(pick)
+    )
+    chance = (
+        alt.Chart(pd.DataFrame({"accuracy": [0.1]}))
+        .mark_rule(strokeDash=[4, 4], color="gray")
+        .encode(y="accuracy:Q")
+    )
+    return alt.layer(chance, lines).add_params(digit).properties(title=title, width=width, height=height)
 
 
 # --------------------------------------------------------------------------- Jupyter widget
