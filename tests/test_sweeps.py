@@ -165,40 +165,51 @@ def test_no_control_yet(tmp_path):
         assert summary.startswith("The shuffled-target control has not been run yet")
 
 
-def test_sweep_summary_sets_each_configuration_beside_its_baseline(tmp_path):
+def test_sweep_summary_groups_configurations_by_length_and_target(tmp_path):
     assert sweeps.sweep_summary(None).startswith("The ablation sweep has not been run yet")
-    sweep = control_sweep(tmp_path)
+    sweep = control_sweep(tmp_path)  # none ran 2,000 steps, the others 3,000
     summary = sweeps.sweep_summary(sweep)
-    assert summary.startswith("In the ablation sweep they ran none 2,000 steps, site_layer1 3,000 steps,")
-    assert "weight_0.1 (weight λ = 0.1) 50.0%, c3–c5 10% against site_layer2_attn's 93.0%, c3–c5 90%" in summary
-    assert "none (no aux loss (SFT)) 0.1%, c3–c5 10% against site_layer2_attn's 93.0%, c3–c5 90%" in summary
-    assert "control_shuffled (control: ĉ_k shuffled across the batch) 5.0%, c3–c5 10% against site_layer2_attn's" in summary
-    assert "site_layer2_attn (probe after layer-2 attention) 93.0%, c3–c5 90%;" in summary  # the reference: nothing to compare with
-    # synthetic final accuracies: c0, c1, c7 learned, c2–c6 at chance; site_layer2_attn's c3–c5 at 90%
-    assert "Digits whose final accuracy beats 15%: none c0 c1 c7; site_layer1 c0 c1 c7; site_layer2_attn c0 c1 c3 c4 c5 c7;" in summary
+    after_3000, after_2000 = summary.split("Sweep runs of ")[1:]
+    # synthetic final accuracies: c3–c5 at chance (10%) except site_layer2_attn's (90%)
+    assert after_3000.startswith("3,000 steps (")
+    assert (
+        "regresses: running sum ĉ_k: site_layer2_attn 90%, site_layer1 10%, weight_0.1 10%; "
+        "ĉ_k shuffled (control): control_shuffled 10%. "
+        "Not every running-sum configuration ends above the others: site_layer1, weight_0.1 at or below control_shuffled. "
+        "Highest exact match: site_layer2_attn, 93.0%. "
+    ) in after_3000
+    assert after_2000.startswith("2,000 steps (")
+    assert "regresses: no aux loss: none 10%. Highest exact match: none, 0.1%." in after_2000
     assert summary.endswith("None reached 99% exact match.")
     history = tmp_path / "aux_ablation" / "weight_0.1" / "history.jsonl"
     history.write_text(history.read_text() + json.dumps(eval_row(3_000, [1.0] * 8)) + "\n")  # every digit right
     summary = sweeps.sweep_summary(sweeps.read_sweep(tmp_path / "aux_ablation"))
-    assert "weight_0.1 (weight λ = 0.1) 100.0%, c3–c5 100% against site_layer2_attn's 93.0%" in summary
+    assert "running sum ĉ_k: weight_0.1 100%, site_layer2_attn 90%, site_layer1 10%;" in summary
     assert summary.endswith("Reached 99% exact match: weight_0.1 at step 3,000.")
 
 
-def test_a_sweep_of_one_length_says_it_once(tmp_path):
+@pytest.mark.parametrize(
+    ("control_middle", "verdict"),
+    [
+        (0.1, "every shuffled control ends below no aux loss."),
+        (0.3, "control_shuffled (shuffled) ends above no aux loss."),
+    ],
+)
+def test_sweep_summary_says_whether_the_running_sum_and_the_control_separate(tmp_path, control_middle, verdict):
     folder = tmp_path / "aux_ablation"
     finished_run(folder, "site_layer2_attn", 3_000, middle=0.5)
-    finished_run(folder, "none", 3_000, recipe="sft")
+    finished_run(folder, "none", 3_000, recipe="sft", middle=0.2)
+    finished_run(folder, "control_shuffled", 3_000, aux_target="shuffled", middle=control_middle)
     (folder / "README.md").write_text("# sweep\n")
     summary = sweeps.sweep_summary(sweeps.read_sweep(folder))
-    examples = sweeps.read_sweep(folder).runs["none"].examples
-    assert summary.startswith(f"In the ablation sweep every configuration ran 3,000 steps ({examples:,} examples).")
-    assert "none (no aux loss (SFT)) 0.0%, c3–c5 10% against site_layer2_attn's 0.0%, c3–c5 50%" in summary
+    assert summary.count("Sweep runs of ") == 1  # one length, said once
+    assert "Every configuration that regresses the running sum ends above every one that does not; " + verdict in summary
 
 
 def test_unfinished_runs_are_marked_in_the_summary(tmp_path):
     sweep = control_sweep(tmp_path)
     sweep.runs["none"].status = "in progress"
-    assert "none (no aux loss (SFT)) 0.1%, c3–c5 10% (unfinished, step 2,000) against" in sweeps.sweep_summary(sweep)
+    assert "no aux loss: none (unfinished) 10%." in sweeps.sweep_summary(sweep)
 
 
 def test_the_planned_ablation_commands_parse():

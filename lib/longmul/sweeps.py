@@ -246,15 +246,6 @@ def _score(row: dict) -> str:
     return f"{row['final val exact match']:.1%}, {MIDDLE_NAME} {row[MIDDLE_COLUMN]:.0%}{unfinished}"
 
 
-def _lengths(rows: list[dict]) -> str:
-    """How long the configurations ran, in a clause: one length for all, or each one's."""
-    lengths = {(r["steps"], r["examples"]) for r in rows}
-    if len(lengths) == 1:
-        ((steps, examples),) = lengths
-        return f"every configuration ran {steps:,} steps ({examples:,} examples)"
-    return "they ran " + ", ".join(f"{r['configuration']} {r['steps']:,} steps" for r in rows)
-
-
 def control_rows(sweep: Sweep) -> list[dict]:
     """The rows of :func:`sweep_rows` that ask "is it the running sum?", with a ``role`` column: each
     control (a shuffled target) followed by the runs that regress the true running sum with the same
@@ -296,35 +287,68 @@ def control_summary(sweep: Sweep | None) -> str:
     )
 
 
+def _by_target(rows: list[dict]) -> str:
+    """Rows of one run length: each target kind's configurations with their middle-digit accuracy,
+    best first, and whether every running-sum configuration ends above every other."""
+    kinds: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: -r[MIDDLE_COLUMN]):
+        kinds.setdefault(row["target"], []).append(row)
+
+    def named(row: dict) -> str:
+        unfinished = "" if row["status"] == "finished" else " (unfinished)"
+        return f"{row['configuration']}{unfinished} {row[MIDDLE_COLUMN]:.0%}"
+
+    text = "; ".join(f"{kind}: {', '.join(map(named, kinds[kind]))}" for kind in TARGET_KINDS if kind in kinds)
+    plain, running, control = (kinds.get(kind, []) for kind in TARGET_KINDS)
+    others = control + plain
+    if running and others:
+        best_other = max(others, key=lambda r: r[MIDDLE_COLUMN])
+        below = [r["configuration"] for r in running if r[MIDDLE_COLUMN] <= best_other[MIDDLE_COLUMN]]
+        text += (
+            ". Every configuration that regresses the running sum ends above every one that does not"
+            if not below
+            else f". Not every running-sum configuration ends above the others: {', '.join(below)} "
+            f"at or below {best_other['configuration']}"
+        )
+    if control and plain:
+        above = [r["configuration"] for r in control if r[MIDDLE_COLUMN] > min(r[MIDDLE_COLUMN] for r in plain)]
+        text += (
+            "; every shuffled control ends below no aux loss"
+            if not above
+            else f"; {', '.join(above)} (shuffled) {'ends' if len(above) == 1 else 'end'} above no aux loss"
+        )
+    best = max(rows, key=lambda r: r["final val exact match"])
+    return text + f". Highest exact match: {best['configuration']}, {best['final val exact match']:.1%}"
+
+
 def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
-    """What the sweep found, in a sentence or three: how long the configurations ran, each one's final
-    validation exact match and middle-digit accuracy beside those of the configuration it differs from
-    in one setting, and which reached ``target``; or that the sweep has not been run yet."""
+    """What the sweep found, in a few sentences: for each run length, the final mean accuracy of the
+    middle digits of every configuration grouped by what its aux loss regresses
+    (:func:`target_kind`), whether every running-sum configuration ends above the others and every
+    shuffled control below no aux loss, and the highest exact match; then which reached ``target``.
+    Per-digit numbers are in :func:`sweep_rows`. Or that the sweep has not been run yet."""
     if sweep is None:
         return "The ablation sweep has not been run yet, so which of our choices make the fix work is open here."
-    rows = {r["configuration"]: r for r in sweep_rows(sweep, target)}
-    parts = []
-    for name, row in rows.items():
-        text = f"{name} ({row['varies']}) {_score(row)}" if row["varies"] else f"{name} {_score(row)}"
-        baseline = rows.get(row["compared with"]) if row["compared with"] else None
-        if baseline is not None:
-            text += f" against {baseline['configuration']}'s {_score(baseline)}"
-        parts.append(text)
-    key = f"steps to {target:.0%} exact match"
-    reached = [f"{name} at step {row[key]:,}" for name, row in rows.items() if row[key] is not None]
-    off = [
-        f"{name} {' '.join(f'c{k}' for k in row['off chance']) or 'none'}"
-        for name, row in rows.items()
-        if row["off chance"] is not None
+    rows = [
+        {**row, "target": target_kind(sweep.runs[row["configuration"]])}
+        for row in sweep_rows(sweep, target)
+        if row["final val exact match"] is not None
     ]
-    return (
-        f"In the ablation sweep {_lengths(list(rows.values()))}. Final validation exact match and mean "
-        f"accuracy of {MIDDLE_NAME} (chance: 10%) of each configuration: "
-        + "; ".join(parts)
-        + ". "
-        + (f"Digits whose final accuracy beats {NEAR_CHANCE:.0%}: {'; '.join(off)}. " if off else "")
-        + (f"Reached {target:.0%} exact match: {', '.join(reached)}." if reached else f"None reached {target:.0%} exact match.")
-    )
+    if not rows:
+        return "The ablation sweep has no evaluation yet."
+    parts = []
+    for steps in sorted({r["steps"] for r in rows}, reverse=True):
+        group = [r for r in rows if r["steps"] == steps]
+        examples = {r["examples"] for r in group}
+        size = f" ({examples.pop():,} examples)" if len(examples) == 1 else ""
+        parts.append(
+            f"Sweep runs of {steps:,} steps{size}, final accuracy of {MIDDLE_NAME} (mean; chance: 10%) by what "
+            f"the aux loss regresses: {_by_target(group)}."
+        )
+    key = f"steps to {target:.0%} exact match"
+    reached = [f"{r['configuration']} at step {r[key]:,}" for r in rows if r[key] is not None]
+    parts.append(f"Reached {target:.0%} exact match: {', '.join(reached)}." if reached else f"None reached {target:.0%} exact match.")
+    return " ".join(parts)
 
 
 def shuffled_target_floor(aux_scale: float, n_digits: int = 4, n_problems: int = 20_000, seed: int = 0) -> float:
