@@ -371,6 +371,7 @@ ABLATION_PLAN: tuple[tuple[str, str, str], ...] = (
     ("site_heads", "probe on the layer-2 heads' outputs", "--recipe aux --aux-site blocks.1.attn.hook_z --aux-heads 0,1,2,3"),
     ("weight_0.1", "weight λ = 0.1", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 0.1"),
     ("weight_10", "weight λ = 10", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 10"),
+    ("weight_100", "weight λ = 100", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-weight 100"),
     ("control_shuffled", "control: ĉ_k shuffled across the batch", "--recipe aux --aux-site blocks.1.hook_resid_mid --aux-target shuffled"),
     (
         "control_shuffled_weight_0.1",
