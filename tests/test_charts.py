@@ -9,6 +9,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longmul import charts
 from longmul.charts.accuracy import (
@@ -194,6 +196,15 @@ def test_a_model_still_writing_cot_is_labelled_so_and_keeps_its_colour():
     scale = series_color_scale([label_with_cot("ICoT", 12), "SFT (lr 1e-4)"]).to_dict()
     assert scale["range"][0] == SERIES_COLORS["ICoT"]
     assert scale["range"][1] not in SERIES_COLORS.values()  # only the CoT suffix is looked through
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=15, unique=True))
+def test_up_to_fifteen_other_series_get_colours_of_their_own(names):
+    series = ["SFT", *(f"run {name}" for name in names)]  # "run …" is never a known series
+    colors = series_color_scale(series).to_dict()["range"]
+    assert colors[0] == SERIES_COLORS["SFT"]
+    assert len(set(colors)) == len(series)  # no two series share a colour, known or not
 
 
 def test_shortcuts_get_the_outer_digits_and_not_the_middle():

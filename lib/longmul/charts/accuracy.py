@@ -24,7 +24,13 @@ SERIES_COLORS = {
     "shortcut: last two digits": "#b279a2",
     "shortcut: first two digits": "#f58518",
 }
-_FALLBACK_COLORS = ["#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac"]
+# For other series, in order: none repeats a known colour, and they repeat only past the 15th series
+# (a sweep chart draws one line per configuration).
+_FALLBACK_COLORS = [
+    "#72b7b2", "#eeca3b", "#ff9da6", "#9d755d", "#bab0ac",
+    "#9ecae9", "#ffbf79", "#88d27a", "#b79a20", "#439894",
+    "#79706e", "#d67195", "#fcbfd2", "#d6a5c9", "#f2cf5b",
+]  # fmt: skip
 
 
 # The suffix longmul.charts.puzzle.label_with_cot gives a model that still writes a chain of thought.
