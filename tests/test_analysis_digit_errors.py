@@ -1,5 +1,5 @@
 """Unit tests of longmul.analysis.digit_errors: offsets of wrong digits, carry and parity shares, and
-where carry errors happen."""
+where carry errors happen, and how large the running sums of the wrong digits are."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from longmul.analysis.digit_errors import (
     PARITY_CHANCE,
     carry_boundary_errors,
     digit_errors,
+    large_sum_shares,
+    running_sum_size_errors,
     signed_offset,
 )
 from longmul.task import random_problems
@@ -149,3 +151,60 @@ def test_boundary_counts_add_up(seed, n):
     assert (split.wrong[1:].sum(1) == wrong[:, 1:].sum(0)).all()
     assert (split.plus_one + split.minus_one <= split.wrong).all()
     assert (split.wrong <= split.problems).all()
+
+
+def test_errors_above_a_running_sum_land_in_the_bins_above_it():
+    target, running = _problem_arrays(2_000, seed=9)
+    predicted = target.copy()
+    large = running[:, 3] >= 150
+    predicted[large, 3] = (predicted[large, 3] + 1) % 10  # c3 wrong exactly where ĉ3 ≥ 150
+    edges = np.arange(0, 401, 50)
+    split = running_sum_size_errors(predicted, target, running, edges)
+    assert (split.problems.sum(1) == len(target)).all()
+    assert split.wrong[3, :3].sum() == 0 and split.wrong[3, 3:].sum() == large.sum()
+    np.testing.assert_array_equal(split.wrong[3, 3:], split.problems[3, 3:])
+    assert split.wrong[[0, 1, 2, 4, 5, 6, 7]].sum() == 0
+    rate = split.error_rate[3]
+    assert (rate[:3] == 0).all() and (rate[3:][split.problems[3, 3:] > 0] == 1).all()
+    assert np.isnan(rate[split.problems[3] == 0]).all()
+
+
+def test_running_sum_bins_must_be_increasing_and_hold_every_sum():
+    target, running = _problem_arrays(30, seed=10)
+    with pytest.raises(ValueError, match="increasing"):
+        running_sum_size_errors(target, target, running, [0, 100, 50, 400])
+    with pytest.raises(ValueError, match="do not hold every running sum"):
+        running_sum_size_errors(target, target, running, [0, 10])
+    with pytest.raises(ValueError, match="do not belong"):
+        running_sum_size_errors(target, target, running[::-1], [0, 400])
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40), width=st.integers(1, 120))
+def test_size_counts_add_up(seed, n, width):
+    target, running = _problem_arrays(n, seed=seed)
+    predicted = np.random.default_rng(seed).integers(-1, 10, size=target.shape)
+    split = running_sum_size_errors(predicted, target, running, np.arange(0, running.max() + width + 1, width))
+    assert (split.problems.sum(1) == n).all()
+    assert (split.wrong.sum(1) == (predicted != target).sum(0)).all()
+    assert (split.wrong <= split.problems).all()
+
+
+def test_errors_only_at_large_sums_take_the_whole_tail_share():
+    target, running = _problem_arrays(5_000, seed=11)
+    predicted = target.copy()
+    shares = large_sum_shares(predicted, target, running, top=0.1)
+    assert (shares.wrong == 0).all() and np.isnan(shares.error_share).all()
+    large = running[:, 3] >= shares.threshold[3]
+    predicted[large, 3] = -1  # missing digits count as wrong
+    shares = large_sum_shares(predicted, target, running, top=0.1)
+    assert shares.error_share[3] == 1.0 and shares.wrong[3] == large.sum()
+    assert shares.problem_share[3] == pytest.approx(0.1, abs=0.02)  # ties at the threshold count as large
+
+
+def test_guesses_spread_their_errors_like_the_problems():
+    target, running = _problem_arrays(20_000, seed=12)
+    guesses = np.random.default_rng(2).integers(0, 10, size=target.shape)
+    shares = large_sum_shares(guesses, target, running, top=0.1)
+    np.testing.assert_allclose(shares.error_share, shares.problem_share, atol=0.02)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        large_sum_shares(guesses, target, running, top=1.0)

@@ -20,6 +20,7 @@ from longmul.charts.accuracy import (
     error_offset_chart,
     per_digit_chart,
     problem_grid_chart,
+    running_sum_size_chart,
     series_color_scale,
 )
 from longmul.charts.explorer import answer_explorer, answer_table_html
@@ -34,7 +35,10 @@ from longmul.charts.puzzle import (
     error_offset_frame,
     error_summary,
     label_with_cot,
+    large_sum_findings,
+    large_sum_summary,
     per_digit_frame,
+    running_sum_size_frame,
     running_sum_stats,
     shortcut_accuracy,
     sign_findings,
@@ -94,9 +98,7 @@ def test_renderer_plain_text_names_the_title():
 
 
 def _per_digit_frame() -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"series": s, "k": k, "accuracy": 0.5} for s in ("SFT", "ICoT") for k in range(8)]
-    )
+    return pd.DataFrame([{"series": s, "k": k, "accuracy": 0.5} for s in ("SFT", "ICoT") for k in range(8)])
 
 
 def test_per_digit_chart_orders_digits_and_marks_chance():
@@ -177,6 +179,7 @@ def test_answer_explorer_without_models_shows_the_truth(models):
 
 
 # --------------------------------------------------------------------------- chapter 1's tables
+
 
 def test_dependency_counts_for_4x4():
     deps = dependency_counts(problem_from_strings("2365", "4347"))
@@ -306,6 +309,44 @@ def test_carry_boundary_frame_and_summary():
     assert spec["facet"]["column"]["sort"] == ["c3", "c4"]
     with pytest.raises(ValueError, match="covers 400 problems"):
         carry_boundary_frame(results, problems[:10])
+
+
+def test_running_sum_size_frame_summary_and_chart():
+    problems = random_problems(600, seed=13)
+    tail = [list(p.c_digits) for p in problems]
+    for row, p in zip(tail, problems):
+        if p.running_sums[3] >= 150:
+            row[3] = (row[3] + 5) % 10  # c3 wrong only where ĉ3 is large
+    guesses = np.random.default_rng(3).integers(0, 10, size=(len(problems), 8))
+    results = {"tail": _result(problems, tail), "guess": _result(problems, guesses)}
+    frame = running_sum_size_frame(results, problems, width=50)
+    c3 = frame[(frame["model"] == "tail") & (frame["k"] == 3)].set_index("low")
+    assert c3.loc[:100, "wrong"].sum() == 0 and (c3.loc[150:, "rate"] == 1).all()
+    assert c3.loc[150, "bin"] == "150–199" and c3.loc[150, "high"] == 199
+    assert frame.groupby(["model", "k"])["problems"].sum().eq(len(problems)).all()
+    assert (frame["problems"] > 0).all()  # empty bins are left out
+    summary = large_sum_summary(results, problems, top=0.1, min_wrong=1).set_index(["model", "k"])
+    threshold = summary.loc[("tail", 3), "large ĉ_k from"]
+    c3_sums = np.array([p.running_sums[3] for p in problems])
+    expected = (c3_sums >= threshold).sum() / (c3_sums >= 150).sum()  # the errors are where ĉ3 ≥ 150
+    assert list(summary.loc["tail"].index) == [3] and summary.loc[("tail", 3), "share of errors"] == expected
+    assert summary.loc[("guess", 3), "share of errors"] == pytest.approx(
+        summary.loc[("guess", 3), "share of problems"], abs=0.06
+    )
+    sentence = large_sum_findings(large_sum_summary(results, problems, min_wrong=1))
+    assert "pile up at large ĉ_k" in sentence and f"tail c3 ({expected:.0%} of its" in sentence
+    assert "guess c3" in sentence.split("they do not for")[1]
+    assert large_sum_findings(summary.iloc[:0]).startswith("No model")
+    only_guesses = large_sum_findings(large_sum_summary({"guess": results["guess"]}, problems, min_wrong=1))
+    assert (
+        only_guesses.startswith("Measured here: the errors do not pile up at large ĉ_k") and "guess c3" in only_guesses
+    )
+    spec = running_sum_size_chart(frame, digits=(3, 4)).to_dict()
+    assert spec["facet"]["column"]["sort"] == ["c3", "c4"]
+    with pytest.raises(ValueError, match="covers 600 problems"):
+        running_sum_size_frame(results, problems[:10])
+    with pytest.raises(ValueError, match="at least 1"):
+        running_sum_size_frame(results, problems, width=0)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,12 @@ shares of offsets are taken over the digits written wrong (``written_wrong``).
 ĉ_{k−1} is close to a multiple of ten: one too small (so c_k − 1) when its last digit is 0 or 1, one
 too large (c_k + 1) when it is 8 or 9. A model that guesses c_k is wrong equally often whatever that
 last digit is.
+
+:func:`running_sum_size_errors` and :func:`large_sum_shares` ask which problems the errors fall on. The
+running sum ĉ_k is spread widely but thinly at the top: a large ĉ_k needs most of the pairs in
+column k to be large digits, so a model that learned ĉ_k from random problems saw few of them. A
+model that has ĉ_k right except in that rare tail has its errors of c_k piled at large ĉ_k; a model
+that guesses has them wherever the problems are.
 """
 
 from __future__ import annotations
@@ -86,7 +92,9 @@ class DigitErrors:
 def _checked_digits(predicted: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     predicted, target = np.asarray(predicted), np.asarray(target)
     if predicted.shape != target.shape or predicted.ndim != 2:
-        raise ValueError(f"predicted and target must be (n, n_c) arrays of one shape, got {predicted.shape} and {target.shape}")
+        raise ValueError(
+            f"predicted and target must be (n, n_c) arrays of one shape, got {predicted.shape} and {target.shape}"
+        )
     if ((target < 0) | (target > 9)).any():
         raise ValueError("target digits must be 0…9")
     if ((predicted < -1) | (predicted > 9)).any():
@@ -160,11 +168,7 @@ def carry_boundary_errors(predicted: np.ndarray, target: np.ndarray, running_sum
     problems (``Problem.running_sums``), whose last digits must be the targets.
     """
     predicted, target = _checked_digits(predicted, target)
-    running_sums = np.asarray(running_sums)
-    if running_sums.shape != target.shape:
-        raise ValueError(f"running_sums must have the targets' shape {target.shape}, got {running_sums.shape}")
-    if ((running_sums % N_OFFSETS) != target).any():
-        raise ValueError("running_sums do not belong to these targets: ĉ_k mod 10 must be c_k")
+    running_sums = _checked_running_sums(target, running_sums)
     n_c = target.shape[1]
     shape = (n_c, N_OFFSETS)
     problems, wrong, plus_one, minus_one = (np.zeros(shape, dtype=np.int64) for _ in range(4))
@@ -177,3 +181,91 @@ def carry_boundary_errors(predicted: np.ndarray, target: np.ndarray, running_sum
         plus_one[k] = np.bincount(r[present[:, k] & (offsets[:, k] == 1)], minlength=N_OFFSETS)
         minus_one[k] = np.bincount(r[present[:, k] & (offsets[:, k] == N_OFFSETS - 1)], minlength=N_OFFSETS)
     return BoundaryErrors(problems=problems, wrong=wrong, plus_one=plus_one, minus_one=minus_one)
+
+
+def _checked_running_sums(target: np.ndarray, running_sums: np.ndarray) -> np.ndarray:
+    running_sums = np.asarray(running_sums)
+    if running_sums.shape != target.shape:
+        raise ValueError(f"running_sums must have the targets' shape {target.shape}, got {running_sums.shape}")
+    if ((running_sums % N_OFFSETS) != target).any():
+        raise ValueError("running_sums do not belong to these targets: ĉ_k mod 10 must be c_k")
+    return running_sums
+
+
+@dataclass(frozen=True)
+class SizeErrors:
+    """Errors of each c_k split by the size of its own running sum ĉ_k, in bins ``[edges[i], edges[i+1])``.
+
+    Arrays are (n_c, n_bins), indexed ``[k, bin]``.
+    """
+
+    edges: np.ndarray  # (n_bins + 1,) increasing
+    problems: np.ndarray  # problems whose ĉ_k falls in the bin
+    wrong: np.ndarray  # of which c_k was wrong (a missing digit counts as wrong)
+
+    @property
+    def error_rate(self) -> np.ndarray:
+        """(n_c, n_bins) share of the problems in the bin whose c_k is wrong; NaN where there are none."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.problems > 0, self.wrong / self.problems, np.nan)
+
+
+def running_sum_size_errors(predicted: np.ndarray, target: np.ndarray, running_sums: np.ndarray, edges) -> SizeErrors:
+    """Split the errors of each c_k by ĉ_k into the bins ``[edges[i], edges[i+1])``.
+
+    ``predicted``, ``target``: (n, n_c) digits (-1 = missing); ``running_sums``: (n, n_c) ĉ_k of the same
+    problems; ``edges``: increasing bin edges that hold every ĉ_k.
+    """
+    predicted, target = _checked_digits(predicted, target)
+    running_sums = _checked_running_sums(target, running_sums)
+    edges = np.asarray(edges)
+    if edges.ndim != 1 or len(edges) < 2 or (np.diff(edges) <= 0).any():
+        raise ValueError(f"edges must be at least two increasing numbers, got {edges.tolist()}")
+    if running_sums.min() < edges[0] or running_sums.max() >= edges[-1]:
+        raise ValueError(
+            f"the bins [{edges[0]}, {edges[-1]}) do not hold every running sum: they run from "
+            f"{running_sums.min()} to {running_sums.max()}"
+        )
+    n_c, n_bins = target.shape[1], len(edges) - 1
+    bins = np.searchsorted(edges, running_sums, side="right") - 1  # (n, n_c)
+    wrong = predicted != target  # (n, n_c)
+    problems = np.stack([np.bincount(bins[:, k], minlength=n_bins) for k in range(n_c)])
+    wrong_counts = np.stack([np.bincount(bins[wrong[:, k], k], minlength=n_bins) for k in range(n_c)])
+    return SizeErrors(edges=edges, problems=problems.astype(np.int64), wrong=wrong_counts.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class LargeSumShares:
+    """Per c_k: how much of the problems, and how much of the errors of c_k, have ĉ_k ≥ ``threshold[k]``.
+
+    Arrays are (n_c,). A model whose errors fall anywhere has ``error_share`` close to ``problem_share``.
+    """
+
+    threshold: np.ndarray  # the smallest ĉ_k counted as large
+    problem_share: np.ndarray  # share of the problems with ĉ_k ≥ threshold
+    wrong: np.ndarray  # wrong c_k over all problems (a missing digit counts as wrong)
+    error_share: np.ndarray  # share of those wrong c_k with ĉ_k ≥ threshold; NaN where none is wrong
+
+
+def large_sum_shares(
+    predicted: np.ndarray, target: np.ndarray, running_sums: np.ndarray, top: float = 0.1
+) -> LargeSumShares:
+    """Where ĉ_k is large, meaning among the ``top`` share of the problems' values (the threshold is
+    the ``1 − top`` quantile of ĉ_k; ties at it count as large, so ``problem_share`` can exceed ``top``):
+    what share of the problems and what share of the errors of c_k are there."""
+    predicted, target = _checked_digits(predicted, target)
+    running_sums = _checked_running_sums(target, running_sums)
+    if not 0 < top < 1:
+        raise ValueError(f"top is a share of the problems, strictly between 0 and 1, got {top}")
+    threshold = np.quantile(running_sums, 1 - top, axis=0, method="higher")  # (n_c,)
+    large = running_sums >= threshold  # (n, n_c)
+    wrong = predicted != target  # (n, n_c)
+    wrong_count = wrong.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        error_share = np.where(wrong_count > 0, (wrong & large).sum(0) / wrong_count, np.nan)
+    return LargeSumShares(
+        threshold=threshold.astype(np.int64),
+        problem_share=large.mean(0),
+        wrong=wrong_count.astype(np.int64),
+        error_share=error_share,
+    )

@@ -14,7 +14,9 @@ import pandas as pd
 
 CHANCE = 0.1  # a uniform guess of a digit
 # Vega expression: offsets (predicted − true, mod 10) drawn with their sign: +1, −1, ±5.
-_SIGNED_LABEL = "datum.value == 5 ? '±5' : (datum.value > 0 ? '+' + datum.value : datum.value == 0 ? '0' : '−' + abs(datum.value))"
+_SIGNED_LABEL = (
+    "datum.value == 5 ? '±5' : (datum.value > 0 ? '+' + datum.value : datum.value == 0 ? '0' : '−' + abs(datum.value))"
+)
 
 # One colour per model or rule across every chart of the book; others get the fallback palette.
 SERIES_COLORS = {
@@ -112,7 +114,9 @@ def per_digit_chart(
     return alt.layer(chance, lines).properties(title=title, width=width, height=260)
 
 
-def dependency_chart(df: pd.DataFrame, *, title: str = "How many digit pairs each output digit depends on") -> alt.Chart:
+def dependency_chart(
+    df: pd.DataFrame, *, title: str = "How many digit pairs each output digit depends on"
+) -> alt.Chart:
     """Stacked bars per output digit: pairs counted by ``kind``.
 
     ``df`` columns: ``k`` (int), ``kind`` (str, e.g. "in the column sum s_k" / "through the carry"),
@@ -260,8 +264,53 @@ def carry_boundary_chart(
         )
         .properties(width=78, height=80)
         .facet(
-            row=alt.Row("model:N", sort=models, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=90)),
+            row=alt.Row(
+                "model:N", sort=models, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=90)
+            ),
             column=alt.Column("digit:N", sort=[o for o in order if int(o[1:]) in digits], title=None),
         )
+        .properties(title=title)
+    )
+
+
+def running_sum_size_chart(
+    df: pd.DataFrame,
+    *,
+    digits: tuple[int, ...] = (2, 3, 4, 5),
+    title: str | list[str] = "How often c_k is wrong, by the size of its running sum ĉ_k",
+) -> alt.FacetChart:
+    """One small chart per digit c_k: for each bin of ĉ_k (x), the share of problems whose c_k is wrong
+    (y), one line per model; a point's area is the number of problems in its bin, so the rare large
+    sums show as small points. Click a legend entry to highlight a model.
+
+    ``df``: :func:`longmul.charts.puzzle.running_sum_size_frame`.
+    """
+    data, order = _with_digit_label(df[df["k"].isin(digits)])
+    models = list(dict.fromkeys(data["model"]))
+    pick = alt.selection_point(fields=["model"], bind="legend")
+    base = alt.Chart().encode(
+        x=alt.X("low:Q", title="ĉ_k (bin start)"),
+        y=alt.Y("rate:Q", title="share wrong", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color(
+            "model:N", scale=series_color_scale(models), legend=alt.Legend(title="click to highlight", orient="bottom")
+        ),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.15)),
+    )
+    points = base.mark_circle().encode(
+        size=alt.Size("problems:Q", title="problems in the bin", scale=alt.Scale(type="sqrt", range=[8, 200])),
+        tooltip=[
+            alt.Tooltip("model:N"),
+            alt.Tooltip("digit:N"),
+            alt.Tooltip("bin:N", title="ĉ_k"),
+            alt.Tooltip("problems:Q", title="problems in the bin"),
+            alt.Tooltip("wrong:Q", title="of which c_k wrong"),
+            alt.Tooltip("rate:Q", format=".1%", title="share wrong"),
+        ],
+    )
+    return (
+        alt.layer(base.mark_line(strokeWidth=1.5), points, data=data)
+        .properties(width=150, height=130)
+        .facet(column=alt.Column("digit:N", sort=[o for o in order if int(o[1:]) in digits], title=None))
+        .add_params(pick)
         .properties(title=title)
     )

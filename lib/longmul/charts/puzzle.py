@@ -20,6 +20,8 @@ from longmul.analysis.digit_errors import (
     PARITY_CHANCE,
     carry_boundary_errors,
     digit_errors,
+    large_sum_shares,
+    running_sum_size_errors,
     signed_offset,
 )
 from longmul.evaluate import EvalResult
@@ -56,7 +58,9 @@ def shortcut_accuracy(problems: Sequence[Problem]) -> pd.DataFrame:
     for name, rule in SHORTCUTS.items():
         value = rule(a, b, n)
         for k in range(true_digits.shape[1]):
-            rows.append({"series": name, "k": k, "accuracy": float(((value // 10**k) % 10 == true_digits[:, k]).mean())})
+            rows.append(
+                {"series": name, "k": k, "accuracy": float(((value // 10**k) % 10 == true_digits[:, k]).mean())}
+            )
     return pd.DataFrame(rows, columns=["series", "k", "accuracy"])
 
 
@@ -224,10 +228,15 @@ def error_summary(results: Mapping[str, EvalResult], min_wrong: int = 1) -> pd.D
     return pd.DataFrame(rows, columns=columns)
 
 
-def _boundary_errors(result: EvalResult, problems: Sequence[Problem]):
+def _running_sums_of(result: EvalResult, problems: Sequence[Problem]) -> np.ndarray:
+    """(n, n_c) ĉ_k of the problems ``result`` was evaluated on, in order."""
     if len(problems) != len(result.target):
         raise ValueError(f"the result covers {len(result.target)} problems, got {len(problems)}")
-    return carry_boundary_errors(result.predicted, result.target, np.array([p.running_sums for p in problems]))
+    return np.array([p.running_sums for p in problems])
+
+
+def _boundary_errors(result: EvalResult, problems: Sequence[Problem]):
+    return carry_boundary_errors(result.predicted, result.target, _running_sums_of(result, problems))
 
 
 def carry_boundary_frame(results: Mapping[str, EvalResult], problems: Sequence[Problem]) -> pd.DataFrame:
@@ -245,7 +254,11 @@ def carry_boundary_frame(results: Mapping[str, EvalResult], problems: Sequence[P
         for k in range(1, split.problems.shape[0]):
             for residue in range(N_OFFSETS):
                 n = int(split.problems[k, residue])
-                for kind, counts in (("one too small", split.minus_one), ("one too large", split.plus_one), ("other wrong", other)):
+                for kind, counts in (
+                    ("one too small", split.minus_one),
+                    ("one too large", split.plus_one),
+                    ("other wrong", other),
+                ):
                     count = int(counts[k, residue])
                     rows.append(
                         {
@@ -261,7 +274,9 @@ def carry_boundary_frame(results: Mapping[str, EvalResult], problems: Sequence[P
     return pd.DataFrame(rows, columns=["model", "k", "residue", "kind", "count", "problems", "rate"])
 
 
-def carry_boundary_summary(results: Mapping[str, EvalResult], problems: Sequence[Problem], min_wrong: int = 1) -> pd.DataFrame:
+def carry_boundary_summary(
+    results: Mapping[str, EvalResult], problems: Sequence[Problem], min_wrong: int = 1
+) -> pd.DataFrame:
     """Per (model, c_k) with at least ``min_wrong`` wrong digits (missing ones included): how much
     likelier an error is where ĉ_{k−1} ends in 0 or 9 than where it ends in 3…6 (``boundary ratio``,
     ≈ 1 for guesses), the number of ``±1 errors``, and the share of them whose sign a misjudged carry
@@ -340,3 +355,102 @@ def sign_findings(summary: pd.DataFrame) -> str:
         by_verdict[sign_verdict(carry_signed, int(signed_errors))].append(f"{model} c{k}")
     parts = [f"for {', '.join(names)}, {_SIGN_WORDING[verdict]}" for verdict, names in by_verdict.items() if names]
     return "Measured here: " + "; ".join(parts) + "." if parts else ""
+
+
+SIZE_BIN_WIDTH = 25  # ĉ_k per bin of running_sum_size_frame: up to 15 bins over the largest ĉ_k of 4×4 digits
+
+
+def running_sum_size_frame(
+    results: Mapping[str, EvalResult], problems: Sequence[Problem], width: int = SIZE_BIN_WIDTH
+) -> pd.DataFrame:
+    """Each model's errors of c_k by the size of ĉ_k, in bins ``[low, low + width)``. ``problems``: the
+    problems every result was evaluated on, in order.
+
+    One row per (model, k, bin) with at least one problem: ``low``, ``high`` (inclusive), ``bin`` (a label
+    such as "150–174"), ``problems`` in the bin, ``wrong`` c_k among them and their share ``rate``.
+    """
+    if width < 1:
+        raise ValueError(f"width is a number of ĉ_k values per bin, at least 1, got {width}")
+    rows = []
+    for name, result in results.items():
+        running = _running_sums_of(result, problems)
+        edges = np.arange(0, running.max() + width + 1, width)
+        split = running_sum_size_errors(result.predicted, result.target, running, edges)
+        rate = split.error_rate
+        for k in range(split.problems.shape[0]):
+            for b, low in enumerate(edges[:-1]):
+                n = int(split.problems[k, b])
+                if not n:
+                    continue
+                rows.append(
+                    {
+                        "model": name,
+                        "k": k,
+                        "low": int(low),
+                        "high": int(low + width - 1),
+                        "bin": f"{low}–{low + width - 1}",
+                        "problems": n,
+                        "wrong": int(split.wrong[k, b]),
+                        "rate": float(rate[k, b]),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["model", "k", "low", "high", "bin", "problems", "wrong", "rate"])
+
+
+LARGE_SUM_TOP = 0.1  # "large ĉ_k": the top tenth of the problems' values
+
+
+def large_sum_summary(
+    results: Mapping[str, EvalResult], problems: Sequence[Problem], top: float = LARGE_SUM_TOP, min_wrong: int = 1
+) -> pd.DataFrame:
+    """Per (model, c_k) with at least ``min_wrong`` wrong digits: the smallest large ĉ_k (``large ĉ_k
+    from``, the ``1 − top`` quantile), the ``share of problems`` with ĉ_k that large, and the ``share of
+    errors`` of c_k on them (close to the share of problems for a model whose errors fall anywhere)."""
+    rows = []
+    for name, result in results.items():
+        shares = large_sum_shares(result.predicted, result.target, _running_sums_of(result, problems), top)
+        for k in range(len(shares.wrong)):
+            if shares.wrong[k] < min_wrong:
+                continue
+            rows.append(
+                {
+                    "model": name,
+                    "k": k,
+                    "wrong": int(shares.wrong[k]),
+                    "large ĉ_k from": int(shares.threshold[k]),
+                    "share of problems": float(shares.problem_share[k]),
+                    "share of errors": float(shares.error_share[k]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["model", "k", "wrong", "large ĉ_k from", "share of problems", "share of errors"])
+
+
+PILED_UP = 3.0  # errors "pile up" at large ĉ_k where their share there is at least this many times the problems'
+
+
+def large_sum_findings(summary: pd.DataFrame, factor: float = PILED_UP) -> str:
+    """One sentence from :func:`large_sum_summary`: the digits whose errors pile up at large ĉ_k (share
+    of errors at least ``factor`` times the share of problems) and those whose errors do not."""
+    if summary.empty:
+        return "No model has enough wrong digits to tell where they fall."
+    ratio = summary["share of errors"] / summary["share of problems"]
+    piled = summary[ratio >= factor]
+    spread = summary[ratio < factor]
+    parts = []
+    criterion = f"at large ĉ_k (at least {factor:g}× the share of problems there)"
+    if len(piled):
+        parts.append(
+            f"the errors pile up {criterion} for "
+            + "; ".join(
+                f"{model} c{k} ({errors:.0%} of its {wrong:,} errors on {share:.0%} of the problems)"
+                for model, k, wrong, errors, share in zip(
+                    piled["model"], piled["k"], piled["wrong"], piled["share of errors"], piled["share of problems"]
+                )
+            )
+        )
+    if len(spread):
+        parts.append(
+            ("they do not for " if parts else f"the errors do not pile up {criterion} for ")
+            + ", ".join(f"{model} c{k}" for model, k in zip(spread["model"], spread["k"]))
+        )
+    return "Measured here: " + "; ".join(parts) + "."
