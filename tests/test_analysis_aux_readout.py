@@ -4,7 +4,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import tiny_config
-from longmul.analysis.aux_readout import PROBE_FILE, aux_readout, load_aux_probe
+from longmul.analysis.attribution import analysis_pairs
+from longmul.analysis.aux_readout import PROBE_FILE, aux_readout, aux_readout_by_size, load_aux_probe
 from longmul.hooks import capture
 from longmul.saved import load_model
 from longmul.sequences import Layout, make_batch
@@ -67,3 +68,30 @@ def test_readout_matches_a_direct_forward_pass(aux_dir, one_thread):
 def test_a_model_without_aux_probe_is_refused(tiny_sft_model):
     with pytest.raises(ValueError, match="not an aux-loss model"):
         aux_readout(load_model(tiny_sft_model), PAIRS)
+    with pytest.raises(ValueError, match="not an aux-loss model"):
+        aux_readout_by_size(load_model(tiny_sft_model), 2)
+
+
+def test_readout_by_size_splits_the_pool_into_bins(aux_dir, one_thread):
+    loaded = load_model(aux_dir)
+    pool, k = 300, 2
+    rows = aux_readout_by_size(loaded, k, width=20, per_bin=pool, pool=pool, seed=3)
+    assert sum(r["in_pool"] for r in rows) == pool and all(r["n"] == r["in_pool"] > 0 for r in rows)
+    assert [r["low"] for r in rows] == sorted(r["low"] for r in rows) and all(r["low"] % 20 == 0 for r in rows)
+    assert rows[0]["bin"] == f"{rows[0]['low']}–{rows[0]['low'] + 19}"
+    # With every problem of the pool read, the bins pool back to the unsplit readout of the same problems
+    # (the pool is the analysis_pairs draw with the same seed).
+    whole = aux_readout(loaded, analysis_pairs(Layout(2, 2), None, pool, 3, minimum=1))[k]
+    for key in ("mae", "probe_exact", "model_digit"):
+        pooled = sum(r[key] * r["n"] for r in rows) / pool
+        assert pooled == pytest.approx(whole[key])
+
+
+def test_readout_by_size_caps_each_bin_and_checks_its_arguments(aux_dir, one_thread):
+    loaded = load_model(aux_dir)
+    rows = aux_readout_by_size(loaded, 1, width=50, per_bin=5, pool=400, seed=0)
+    assert all(r["n"] == min(5, r["in_pool"]) for r in rows) and sum(r["in_pool"] for r in rows) == 400
+    with pytest.raises(ValueError, match="output digit"):
+        aux_readout_by_size(loaded, 4)
+    with pytest.raises(ValueError, match="at least 1"):
+        aux_readout_by_size(loaded, 1, width=0)
