@@ -124,6 +124,24 @@ def test_the_icot_gate_may_change_on_resume_and_each_stage_records_its_gate(tmp_
     assert all(gate == (0.0 if step <= 4 else -1.0) for step, gate in gates.items())
 
 
+def test_a_gated_run_may_remove_fewer_tokens_per_stage_after_a_resume(tmp_path):
+    # Gate 0: every check passes, so each check adds one stage of the current size.
+    out = train(tiny_config(recipe="icot", max_steps=4, icot_gate=0.0), tmp_path / "run", command="pytest")
+    train(tiny_config(recipe="icot", max_steps=12, icot_gate=0.0, icot_tokens_per_stage=1), out, resume=True, command="pytest")
+    stages = json.loads((out / "training.json").read_text())["icot_stages"]
+    removed = [s["removed"] for s in stages]
+    assert removed == [0, 4, 5, 6]  # checks at steps 4, 8, 12: one of 4 tokens, then two of 1
+    rows = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [r["changed"]["icot_tokens_per_stage"] for r in rows if r["kind"] == "resume"] == [[4, 1]]
+
+
+def test_a_paced_run_refuses_a_new_stage_size_on_resume(tmp_path):
+    paced = {"recipe": "icot", "icot_stage_examples": 32}
+    out = train(tiny_config(max_steps=4, **paced), tmp_path / "run", command="pytest")
+    with pytest.raises(ValueError, match="fixed pace"):
+        train(tiny_config(max_steps=8, icot_tokens_per_stage=1, **paced), out, resume=True, command="pytest")
+
+
 def test_a_resume_that_changes_the_learning_rate_is_recorded(tmp_path):
     out = train(tiny_config(max_steps=6, warmup_steps=0), tmp_path / "run", command="pytest")
     train(tiny_config(max_steps=12, warmup_steps=0, lr=1e-4), out, resume=True, command="pytest")

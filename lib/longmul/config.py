@@ -13,8 +13,9 @@ AUX_TARGETS = ("running_sum", "shuffled")
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed. Bookkeeping does not alter what is trained. The
 # schedule settings change it from the resume on: the ICoT gate decides when later stages begin (each
-# stage's record keeps the gate it passed), the learning rate is logged on every train row, and a
-# moving average of the weights (ema_decay) starts from the weights at the resume. A
+# stage's record keeps the gate it passed), the tokens a gated stage removes apply to the stages after
+# the resume (each stage records its removal count), the learning rate is logged on every train row,
+# and a moving average of the weights (ema_decay) starts from the weights at the resume. A
 # resume that changes any of them writes a "resume" row to the history naming the changes.
 RESUME_BOOKKEEPING = {
     "max_steps",
@@ -25,7 +26,7 @@ RESUME_BOOKKEEPING = {
     "device",
     "progress",
 }
-RESUME_SCHEDULE = {"icot_gate", "lr", "ema_decay"}
+RESUME_SCHEDULE = {"icot_gate", "icot_tokens_per_stage", "lr", "ema_decay"}
 RESUME_MUTABLE = RESUME_BOOKKEEPING | RESUME_SCHEDULE
 
 

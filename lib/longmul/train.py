@@ -565,6 +565,12 @@ def train(
         for name in sorted(RESUME_MUTABLE):
             if getattr(saved, name) != getattr(config, name):
                 changed[name] = [getattr(saved, name), getattr(config, name)]
+        if "icot_tokens_per_stage" in changed and config.icot_stage_examples > 0:
+            # At a fixed pace the removal count is a function of the examples seen: a new step would jump it.
+            raise ValueError(
+                f"cannot change icot_tokens_per_stage when resuming {out_dir}: its stages follow a fixed pace "
+                f"(icot_stage_examples = {config.icot_stage_examples}); only gated runs may change it"
+            )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"output directory {out_dir} is not empty; pass resume=True (--resume) or pick another")
     config.validate()
