@@ -86,3 +86,24 @@ def test_the_card_says_where_the_model_trained(tiny_sft_model):
     gpu = {"device": "cuda", "gpu": "NVIDIA H200"}
     resumed = {**training, "sessions": [*training["sessions"], {"wall_time_s": 720.0, "hardware": gpu}]}
     assert "- trained on: CPU 0.0 h, NVIDIA H200 0.2 h (" in model_card(tiny_sft_model, resumed, metrics)
+
+
+
+def test_a_resumed_run_s_card_gives_its_first_command_and_each_schedule_change(tmp_path):
+    from conftest import tiny_config
+    from longmul.train import train
+
+    out = train(tiny_config(max_steps=6, warmup_steps=0), tmp_path / "run", command="longmul train --max-steps 6")
+    last = "longmul train --max-steps 12 --lr 0.0001 --resume"
+    train(tiny_config(max_steps=12, warmup_steps=0, lr=1e-4, threads=2), out, resume=True, command=last)
+    training = json.loads((out / "training.json").read_text())
+    # threads and max_steps changed too, but they do not alter the model
+    assert training["schedule_changes"] == [{"step": 6, "changed": {"lr": [1e-3, 1e-4]}}]
+    card = model_card(out, training, {})
+    assert "- first command: `longmul train --max-steps 6`" in card
+    assert "- resumed at step 6 with lr 0.001 → 0.0001" in card
+    assert f"- last command: `{last}`" in card
+    assert "- command:" not in card
+    # A run trained in one go gives its one command.
+    one_go = {**training, "sessions": training["sessions"][-1:], "schedule_changes": []}
+    assert f"- command: `{last}`" in model_card(out, one_go, {})

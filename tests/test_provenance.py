@@ -1,9 +1,11 @@
-"""longmul.provenance: hours per kind of machine from a run's session records."""
+"""longmul.provenance: hours per kind of machine, and the schedule changes of resumed runs."""
+
+import json
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from longmul.provenance import hours_by_machine
+from longmul.provenance import hours_by_machine, schedule_changes
 
 CPU = {"device": "cpu"}
 H200 = {"device": "cuda", "gpu": "NVIDIA H200"}
@@ -29,3 +31,18 @@ def test_each_machine_gets_the_sum_of_its_sessions(sessions):
         assert (label in summary) == bool(used)
         if used:
             assert float(summary[label]) == round(sum(used) / 3600, 1)
+
+
+def test_schedule_changes_keep_only_resumes_that_change_what_is_trained(tmp_path):
+    rows = [
+        {"kind": "train", "step": 100, "lr": 1e-3},
+        {"kind": "resume", "step": 200, "changed": {"threads": [1, 2]}},
+        {"kind": "resume", "step": 300, "changed": {"lr": [1e-3, 1e-4], "max_steps": [400, 800]}},
+        {"kind": "resume", "step": 500, "changed": {"icot_tokens_per_stage": [8, 1], "ema_decay": [0.0, 0.999]}},
+    ]
+    history = tmp_path / "history.jsonl"
+    history.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert schedule_changes(history) == [
+        {"step": 300, "changed": {"lr": [1e-3, 1e-4]}},
+        {"step": 500, "changed": {"icot_tokens_per_stage": [8, 1], "ema_decay": [0.0, 0.999]}},
+    ]

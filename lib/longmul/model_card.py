@@ -12,6 +12,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
+def _commands(training: dict) -> list[str]:
+    """How to reproduce the run: its command, or for a resumed run the first command and each later
+    change of what it trains, with the step where it took effect."""
+    sessions = training.get("sessions", [])
+    first = sessions[0]["command"] if sessions else training["command"]
+    if first == training["command"]:
+        return [f"- command: `{training['command']}`"]
+    lines = [f"- first command: `{first}`"]
+    for change in training.get("schedule_changes", []):
+        what = ", ".join(f"{name} {old} → {new}" for name, (old, new) in change["changed"].items())
+        lines.append(f"- resumed at step {change['step']:,} with {what}")
+    lines.append(f"- last command: `{training['command']}`")
+    return lines
+
+
 def model_card(path: str | Path, training: dict, metrics: dict, cot_tokens: int = 0) -> str:
     """The card of the model saved in ``path`` (as the reader will type it, e.g. ``models/icot``);
     ``cot_tokens``: chain-of-thought tokens it still writes before ``####`` (an ICoT run in progress)."""
@@ -57,7 +72,7 @@ def model_card(path: str | Path, training: dict, metrics: dict, cot_tokens: int 
         "",
         "## Training",
         "",
-        f"- command: `{training['command']}`",
+        *_commands(training),
         (
             f"- seed {training['seed']}, {training['steps']:,} steps, {training['examples']:,} examples, "
             f"{training['wall_time_s'] / 60:.1f} min of wall time over {len(training['sessions'])} session(s)"

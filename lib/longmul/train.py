@@ -47,6 +47,7 @@ from .evaluate import evaluate_pairs
 from .hooks import capture
 from .model import ModelConfig, build_model, count_parameters
 from .model_card import model_card
+from .provenance import schedule_changes
 from .saved import save_model
 from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
 from .shipped import SNAPSHOT_DIR
@@ -473,6 +474,7 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "wall_time_s": round(self.elapsed(), 1),
             "sessions": self.sessions + ([] if snapshot else [self.session_record()]),
+            "schedule_changes": schedule_changes(self.history_path),
             "icot_stages": self.stages,
             "library_version": __version__,
             "torch_version": torch.__version__,
