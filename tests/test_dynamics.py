@@ -313,10 +313,12 @@ def test_furthest_stage_names_the_digits_that_never_left_chance(tmp_path):
         16, Layout(4, 4).cot_len, 2_000, 1_000, 2,
     )  # fmt: skip
     assert stage["current"] and stage["first"] == stuck and stage["latest"] == rising
+    assert stage["entered_from"] == 8  # entering it removed tokens 8 … 15
     assert stage["best"][3] == 0.16 and stage["at_chance"] == [4]
     assert dyn.furthest_stage(run, near_chance=0.2)["at_chance"] == [3, 4]
     run.evals = run.evals[:1]  # the furthest stage has no evaluation yet: the one before it counts
     assert dyn.furthest_stage(run)["removed"] == 8 and dyn.furthest_stage(run)["at_chance"] == list(range(8))
+    assert dyn.furthest_stage(run)["entered_from"] == 0
     assert dyn.furthest_stage(in_progress_run(tmp_path / "sft")) is None
 
 
@@ -528,3 +530,10 @@ def test_the_papers_description_is_that_of_facts_section_4():
     assert sft.middle_grad_norm == 1.0  # §5.6: gradient norm ≈ 1 on the flat middle digits
     assert aux.order == (0, 1, 7, 2, 3, 6, 4, 5) and aux.learned_by == {5: 370_000} and aux.never_learned == ()
     assert "arXiv:2510.00184" in sft.source
+
+
+def test_a_span_of_the_chain_of_thought_is_described_by_role():
+    # Tokens 32-39 are what the 8-token runs removed to enter their stalled stage (40 removed).
+    assert dyn.describe_cot_span(32, 40) == "running total 0–2, digits 3–6; ); +; partial product 3, digits 0–1"
+    assert dyn.describe_cot_span(32, 33) == "running total 0–2, digit 3"
+    assert dyn.describe_cot_span(0, 0) == ""

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from longmul.datasets import evaluation_problems, icot_path, icot_problems
 from longmul.task import (
     Problem,
+    chain_of_thought_roles,
     chain_of_thought_tokens,
     format_icot_line,
     number_from_digits,
@@ -134,3 +135,24 @@ def test_write_problems_round_trips(tmp_path: Path):
     write_problems(problems, tmp_path / "x.txt")
     assert read_problems(tmp_path / "x.txt") == problems
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@given(problems())
+def test_each_chain_of_thought_token_is_the_digit_its_role_names(p):
+    tokens = chain_of_thought_tokens(p)
+    roles = chain_of_thought_roles(p.n_a, p.n_b)
+    assert len(roles) == len(tokens)
+    totals = [sum(p.partial_products[: j + 1]) for j in range(p.n_b)]
+    for token, role in zip(tokens, roles):
+        if role in ("+", "(", ")"):
+            assert token == role
+            continue
+        kind, digit = role.split(", digit ")
+        value = p.partial_products[int(kind[-1])] if kind.startswith("partial product") else totals[int(kind[-1])]
+        assert token == str(value // 10 ** int(digit) % 10)
+
+
+def test_the_token_the_4x4_icot_runs_stall_on():
+    # Token 32 of 2365 × 4347's chain of thought: digit 3 of 2365 × 347 = 820655, i.e. 0 (FACTS §1's line).
+    assert chain_of_thought_roles()[32] == "running total 0–2, digit 3"
+    assert chain_of_thought_tokens(Problem(2365, 4347))[32] == "0"

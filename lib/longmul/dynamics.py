@@ -664,6 +664,29 @@ def cot_gone_step(run: RunHistory) -> int | None:
     return next((s["step"] for s in run.stages if s["removed"] >= cot_len), None)
 
 
+def describe_cot_span(start: int, stop: int, n_digits: int = 4) -> str:
+    """The chain-of-thought tokens ``start`` … ``stop - 1`` by role, runs of digits of one number
+    grouped: ``"running total 0–2, digits 3–6; ); +; partial product 3, digits 0–1"``."""
+    from longmul.task import chain_of_thought_roles
+
+    parts: list[tuple[str, list[int]]] = []  # (number or separator, its digits in the span)
+    for role in chain_of_thought_roles(n_digits, n_digits)[start:stop]:
+        number, _, digit = role.partition(", digit ")
+        if digit and parts and parts[-1][0] == number:
+            parts[-1][1].append(int(digit))
+        else:
+            parts.append((number, [int(digit)] if digit else []))
+
+    def text(number: str, digits: list[int]) -> str:
+        if not digits:
+            return number
+        if len(digits) == 1:
+            return f"{number}, digit {digits[0]}"
+        return f"{number}, digits {digits[0]}–{digits[-1]}"
+
+    return "; ".join(text(number, digits) for number, digits in parts)
+
+
 def icot_progress(run: RunHistory) -> dict | None:
     """ICoT: chain-of-thought tokens removed by the last logged step, out of how many, and when the
     last one went (None for other recipes)."""
@@ -680,7 +703,8 @@ def icot_progress(run: RunHistory) -> dict | None:
 
 def furthest_stage(run: RunHistory, near_chance: float = NEAR_CHANCE) -> dict | None:
     """ICoT: the stage with the most chain-of-thought tokens removed that the run was evaluated in (None
-    for other recipes or before any evaluation): ``removed``, ``cot_len``, ``from_step``, ``steps`` (in
+    for other recipes or before any evaluation): ``removed``, ``entered_from`` (tokens removed in the
+    stage before it: entering it removed tokens ``entered_from`` … ``removed - 1``), ``cot_len``, ``from_step``, ``steps`` (in
     it, to its end or the last logged step), ``current``, ``evals`` (evaluations in it), ``first``,
     ``best`` and ``latest`` (per-digit validation accuracy: at its first evaluation, the best of each
     digit over them, at its last), ``best_val_exact_match``, and ``at_chance``: the digits whose best
@@ -688,7 +712,8 @@ def furthest_stage(run: RunHistory, near_chance: float = NEAR_CHANCE) -> dict | 
     progress = icot_progress(run)
     if progress is None:
         return None
-    for stage in sorted(stage_table(run), key=lambda r: -r["removed"]):
+    stages = stage_table(run)
+    for stage in sorted(stages, key=lambda r: -r["removed"]):
         evals = _stage_evals(run, stage["from_step"], stage["to_step"], stage["removed"])
         if not evals:
             continue
@@ -696,6 +721,7 @@ def furthest_stage(run: RunHistory, near_chance: float = NEAR_CHANCE) -> dict | 
         best = per_digit.max(0)
         return {
             "removed": stage["removed"],
+            "entered_from": max([r["removed"] for r in stages if r["removed"] < stage["removed"]], default=0),
             "cot_len": progress["cot_len"],
             "from_step": stage["from_step"],
             "steps": stage["steps"],

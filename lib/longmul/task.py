@@ -174,6 +174,24 @@ def chain_of_thought_tokens(problem: Problem) -> list[str]:
     return tokens
 
 
+def chain_of_thought_roles(n_a: int = DEFAULT_DIGITS, n_b: int = DEFAULT_DIGITS) -> list[str]:
+    """What each token of the chain of thought stands for, parallel to :func:`chain_of_thought_tokens`:
+    ``"partial product 1, digit 2"`` (digit 2 of a·b_1·10, units first), ``"running total 0–2, digit 3"``
+    (digit 3 of a·b_0 + a·b_1·10 + a·b_2·100), and the separators ``"+"``, ``"("`` and ``")"``."""
+    roles: list[str] = []
+    last = n_b - 1
+    for j in range(n_b):
+        width = n_a + 1 + j
+        if j > 0:
+            roles.append("+")
+        roles.extend(f"partial product {j}, digit {i}" for i in range(width))
+        if 0 < j < last:
+            roles.append("(")
+            roles.extend(f"running total 0–{j}, digit {i}" for i in range(width))
+            roles.append(")")
+    return roles
+
+
 def format_icot_line(problem: Problem) -> str:
     """``a_0 … * b_0 …||<chain of thought> #### c_0 …`` exactly as in the ICoT data files."""
     return (
