@@ -48,3 +48,17 @@ def test_overview_describes_each_model(tiny_sft_model, tmp_path):
         "finished run": "yes",
         "chain-of-thought tokens it writes": 0,
     }
+
+
+def test_the_scoreboard_gives_each_model_s_recorded_scores_beside_the_paper_s(tiny_sft_model, tmp_path):
+    shutil.copytree(tiny_sft_model, tmp_path / "sft")
+    rows = {row["model"]: row for row in load_shipped(tmp_path).scoreboard()}
+    assert list(rows) == ["ICoT", "SFT", "SFT + aux loss"]  # every book model, shipped or not
+    sft = rows["SFT"]
+    metrics = load_shipped(tmp_path).models["SFT"].metrics
+    assert sft["ICoT test: ours"] == f"{metrics['icot_test']['exact_match']:.1%} (n=1,000)"
+    assert sft["fresh random: ours"] == f"{metrics['random']['exact_match']:.1%} (n={metrics['random']['n']:,})"
+    assert sft["the paper reports"] == "< 1%" and sft["training"] == "finished, 4 steps"
+    assert sft["chain-of-thought tokens it writes"] == 0
+    assert rows["ICoT"]["training"] == "not shipped yet" and rows["ICoT"]["ICoT test: ours"] == "not available"
+    assert rows["ICoT"]["the paper reports"] == "100%"

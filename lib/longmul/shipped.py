@@ -15,6 +15,10 @@ from .evaluate import cot_tokens_of
 from .saved import SNAPSHOT_DIR, LoadedModel, is_model_dir, load_model
 
 MODEL_LABELS = {"icot": "ICoT", "sft": "SFT", "aux": "SFT + aux loss"}
+# Exact match on 4x4 as reported by Bai et al. (2025) for their models (FACTS §4): the paper's, not ours.
+PAPER_EXACT_MATCH = {"ICoT": "100%", "SFT": "< 1%", "SFT + aux loss": "99%"}
+# metrics.json keys, as the scoreboard names them
+SCORED_SETS = {"icot_test": "ICoT test", "random": "fresh random"}
 
 
 def shipped_dir(models_dir: str | Path, name: str) -> Path | None:
@@ -50,6 +54,29 @@ class ShippedModels:
             for label, m in self.models.items()
         }
 
+    def scoreboard(self) -> list[dict]:
+        """One row per book model, in :data:`MODEL_LABELS` order: its exact match on the ICoT test set and
+        on fresh random problems as recorded in its ``metrics.json`` when it was saved, beside what the
+        paper reports; how far its training got; chain-of-thought tokens it still writes. A model not
+        shipped gets a row that says so."""
+        rows = []
+        for label in MODEL_LABELS.values():
+            m = self.models.get(label)
+            row: dict = {"model": label}
+            for key, name in SCORED_SETS.items():
+                result = m.metrics.get(key) if m is not None else None
+                row[f"{name}: ours"] = f"{result['exact_match']:.1%} (n={result['n']:,})" if result else "not available"
+            row["the paper reports"] = PAPER_EXACT_MATCH[label]
+            if m is None:
+                row["training"] = "not shipped yet"
+                row["chain-of-thought tokens it writes"] = ""
+            else:
+                steps = f"{m.training.get('steps', 0):,} steps"
+                row["training"] = f"snapshot at {steps}, still in training" if label in self.unfinished else f"finished, {steps}"
+                row["chain-of-thought tokens it writes"] = cot_tokens_of(m.model)
+            rows.append(row)
+        return rows
+
     def status_markdown(self) -> str:
         """One paragraph saying what is missing and which models are snapshots (with their steps)."""
         parts = []
@@ -80,4 +107,4 @@ def load_shipped(models_dir: str | Path, labels: dict[str, str] | None = None) -
     return shipped
 
 
-__all__ = ["MODEL_LABELS", "SNAPSHOT_DIR", "ShippedModels", "is_model_dir", "load_shipped", "shipped_dir"]
+__all__ = ["MODEL_LABELS", "PAPER_EXACT_MATCH", "SCORED_SETS", "SNAPSHOT_DIR", "ShippedModels", "is_model_dir", "load_shipped", "shipped_dir"]
