@@ -41,7 +41,7 @@ def test_schedule_changes_keep_only_resumes_that_change_what_is_trained(tmp_path
         {"kind": "resume", "step": 500, "changed": {"icot_tokens_per_stage": [8, 1], "ema_decay": [0.0, 0.999]}},
     ]
     history = tmp_path / "history.jsonl"
-    history.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    history.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"kind": "train", "ste')  # a half-written row
     assert schedule_changes(history) == [
         {"step": 300, "changed": {"lr": [1e-3, 1e-4]}},
         {"step": 500, "changed": {"icot_tokens_per_stage": [8, 1], "ema_decay": [0.0, 0.999]}},

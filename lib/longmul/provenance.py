@@ -28,6 +28,9 @@ def schedule_changes(history_path: str | Path) -> list[dict]:
     changes (threads, max_steps, ...) are left out: they do not alter the model."""
     changes = []
     for line in Path(history_path).read_text().splitlines():
+        # Parse resume rows only: the history of a run still training may end in a half-written row.
+        if '"resume"' not in line:
+            continue
         row = json.loads(line)
         if row.get("kind") != "resume":
             continue
