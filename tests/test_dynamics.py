@@ -537,3 +537,10 @@ def test_a_span_of_the_chain_of_thought_is_described_by_role():
     assert dyn.describe_cot_span(32, 40) == "running total 0–2, digits 3–6; ); +; partial product 3, digits 0–1"
     assert dyn.describe_cot_span(32, 33) == "running total 0–2, digit 3"
     assert dyn.describe_cot_span(0, 0) == ""
+
+
+def test_model_width_is_the_override_else_the_preset_s(tmp_path):
+    run = dyn.RunHistory("icot", tmp_path, "in progress", recipe="icot", config={"preset": "cpu"})
+    assert dyn.model_width(run) == 128
+    run.config = {"preset": "cpu", "d_model": 256}
+    assert dyn.model_width(run) == 256

@@ -346,6 +346,13 @@ def replaced_values(run: RunHistory, name: str) -> list[tuple]:
     return [(r["changed"][name][0], r["step"]) for r in run.resumes if name in r.get("changed", {})]
 
 
+def model_width(run: RunHistory) -> int:
+    """The run's ``d_model``: its override, else its preset's."""
+    from longmul.config import TrainConfig  # no torch
+
+    return TrainConfig.from_dict(run.config).model_config().d_model  # imports torch
+
+
 def run_settings(run: RunHistory) -> dict[str, str]:
     """The run's configuration in four readable groups: model, optimiser, logging, recipe settings."""
     config = run.config
