@@ -12,7 +12,8 @@ The two ICoT schedules:
 
 * ``paced`` — the paper's: one token at a time at a fixed number of examples per token
   (:data:`EXAMPLES_PER_TOKEN`, scaled down from the paper's 101k at 4×4 so that the whole chain of
-  thought is gone after 60–75% of the budget), removal smoothing λ = 4 and an optimizer reset per token;
+  thought is gone after 40% (n = 2) to 70% (n = 3, 4) of the budget), removal smoothing λ = 4 and an
+  optimizer reset per token;
 * ``gated`` — ours: :data:`GATED_TOKENS` tokens at a time, once free-running accuracy in the current
   format reaches :data:`GATE` (the recipe of the width-128 4×4 runs that stall).
 """
@@ -35,9 +36,9 @@ BATCH_SIZE = 64  # as many examples per CPU-second as batch 256 at these widths,
 LR = 1e-3
 LOW_LR = 1e-4
 # Training examples per cell, by n (the same for every recipe and width of that n).
-EXAMPLE_BUDGET = {2: 300_000, 3: 1_000_000, 4: 3_000_000, 5: 3_000_000}
+EXAMPLE_BUDGET = {2: 1_000_000, 3: 2_000_000, 4: 4_000_000, 5: 4_000_000}
 # Paced ICoT: examples per removed chain-of-thought token (8, 24 and 46 tokens at n = 2, 3, 4).
-EXAMPLES_PER_TOKEN = {2: 25_000, 3: 30_000, 4: 50_000}
+EXAMPLES_PER_TOKEN = {2: 50_000, 3: 60_000, 4: 60_000}
 GATE = 0.8
 GATED_TOKENS = 4
 AUX_ARGS = ("--aux-site", "blocks.1.hook_resid_mid", "--aux-weight", "10")  # the shipped aux model's probe
@@ -112,16 +113,17 @@ class Cell:
 
 
 def study_plan() -> list[Cell]:
-    """Every cell, most informative first: what the next 4×4 ICoT run needs (ICoT at n = 3 across
-    widths, schedules, dropout and learning rate), then the digit table at n = 2 and 3, its second
-    seeds, and last the expensive n = 4 and n = 5 cells."""
+    """Every cell, most informative first: the three recipes at width 128 for n = 2 and 3 (paced ICoT
+    first), then what the next 4×4 ICoT run needs (ICoT at n = 3 across widths, schedules, dropout,
+    learning rate and a second seed), the rest of the digit table at n = 2 and 3, and last the
+    expensive n = 4 and n = 5 cells."""
     cells: list[Cell] = []
 
     def add(*new: Cell) -> None:
         cells.extend(c for c in new if c not in cells)
 
-    for n in (2, 3):
-        add(Cell(n, "sft", 128), Cell(n, "aux", 128), Cell(n, "icot", 128, "paced"), Cell(n, "icot", 128, "gated"))
+    add(Cell(2, "icot", 128, "paced"), Cell(3, "icot", 128, "paced"), Cell(3, "sft", 128), Cell(2, "sft", 128))
+    add(Cell(2, "aux", 128), Cell(3, "aux", 128), Cell(2, "icot", 128, "gated"), Cell(3, "icot", 128, "gated"))
     add(Cell(3, "icot", 64, "paced"), Cell(3, "icot", 64, "gated"))
     add(Cell(3, "icot", 128, "paced", dropout=0.1), Cell(3, "icot", 128, "paced", lr=LOW_LR))
     add(Cell(3, "icot", 256, "paced"), Cell(3, "icot", 256, "gated"))

@@ -1,0 +1,80 @@
+"""Charts of the small-n study (chapter "Beyond 4×4"): which output digits each recipe learns on n×n
+problems, from the rows of :func:`longmul.study.study_rows`."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from longmul.charts.heatmap import annotated_heatmap
+
+RECIPE_LABELS = {"sft": "SFT", "aux": "SFT + aux loss", "icot": "ICoT"}
+EXACT = "exact"  # the column of exact match beside the digits
+
+
+def cell_label(row: dict) -> str:
+    """``"ICoT paced, w128"``, with the settings that differ from the study's defaults appended."""
+    label = RECIPE_LABELS[row["recipe"]] + (f" {row['schedule']}" if row.get("schedule") else "")
+    extras = [f"w{row['width']}"]
+    if row.get("dropout"):
+        extras.append(f"dropout {row['dropout']:g}")
+    if row.get("lr") not in (None, 1e-3):
+        extras.append(f"lr {row['lr']:g}")
+    if row.get("seed"):
+        extras.append(f"seed {row['seed']}")
+    return f"{label}, {', '.join(extras)}"
+
+
+def digits_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per (cell, output digit), plus one per cell for exact match: ``n``, ``cell``, ``label``,
+    ``column`` (``c0`` … or ``exact``), ``accuracy``, ``at_chance`` (the digit never left chance) and
+    ``text`` (the accuracy in percent, with a dot for a digit that never left chance)."""
+    out = []
+    for row in rows:
+        if row["status"] == "not run" or row.get("per_digit") is None:
+            continue
+        base = {"n": row["n"], "cell": row["cell"], "label": cell_label(row)}
+        for k, accuracy in enumerate(row["per_digit"]):
+            at_chance = k in row["never_left_chance"]
+            text = f"{100 * accuracy:.0f}" + ("·" if at_chance else "")
+            out.append({**base, "column": f"c{k}", "accuracy": accuracy, "at_chance": at_chance, "text": text})
+        em = row["exact_match"]
+        out.append({**base, "column": EXACT, "accuracy": em, "at_chance": False, "text": f"{100 * em:.0f}"})
+    return pd.DataFrame(out, columns=["n", "cell", "label", "column", "accuracy", "at_chance", "text"])
+
+
+def digits_table_chart(frame: pd.DataFrame, *, width: int = 560, row_height: int = 20) -> alt.VConcatChart:
+    """The study's hero figure: for each n, one line per cell and one column per output digit
+    (units first) and for exact match, coloured and labelled by accuracy in percent; a dot marks a
+    digit whose best validation accuracy never left chance."""
+    panels = []
+    for n, part in frame.groupby("n", sort=True):
+        labels = list(dict.fromkeys(part["label"]))
+        columns = [f"c{k}" for k in range(2 * int(n))] + [EXACT]
+        panel = annotated_heatmap(
+            part,
+            x="column:N",
+            y="label:N",
+            color="accuracy",
+            domain=[0, 1],
+            x_sort=columns,
+            y_sort=labels,
+            y_title=None,
+            text="text:N",
+            font_size=11,
+            color_title="accuracy",
+            tooltip=[
+                alt.Tooltip("label:N", title="cell"),
+                alt.Tooltip("column:N", title="digit"),
+                alt.Tooltip("accuracy:Q", format=".1%"),
+            ],
+        ).properties(
+            title=f"{n}×{n}: accuracy of each output digit (units first) on fresh problems, %",
+            width=width * len(columns) / 11,
+            height=row_height * len(labels),
+        )
+        panels.append(panel)
+    return alt.vconcat(*panels).resolve_scale(color="shared")
+
+
+__all__ = ["EXACT", "RECIPE_LABELS", "cell_label", "digits_frame", "digits_table_chart"]

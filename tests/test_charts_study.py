@@ -1,0 +1,51 @@
+"""longmul.charts.study: the small-n study's frame and hero chart (chapter "Beyond 4×4")."""
+
+import json
+
+import vl_convert
+
+from longmul.charts.study import EXACT, cell_label, digits_frame, digits_table_chart
+
+
+def row(n, recipe, per_digit, em, chance_digits=(), **settings):
+    base = {"schedule": None, "width": 128, "dropout": 0.0, "lr": 1e-3, "seed": 0}
+    base.update(settings)
+    return {
+        "cell": f"n{n}_{recipe}", "n": n, "recipe": recipe, "status": "finished", "per_digit": per_digit,
+        "exact_match": em, "never_left_chance": list(chance_digits), **base,
+    }  # fmt: skip
+
+
+ROWS = [
+    row(2, "sft", [1.0, 0.7, 0.86, 0.98], 0.66),
+    row(2, "icot", [1.0, 1.0, 1.0, 1.0], 1.0, schedule="paced"),
+    row(3, "sft", [1.0, 0.9, 0.11, 0.1, 0.8, 0.99], 0.0, chance_digits=(3,)),
+    {"cell": "n3_aux_w128", "n": 3, "recipe": "aux", "status": "not run"},
+]
+
+
+def test_labels_name_the_recipe_schedule_and_settings_that_differ():
+    assert cell_label(ROWS[0]) == "SFT, w128"
+    assert cell_label(ROWS[1]) == "ICoT paced, w128"
+    assert cell_label(row(3, "icot", [], 0, schedule="gated", width=64, dropout=0.1, lr=1e-4, seed=1)) == (
+        "ICoT gated, w64, dropout 0.1, lr 0.0001, seed 1"
+    )
+
+
+def test_frame_has_a_row_per_digit_and_one_for_exact_match_of_every_run_cell():
+    frame = digits_frame(ROWS)
+    assert len(frame) == (4 + 1) * 2 + (6 + 1)  # the unrun cell is left out
+    n3 = frame[frame.n == 3].set_index("column")
+    assert list(n3.index) == [f"c{k}" for k in range(6)] + [EXACT]
+    assert n3.loc["c3", "at_chance"] and n3.loc["c3", "text"] == "10·"
+    assert not n3.loc["c2", "at_chance"] and n3.loc["c2", "text"] == "11"
+    assert n3.loc[EXACT, "accuracy"] == 0.0
+
+
+def test_chart_has_one_panel_per_size_and_renders():
+    chart = digits_table_chart(digits_frame(ROWS))
+    spec = chart.to_dict()
+    assert len(spec["vconcat"]) == 2
+    assert [p["title"][:3] for p in spec["vconcat"]] == ["2×2", "3×3"]
+    svg = vl_convert.vegalite_to_svg(json.dumps(spec))
+    assert "ICoT paced, w128" in svg and "10·" in svg
