@@ -2,8 +2,10 @@
 
 A checkpoint folder holds ``model.safetensors``, ``optimizer.safetensors`` (AdamW moments),
 ``extra.safetensors`` (other tensors: the aux probe, the torch RNG state) and ``state.json`` (step,
-schedule state, numpy RNG state, optimizer hyperparameters). It is written to a temporary sibling and
-swapped in with renames, so a run killed at any moment leaves either the old or the new checkpoint.
+schedule state, numpy RNG state, optimizer hyperparameters). It is written to a temporary sibling,
+flushed to the disk and swapped in with renames, so a run killed at any moment (or a machine that loses
+power) leaves either the old or the new checkpoint. :func:`load_checkpoint` checks what it reads: a
+damaged checkpoint is a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from .files import fsync_dir, fsync_file, read_json_object
+from .run_state import check_state
+
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "extra.safetensors")
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -63,9 +70,13 @@ def save_checkpoint(
     save_file(opt_tensors, tmp / "optimizer.safetensors")
     save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()}, tmp / "extra.safetensors")
     (tmp / "state.json").write_text(json.dumps({**state, "optimizer": opt_meta}, indent=1))
+    for name in (*TENSOR_FILES, "state.json"):
+        fsync_file(tmp / name)
+    fsync_dir(tmp)
     if directory.exists():
         directory.replace(old)
     tmp.replace(directory)
+    fsync_dir(directory.parent)
     if old.exists():
         shutil.rmtree(old)
 
@@ -82,15 +93,16 @@ def find_checkpoint(directory: Path) -> Path | None:
 def load_checkpoint(
     directory: Path,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
-    """(model tensors, optimizer tensors, extra tensors, state)."""
+    """(model tensors, optimizer tensors, extra tensors, state); ``ValueError`` naming the damaged file."""
     directory = Path(directory)
-    try:
-        state = json.loads((directory / "state.json").read_text())
-        return (
-            load_file(directory / "model.safetensors"),
-            load_file(directory / "optimizer.safetensors"),
-            load_file(directory / "extra.safetensors"),
-            state,
-        )
-    except (OSError, json.JSONDecodeError, SafetensorError) as err:
-        raise ValueError(f"checkpoint in {directory} is unreadable: {err}") from None
+    state = read_json_object(directory / "state.json")
+    check_state(state, directory / "state.json")
+    tensors = []
+    for name in TENSOR_FILES:
+        try:
+            tensors.append(load_file(directory / name))
+        except (OSError, SafetensorError) as err:
+            raise ValueError(f"checkpoint file {directory / name} is unreadable: {err}") from None
+    if "torch_rng" not in tensors[2]:
+        raise ValueError(f"checkpoint file {directory / 'extra.safetensors'} is damaged: it has no torch_rng")
+    return tensors[0], tensors[1], tensors[2], state
