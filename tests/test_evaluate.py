@@ -130,3 +130,19 @@ def test_pooled_results_score_as_one_evaluation():
     assert both.predicted.tolist() == [[1, 2], [3, 4], [0, 0]]
     with pytest.raises(ValueError, match="at least one"):
         pooled([])
+
+
+def test_evaluate_and_predict_check_the_problems_they_are_given():
+    from longmul.evaluate import evaluate
+
+    model = build_model(PRESETS["tiny"])
+    with pytest.raises(ValueError, match="no problems to evaluate"):
+        evaluate(model, [])
+    with pytest.raises(ValueError, match="trained on 4x4 problems, got 3x3, 4x4"):
+        evaluate(model, [Problem(1234, 5678), Problem(123, 456, 3, 3)])
+    with pytest.raises(ValueError, match="trained on 4x4 problems, got 20x20"):
+        evaluate(model, [Problem(10**19, 10**19, 20, 20)])  # checked before the operands become int64
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        evaluate(model, [Problem(1234, 5678)], batch_size=0)
+    with pytest.raises(ValueError, match=r"trained on 4x4 problems, got 5x5 \(15000 × 15000\)"):
+        predict(model, Problem(15000, 15000, 5, 5))

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from longmul.model import (
     PRESETS,
@@ -6,6 +7,7 @@ from longmul.model import (
     count_parameters,
     model_config_from_preset,
     model_config_of,
+    pick_device,
 )
 
 
@@ -40,3 +42,20 @@ def test_bad_model_configs(overrides, message):
         model_config_from_preset("cpu", **overrides)
     with pytest.raises(ValueError, match="unknown preset"):
         model_config_from_preset("gpt4")
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("bogus", "'bogus' is not a device"), ("meta", "not available on this machine"), ("cuda:-1", "is not a device")],
+)
+def test_pick_device_refuses_what_this_machine_cannot_run_on(name, message):
+    with pytest.raises(ValueError, match=message):
+        pick_device(name)
+
+
+def test_pick_device_auto_and_cpu():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this machine has no CUDA GPU"):
+            pick_device("cuda")

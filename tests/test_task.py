@@ -156,3 +156,27 @@ def test_the_token_the_4x4_icot_runs_stall_on():
     # Token 32 of 2365 × 4347's chain of thought: digit 3 of 2365 × 347 = 820655, i.e. 0 (FACTS §1's line).
     assert chain_of_thought_roles()[32] == "running total 0–2, digit 3"
     assert chain_of_thought_tokens(Problem(2365, 4347))[32] == "0"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 1_000_001}, "number of problems must be from 0 to 1,000,000"),
+        ({"n": -1}, "number of problems"),
+        ({"n_digits": 0}, "from 1 to 9 digits, got 0"),
+        ({"n_digits": 30}, "from 1 to 9 digits, got 30"),
+        ({"seed": -1}, "seed must be non-negative"),
+    ],
+)
+def test_random_problems_refuses_what_it_cannot_draw(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        random_problems(**{"n": 3, "seed": 0, **kwargs})
+
+
+def test_problem_files_name_themselves_when_they_cannot_be_read_or_written(tmp_path: Path):
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError, match="binary.txt is not a text file"):
+        read_problems(tmp_path / "binary.txt")
+    with pytest.raises(ValueError, match="is a folder"):
+        write_problems(random_problems(2, seed=0), tmp_path)
+    assert list(tmp_path.iterdir()) == [tmp_path / "binary.txt"]  # no temporary file left behind

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
+
+from .task import MAX_DIGITS, MAX_PROBLEMS, MAX_SEED
+
+MAX_THREADS = 1024
 
 if TYPE_CHECKING:
     from .model import ModelConfig
@@ -28,6 +33,29 @@ RESUME_BOOKKEEPING = {
 }
 RESUME_SCHEDULE = {"icot_gate", "icot_tokens_per_stage", "lr", "ema_decay"}
 RESUME_MUTABLE = RESUME_BOOKKEEPING | RESUME_SCHEDULE
+
+
+class OptionError(ValueError):
+    """A bad training option; ``option`` is its :class:`TrainConfig` field (``--option`` on the command line)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_FIELD_TYPES = {
+    "int": (int,),
+    "float": (float,),
+    "str": (str,),
+    "bool": (bool,),
+    "int | None": (int,),
+    "float | None": (float,),
+    "tuple[int, ...]": (tuple,),
+}
 
 
 @dataclass
@@ -96,35 +124,106 @@ class TrainConfig:
         )
 
     def validate(self) -> None:
+        """Check every option; an :class:`OptionError` (a ``ValueError``) names the option at fault."""
+        self._check_types()
         if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
-        model_config = self.model_config()  # validates preset and overrides
-        positive = ("batch_size", "max_steps", "log_every", "eval_every", "n_val", "n_digits", "icot_tokens_per_stage")
+            raise OptionError("recipe", f"unknown recipe {self.recipe!r}; choose one of {list(RECIPES)}")
+        if not 1 <= self.n_digits <= MAX_DIGITS:
+            raise OptionError("n_digits", f"n_digits must be from 1 to {MAX_DIGITS}, got {self.n_digits}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise OptionError("seed", f"seed must be from 0 to {MAX_SEED}, got {self.seed}")
+        for name in (f.name for f in fields(self)):
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise OptionError(name, f"{name} must be a finite number, got {value}")
+        from .model import PRESETS, pick_device
+
+        if self.preset not in PRESETS:
+            raise OptionError("preset", f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        model_config = self.model_config()  # validates the overrides of the preset
+        positive = (
+            "batch_size",
+            "max_steps",
+            "log_every",
+            "eval_every",
+            "n_val",
+            "icot_tokens_per_stage",
+            "icot_gate_every",
+            "icot_gate_problems",
+        )
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup_steps < 0 or self.grad_clip <= 0:
-            raise ValueError("lr and grad_clip must be positive and warmup_steps non-negative")
+                raise OptionError(name, f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, most in (("batch_size", MAX_PROBLEMS), ("n_val", MAX_PROBLEMS), ("icot_gate_problems", MAX_PROBLEMS)):
+            if getattr(self, name) > most:
+                raise OptionError(name, f"{name} must be at most {most:,}, got {getattr(self, name):,}")
+        if not 0 <= self.final_eval_random <= MAX_PROBLEMS:
+            raise OptionError(
+                "final_eval_random",
+                f"final_eval_random must be from 0 to {MAX_PROBLEMS:,}, got {self.final_eval_random}",
+            )
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise OptionError(
+                "threads", f"threads must be from 0 (torch's default) to {MAX_THREADS}, got {self.threads}"
+            )
+        for name in ("lr", "grad_clip"):
+            if getattr(self, name) <= 0:
+                raise OptionError(name, f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("warmup_steps", "weight_decay", "icot_stage_examples", "icot_smoothing"):
+            if getattr(self, name) < 0:
+                raise OptionError(name, f"{name} must be non-negative, got {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise OptionError(name, f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0: no moving average), got {self.ema_decay}")
+            raise OptionError("ema_decay", f"ema_decay must be in [0, 1) (0: no moving average), got {self.ema_decay}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}")
+            raise OptionError(
+                "lr_schedule", f"unknown lr_schedule {self.lr_schedule!r}; choose one of {list(LR_SCHEDULES)}"
+            )
+        try:
+            pick_device(self.device)
+        except ValueError as err:
+            raise OptionError("device", str(err)) from None
         if self.recipe == "aux":
             from .hooks import hook_names
 
             names = hook_names(model_config.n_layers)
             if self.aux_site not in names or "pattern" in self.aux_site or self.aux_site == "logits":
-                raise ValueError(
-                    f"aux_site {self.aux_site!r} is not an activation the probe can read; try one of {names[2:-2]}"
+                raise OptionError(
+                    "aux_site",
+                    f"aux_site {self.aux_site!r} is not an activation the probe can read; try one of {names[2:-2]}",
                 )
             if self.aux_site.endswith(("hook_z", "hook_result")) and (
                 not self.aux_heads or any(not 0 <= h < model_config.n_heads for h in self.aux_heads)
             ):
-                raise ValueError(f"aux_site {self.aux_site} needs aux_heads, each in 0..{model_config.n_heads - 1}")
+                raise OptionError(
+                    "aux_heads", f"aux_site {self.aux_site} needs aux_heads, each in 0..{model_config.n_heads - 1}"
+                )
             if self.aux_target not in AUX_TARGETS:
-                raise ValueError(f"unknown aux_target {self.aux_target!r}; choose one of {list(AUX_TARGETS)}")
+                raise OptionError(
+                    "aux_target", f"unknown aux_target {self.aux_target!r}; choose one of {list(AUX_TARGETS)}"
+                )
             if self.aux_scale <= 0:
-                raise ValueError("aux_scale must be positive")
+                raise OptionError("aux_scale", "aux_scale must be positive")
+
+    def _check_types(self) -> None:
+        """Each option has its field's type (a config read from a file may hold anything)."""
+        for f in fields(self):
+            value, kinds = getattr(self, f.name), _FIELD_TYPES[f.type]
+            if f.name == "aux_heads":
+                ok = isinstance(value, tuple) and all(_is_int(h) for h in value)
+            elif value is None:
+                ok = "None" in f.type
+            else:
+                ok = (
+                    (int in kinds and _is_int(value))
+                    or (float in kinds and (_is_int(value) or isinstance(value, float)))
+                    or (str in kinds and isinstance(value, str))
+                    or (bool in kinds and isinstance(value, bool))
+                )
+            if not ok:
+                raise OptionError(f.name, f"{f.name} must be of type {f.type}, got {value!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -133,11 +232,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"training options must be a JSON object, got {type(d).__name__}")  # noqa: TRY004 (one error type for bad input)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}")
         d = dict(d)
-        if "aux_heads" in d:
-            d["aux_heads"] = tuple(d["aux_heads"])
+        if isinstance(d.get("aux_heads"), list):
+            d["aux_heads"] = tuple(d["aux_heads"])  # JSON has no tuples; validate() checks the rest
         return cls(**d)

@@ -165,6 +165,8 @@ def evaluate_pairs(
     cot_tokens: int | None = None,
     progress: bool = False,
 ) -> EvalResult:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     layout = layout or model_config_of(model).layout
     was_training = model.training
     model.eval()
@@ -184,14 +186,17 @@ def evaluate_pairs(
 
 
 def evaluate(model: GPT2LMHeadModel, problems: Sequence[Problem], batch_size: int = 500, progress: bool = False) -> EvalResult:
-    """Greedy-decode every problem; exact match and per-digit accuracy (c_0 first)."""
+    """Greedy-decode every problem; exact match and per-digit accuracy (c_0 first). ``ValueError`` unless
+    every problem has the operand sizes the model was trained on."""
     layout = model_config_of(model).layout
-    pairs = problems_to_pairs(list(problems))
-    if {(layout.n_a, layout.n_b)} != {(problems[0].n_a, problems[0].n_b)}:
-        raise ValueError(
-            f"model was trained on {layout.n_a}x{layout.n_b} problems, got {problems[0].n_a}x{problems[0].n_b}"
-        )
-    return evaluate_pairs(model, pairs, layout, batch_size, progress=progress)
+    problems = list(problems)
+    if not problems:
+        raise ValueError("no problems to evaluate")
+    sizes = sorted({(p.n_a, p.n_b) for p in problems})
+    if sizes != [(layout.n_a, layout.n_b)]:
+        got = ", ".join(f"{a}x{b}" for a, b in sizes)
+        raise ValueError(f"model was trained on {layout.n_a}x{layout.n_b} problems, got {got}")
+    return evaluate_pairs(model, problems_to_pairs(problems), layout, batch_size, progress=progress)
 
 
 @dataclass
@@ -207,8 +212,13 @@ class Prediction:
 
 
 def predict(model: GPT2LMHeadModel, problem: Problem) -> Prediction:
-    """The model's answer to one problem, digit by digit."""
+    """The model's answer to one problem, digit by digit (``ValueError`` if the model reads another size)."""
     layout = model_config_of(model).layout
+    if (problem.n_a, problem.n_b) != (layout.n_a, layout.n_b):
+        raise ValueError(
+            f"model was trained on {layout.n_a}x{layout.n_b} problems, "
+            f"got {problem.n_a}x{problem.n_b} ({problem.a} × {problem.b})"
+        )
     pairs = problems_to_pairs([problem])
     was_training = model.training
     model.eval()

@@ -90,6 +90,26 @@ def gpt2_config(config: ModelConfig) -> GPT2Config:
     )
 
 
+def pick_device(name: str) -> torch.device:
+    """The device ``name`` means: ``auto`` (CUDA if this machine has it, else the CPU), ``cpu``, ``cuda``,
+    ``cuda:N`` or ``mps``; ``ValueError`` if it is not a device or this machine lacks it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this machine has no CUDA GPU (use auto or cpu)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "cuda" or (device.type == "mps" and torch.backends.mps.is_available()):
+        return device
+    raise ValueError(f"device {name!r} is not available on this machine; use auto, cpu, cuda, cuda:N or mps")
+
+
 def build_model(config: ModelConfig, seed: int = 0) -> GPT2LMHeadModel:
     """A randomly initialised model (deterministic in ``seed``)."""
     with torch.random.fork_rng(devices=[]):

@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import read_text
+
 DEFAULT_DIGITS = 4
+MAX_DIGITS = 9  # operand digits: the product of two 9-digit numbers still fits the int64 arrays of a batch
+MAX_PROBLEMS = 1_000_000  # problems drawn at once (`longmul data`, `eval --problems random`): ~100 MB of lines
+MAX_SEED = 2**32 - 1  # the largest seed the command line takes (torch seeds are 64-bit, numpy's any size)
 _DIGITS_RE = re.compile(r"[0-9]+")
 
 
@@ -235,7 +240,7 @@ def read_problems(path: str | Path) -> list[Problem]:
     if not path.is_file():
         raise ValueError(f"problem file not found: {path}")
     problems = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -251,11 +256,16 @@ def write_problems(problems: Iterable[Problem], path: str | Path) -> None:
     """Write ``problems`` as ICoT lines (atomically: a failure leaves no partial file), creating the
     file's folder if needed."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; name the file to write the problems to")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(format_icot_line(p) + "\n" for p in problems)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- random problems
@@ -294,9 +304,14 @@ def random_problems(
     n_digits: int = DEFAULT_DIGITS,
     exclude: Iterable[Problem] = (),
 ) -> list[Problem]:
-    """``n`` fresh uniform problems (deterministic in ``seed``), none equal to a problem in ``exclude``."""
-    if n < 0:
-        raise ValueError(f"number of problems must be non-negative, got {n}")
+    """``n`` fresh uniform problems (deterministic in ``seed``), none equal to a problem in ``exclude``;
+    at most :data:`MAX_PROBLEMS` of at most :data:`MAX_DIGITS` digits."""
+    if not 0 <= n <= MAX_PROBLEMS:
+        raise ValueError(f"number of problems must be from 0 to {MAX_PROBLEMS:,}, got {n:,}")
+    if not 1 <= n_digits <= MAX_DIGITS:
+        raise ValueError(f"operands must have from 1 to {MAX_DIGITS} digits, got {n_digits}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
     excluded = frozenset((p.a, p.b) for p in exclude)
     pairs = sample_operands(np.random.default_rng(seed), n, n_digits, n_digits, excluded)
     return [Problem(int(a), int(b), n_digits, n_digits) for a, b in pairs]
