@@ -76,3 +76,44 @@ def test_a_run_still_in_training_points_to_its_snapshot(tiny_sft_model, tmp_path
     shutil.copytree(tiny_sft_model, run / "snapshot")
     with pytest.raises(ValueError, match=r"load its snapshot .*run/snapshot"):
         load_model(run)
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ([], "manifest.json does not hold a JSON object"),
+        ({}, "manifest.json lists no files: it verifies nothing"),
+        ({"../config.json": "0" * 64}, "is not a file in the folder"),
+        ({"config.json": 3}, "is not a file in the folder and its sha256"),
+        ({"metrics.json": "0" * 64}, "manifest.json does not cover config.json, model.safetensors, training.json"),
+    ],
+)
+def test_a_manifest_must_cover_what_loading_reads(tiny_sft_model, tmp_path, manifest, message):
+    copy = shutil.copytree(tiny_sft_model, tmp_path / "copy")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=message):
+        load_model(copy)
+
+
+def test_a_config_edited_away_from_the_training_record_is_refused(tiny_sft_model, tmp_path):
+    from longmul.saved import write_manifest
+
+    copy = shutil.copytree(tiny_sft_model, tmp_path / "copy")
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "n_head": 8}))  # same weights, other heads
+    (copy / "manifest.json").unlink()
+    write_manifest(copy)
+    with pytest.raises(ValueError, match="training.json records the model .* but config.json describes"):
+        load_model(copy)
+
+
+def test_saving_with_replace_replaces_the_whole_folder(tiny_sft_model, tmp_path):
+    loaded = load_model(tiny_sft_model)
+    for replace, kept in ((False, True), (True, False)):
+        target = tmp_path / f"replace_{replace}"
+        target.mkdir()
+        (target / "other.txt").write_text("x")
+        save_model(target, loaded.model, loaded.training, replace=replace)
+        assert (target / "other.txt").exists() == kept
+        assert load_model(target).training == loaded.training
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["replace_False", "replace_True"]

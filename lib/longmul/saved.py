@@ -11,7 +11,9 @@ A model directory holds::
     manifest.json   sha256 of every other file
 
 Nothing is pickled. Directories are written to a temporary sibling and renamed into place, so a
-failure never leaves a half-written model.
+failure never leaves a half-written model. Loading checks the manifest (a JSON object listing at least
+every file loading reads), then that ``config.json`` and the weights fit each other and the training
+record (:mod:`longmul.weights`); anything wrong is a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -25,11 +27,25 @@ from pathlib import Path
 from transformers import GenerationConfig, GPT2LMHeadModel, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from .files import read_json_object, read_jsonl
+from .model import model_config_of
 from .sequences import EOS_ID, PAD_ID
 from .tokenizer import build_tokenizer
+from .weights import load_gpt2
 
 MANIFEST = "manifest.json"
 REQUIRED = ("config.json", "model.safetensors", "training.json", MANIFEST)
+# Files that loading reads, or that plain transformers reads: the manifest must cover each one present.
+LOADED = (
+    "config.json",
+    "model.safetensors",
+    "training.json",
+    "metrics.json",
+    "history.jsonl",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+)
 SNAPSHOT_DIR = "snapshot"  # where `longmul snapshot RUN_DIR` saves an unfinished run's latest checkpoint
 
 
@@ -48,13 +64,20 @@ def write_manifest(directory: Path) -> None:
 
 
 def verify_manifest(directory: Path) -> None:
+    """``ValueError`` unless ``manifest.json`` is a JSON object of file names (inside ``directory``) and
+    their sha256, covering every file of :data:`LOADED` that is present, each one matching."""
     path = directory / MANIFEST
     if not path.is_file():
         raise ValueError(f"model directory {directory} has no {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"model directory {directory}: {MANIFEST} is not valid JSON ({err})") from None
+    manifest = read_json_object(path)
+    if not manifest:
+        raise ValueError(f"{path} lists no files: it verifies nothing")
+    for name, expected in manifest.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts or not isinstance(expected, str):
+            raise ValueError(f"{path}: entry {name!r}: {expected!r} is not a file in the folder and its sha256")
+    unlisted = [name for name in LOADED if (directory / name).is_file() and name not in manifest]
+    if unlisted:
+        raise ValueError(f"{path} does not cover {', '.join(unlisted)}")
     for name, expected in manifest.items():
         file = directory / name
         if not file.is_file():
@@ -76,8 +99,10 @@ def save_model(
     metrics: dict | None = None,
     extra_files: dict[str, Path] | None = None,
     model_card: str | None = None,
+    replace: bool = False,
 ) -> Path:
-    """Write a complete model directory atomically (replacing an existing one)."""
+    """Write a complete model directory atomically. In an existing ``directory`` the model's files are
+    replaced and everything else kept (a run's checkpoint), unless ``replace``: then the whole folder is."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".saving")
     if tmp.exists():
@@ -105,7 +130,14 @@ def save_model(
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
-    if directory.exists():
+    if directory.exists() and replace:
+        old = directory.with_name(directory.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        directory.replace(old)
+        tmp.replace(directory)
+        shutil.rmtree(old)
+    elif directory.exists():
         # Keep whatever else lives there (a resumable checkpoint, a run's scratch files) but replace
         # the model files; the manifest covers those only.
         names = [item.name for item in tmp.iterdir()]
@@ -144,9 +176,8 @@ class LoadedModel:
 
 
 def read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """A saved model's training history (a torn last line, from a snapshot of a run mid-write, is left out)."""
+    return read_jsonl(path)[0]
 
 
 def is_model_dir(path: Path) -> bool:
@@ -172,18 +203,21 @@ def load_model(directory: str | Path, verify: bool = True) -> LoadedModel:
         raise ValueError(f"{directory} is not a longmul model directory (missing {', '.join(missing)})")
     if verify:
         verify_manifest(directory)
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # one "Loading weights" bar per model clutters notebooks
-    try:
-        model = GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager")
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
-        training = json.loads((directory / "training.json").read_text())
-        metrics_path = directory / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"could not load the model in {directory}: {err}") from None
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
-    model.eval()
+    model = load_gpt2(directory)
+    training = read_json_object(directory / "training.json")
+    check_training_record(training, model, directory)
+    metrics_path = directory / "metrics.json"
+    metrics = read_json_object(metrics_path) if metrics_path.is_file() else {}
+    # longmul decodes with its own vocabulary; the tokenizer files are for plain transformers (the manifest covers them)
+    tokenizer = build_tokenizer()
     return LoadedModel(directory, model, tokenizer, training, metrics, read_history(directory / "history.jsonl"))
+
+
+def check_training_record(training: dict, model: GPT2LMHeadModel, directory: Path) -> None:
+    """``ValueError`` if ``training.json`` records another architecture than ``config.json`` describes."""
+    recorded = training.get("model_config")
+    if recorded is None:
+        return
+    actual = model_config_of(model).to_dict()
+    if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in actual.items()):
+        raise ValueError(f"{directory}: training.json records the model {recorded}, but config.json describes {actual}")
