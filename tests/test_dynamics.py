@@ -544,3 +544,22 @@ def test_model_width_is_the_override_else_the_preset_s(tmp_path):
     assert dyn.model_width(run) == 128
     run.config = {"preset": "cpu", "d_model": 256}
     assert dyn.model_width(run) == 256
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("checkpoint/state.json", "{garbage", "state.json is not valid JSON"),
+        ("checkpoint/state.json", '{"config": [], "step": 3}', r"state.json is damaged: 'config' is \[\]"),
+        ("training.json", '{"config": "sft"}', "training.json is damaged: 'config' is 'sft'"),
+        ("training.json", "[]", "training.json does not hold a JSON object"),
+    ],
+)
+def test_damaged_records_are_errors_naming_the_file(tmp_path, name, content, message):
+    """Not a run of recipe None: a damaged record is reported."""
+    run_dir = tmp_path / "sft"
+    write_history(run_dir / "history.jsonl", synthetic_rows(2_000))
+    write_state(run_dir, 2_000)
+    (run_dir / name).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        dyn.load_run(run_dir)

@@ -246,3 +246,36 @@ def test_sigterm_stops_cleanly_with_a_checkpoint_and_resumes_exactly(tmp_path, m
     a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _history(whole) == _history(resumed)
+
+
+@pytest.mark.parametrize(
+    "overrides, option, message",
+    [
+        ({"seed": -1}, "seed", "seed must be from 0"),
+        ({"n_digits": 10}, "n_digits", "n_digits must be from 1 to 9"),
+        ({"lr": float("nan")}, "lr", "lr must be a finite number"),
+        ({"lr": "fast"}, "lr", "lr must be of type float, got 'fast'"),
+        ({"batch_size": True}, "batch_size", "batch_size must be of type int"),
+        ({"device": "bogus"}, "device", "'bogus' is not a device"),
+        ({"n_val": 10**7}, "n_val", "n_val must be at most 1,000,000"),
+        ({"beta1": 1.0}, "beta1", r"beta1 must be in \[0, 1\)"),
+        ({"icot_gate_every": 0}, "icot_gate_every", "icot_gate_every must be at least 1"),
+        ({"threads": -2}, "threads", "threads must be from 0"),
+    ],
+)
+def test_each_bad_option_is_named(overrides, option, message):
+    from longmul.config import OptionError
+
+    with pytest.raises(OptionError, match=message) as error:
+        tiny_config(**overrides).validate()
+    assert error.value.option == option
+
+
+def test_a_checkpoint_from_another_run_is_refused_by_name(tmp_path, monkeypatch):
+    train_until_killed(tiny_config(checkpoint_minutes=0.0), tmp_path / "run", 3, monkeypatch)
+    state_path = tmp_path / "run" / "checkpoint" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["optimizer"]["param_groups"] = []  # no longer fits the model's parameters
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"checkpoint in .*checkpoint does not fit this run"):
+        train(tiny_config(checkpoint_minutes=0.0), tmp_path / "run", resume=True, command="pytest")

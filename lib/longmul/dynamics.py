@@ -27,7 +27,6 @@ approximate values read from its text and training-dynamics figure, never measur
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from longmul.files import read_json_object, read_jsonl
 from longmul.provenance import hours_by_machine
+from longmul.run_state import check_record, check_state
 
 LN10 = math.log(10)  # loss of a uniform guess among ten digits, in nats
 N_C = 8  # output digits of a 4x4 product
@@ -184,21 +185,7 @@ def read_history_file(path: str | Path) -> tuple[list[dict], bool]:
     out (and reported); a bad line anywhere else is an error. Rows logged twice for the same kind and
     step (a run resumed from a checkpoint logs them again) keep the later copy.
     """
-    path = Path(path)
-    if not path.is_file():
-        return [], False
-    lines = path.read_text().splitlines()
-    rows, partial = [], False
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):
-                partial = True
-                continue
-            raise ValueError(f"{path}, line {number}: not a JSON object") from None
+    rows, partial = read_jsonl(path)
     latest: dict[tuple, dict] = {}
     for row in rows:
         latest[(row.get("kind"), row.get("step"))] = row
@@ -206,17 +193,22 @@ def read_history_file(path: str | Path) -> tuple[list[dict], bool]:
 
 
 def _read_json(path: Path) -> dict | None:
-    """A JSON file, or None if it is absent or being rewritten right now."""
+    """A JSON file, or None if it is absent (or renamed away by a save right now); ``ValueError``
+    naming it if it is damaged (records are written whole and renamed into place, never torn)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        return read_json_object(path)
+    except ValueError:
+        if not path.is_file():
+            return None
+        raise
 
 
 def _checkpoint_state(run_dir: Path) -> dict | None:
     for candidate in CHECKPOINT_DIRS:
-        state = _read_json(run_dir / candidate / "state.json")
+        path = run_dir / candidate / "state.json"
+        state = _read_json(path)
         if state is not None:
+            check_state(state, path, complete=False)
             return state
     return None
 
@@ -234,6 +226,8 @@ def load_run(path: str | Path, name: str | None = None) -> RunHistory:
         return run
     rows, partial = read_history_file(path / "history.jsonl")
     training = _read_json(path / "training.json")
+    if training is not None:
+        check_record(training, path / "training.json")
     state = _checkpoint_state(path)
     if training is not None:
         status = "snapshot" if training.get("snapshot_of_unfinished_run") else "finished"

@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -44,20 +45,16 @@ from .checkpoint import find_checkpoint, load_checkpoint, load_optimizer_tensors
 from .config import RECIPES, RESUME_MUTABLE, TrainConfig
 from .datasets import evaluation_problems, icot_problems
 from .evaluate import evaluate_pairs
+from .files import FileWarning, read_json_object, read_jsonl
 from .hooks import capture
-from .model import ModelConfig, build_model, count_parameters
+from .model import ModelConfig, build_model, count_parameters, pick_device
 from .model_card import model_card
 from .provenance import schedule_changes
-from .saved import save_model
+from .run_state import check_state
+from .saved import is_model_dir, save_model
 from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
 from .shipped import SNAPSHOT_DIR
 from .task import random_problems, sample_operands
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def hardware_description(device: torch.device) -> dict:
@@ -241,7 +238,32 @@ class Trainer:
         if found is None:
             raise ValueError(f"nothing to resume: no checkpoint in {self.out_dir}")
         model_sd, opt_tensors, extra, state = load_checkpoint(found)
-        self.model.load_state_dict(model_sd, strict=False)
+        try:
+            self.restore_tensors(model_sd, opt_tensors, extra, state)
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+            # A checkpoint whose files parse but do not fit this run's model and optimizer (edited, or
+            # from another version): say which checkpoint, keep torch's or numpy's own words.
+            raise ValueError(f"checkpoint in {found} does not fit this run: {type(err).__name__}: {err}") from None
+        self.step, self.examples = state["step"], state["examples"]
+        self.removed, self.stage_start_step = state["removed"], state["stage_start_step"]
+        self.stages = state["stages"]
+        self.elapsed_before = state["elapsed_s"]
+        self.sessions = state["sessions"]
+        if truncate_history:
+            # Drop history rows logged after the checkpoint: the resumed run logs them again.
+            rows = [r for r in _read_history(self.history_path) if r["step"] <= self.step]
+            _write_jsonl(self.history_path, rows)
+
+    def restore_tensors(self, model_sd: dict, opt_tensors: dict, extra: dict, state: dict) -> None:
+        """Put a checkpoint's weights, optimizer moments and random states in place; every weight of
+        the model must be in the checkpoint (no random initialisation of missing ones)."""
+        if self.model.config.tie_word_embeddings:
+            model_sd = {**model_sd, "lm_head.weight": model_sd.get("transformer.wte.weight")}
+        expected = set(self.model.state_dict())
+        if set(model_sd) != expected:
+            missing, unexpected = sorted(expected - set(model_sd)), sorted(set(model_sd) - expected)
+            raise ValueError(f"its model weights do not match the model: missing {missing}, unexpected {unexpected}")
+        self.model.load_state_dict(model_sd)
         if self.model.config.tie_word_embeddings:
             self.model.tie_weights()
         if self.probe is not None:
@@ -253,15 +275,6 @@ class Trainer:
         torch.set_rng_state(extra["torch_rng"])
         self.data_rng.bit_generator.state = state["data_rng"]
         self.smoothing_rng.bit_generator.state = state["smoothing_rng"]
-        self.step, self.examples = state["step"], state["examples"]
-        self.removed, self.stage_start_step = state["removed"], state["stage_start_step"]
-        self.stages = state["stages"]
-        self.elapsed_before = state["elapsed_s"]
-        self.sessions = state["sessions"]
-        if truncate_history:
-            # Drop history rows logged after the checkpoint: the resumed run logs them again.
-            rows = [r for r in _read_jsonl(self.history_path) if r["step"] <= self.step]
-            _write_jsonl(self.history_path, rows)
 
     def elapsed(self) -> float:
         return self.elapsed_before + (time.monotonic() - self.session_start)
@@ -487,7 +500,8 @@ class Trainer:
             probe_file = self.out_dir / "aux_probe.safetensors.tmp"
             save_file({"weight": self.probe.weight.detach().cpu().contiguous()}, probe_file)
             extra["aux_probe.safetensors"] = probe_file
-        save_model(target, self.model, training, metrics, extra, model_card(target, training, metrics, self.cot_tokens()))
+        card = model_card(target, training, metrics, self.cot_tokens())
+        save_model(target, self.model, training, metrics, extra, card, replace=snapshot)  # a snapshot's folder is its own
         if probe_file is not None:
             probe_file.unlink()
         if not keep_checkpoint:
@@ -528,10 +542,16 @@ def final_metrics(model: GPT2LMHeadModel, config: TrainConfig, layout: Layout) -
     return metrics
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def _read_history(path: Path) -> list[dict]:
+    """A run's history rows; a torn last line (a kill in the middle of writing it) is dropped with a warning."""
+    rows, torn = read_jsonl(path)
+    if torn:
+        message = f"{path}: dropped its last line, cut off when the run was stopped mid-write"
+        warnings.warn(message, FileWarning, stacklevel=2)
+    for number, row in enumerate(rows, 1):
+        if isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int):
+            raise ValueError(f"{path}: row {number} has no step: {row}")  # noqa: TRY004 (one error type for bad input)
+    return rows
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -557,7 +577,9 @@ def train(
         found = find_checkpoint(out_dir / "checkpoint")
         if found is None:
             raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
-        saved = TrainConfig.from_dict(json.loads((found / "state.json").read_text())["config"])
+        state = read_json_object(found / "state.json")
+        check_state(state, found / "state.json")
+        saved = TrainConfig.from_dict(state["config"])
         differing = [f.name for f in fields(TrainConfig) if f.name not in RESUME_MUTABLE and getattr(saved, f.name) != getattr(config, f.name)]
         if differing:
             raise ValueError(
@@ -590,22 +612,48 @@ def train(
     return trainer.finalize(out_dir, keep_checkpoint)
 
 
-def export_snapshot(run_dir: str | Path, target: str | Path, final_eval_random: int = 1_000) -> Path:
-    """Save the latest checkpoint of a run (finished or not) as a model directory in ``target``."""
+def export_snapshot(
+    run_dir: str | Path, target: str | Path, final_eval_random: int = 1_000, force: bool = False
+) -> Path:
+    """Save the latest checkpoint of a run (finished or not) as a model directory in ``target``.
+
+    A ``target`` that holds anything but an earlier snapshot is left alone (``ValueError``) unless
+    ``force``; an existing one is replaced whole once the new snapshot is complete."""
     run_dir, target = Path(run_dir), Path(target)
     found = find_checkpoint(run_dir / "checkpoint")
     if found is None:
         raise ValueError(f"no checkpoint in {run_dir}")
-    if target.resolve() == run_dir.resolve():
-        raise ValueError("export the snapshot to another directory than the run itself")
-    config = TrainConfig.from_dict(json.loads((found / "state.json").read_text())["config"])
+    check_snapshot_target(run_dir, target, force)
+    state = read_json_object(found / "state.json")
+    check_state(state, found / "state.json")
+    config = TrainConfig.from_dict(state["config"])
     config.final_eval_random = final_eval_random
-    trainer = Trainer(config, run_dir, command=json.loads((found / "state.json").read_text())["sessions"][-1]["command"])
+    command = state["sessions"][-1].get("command", "") if state["sessions"] else ""
+    trainer = Trainer(config, run_dir, command=command)
     trainer.session_start = time.monotonic()
     trainer.session_started = ""
     trainer.restore(truncate_history=False)
     trainer.elapsed_before -= time.monotonic() - trainer.session_start  # a snapshot adds no training time
     return trainer.finalize(target, keep_checkpoint=True, snapshot=True)
+
+
+def check_snapshot_target(run_dir: Path, target: Path, force: bool) -> None:
+    """``ValueError`` unless a snapshot may be written to ``target``: absent, an empty folder, an earlier
+    snapshot, or (``force``) any folder that neither is nor holds the run."""
+    if target.resolve() == run_dir.resolve():
+        raise ValueError("export the snapshot to another directory than the run itself")
+    if run_dir.resolve().is_relative_to(target.resolve()):
+        raise ValueError(f"{target} holds the run {run_dir}; export the snapshot to another directory")
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is a file, not a folder to save the snapshot in")
+    if force or not target.exists() or not any(target.iterdir()):
+        return
+    try:
+        earlier = is_model_dir(target) and read_json_object(target / "training.json").get("snapshot_of_unfinished_run")
+    except ValueError:
+        earlier = False
+    if not earlier:
+        raise ValueError(f"{target} is not empty and not an earlier snapshot; pass --force (force=True) to replace it")
 
 
 def seconds_per_step(config: TrainConfig, steps: int = 20) -> float:
