@@ -1,7 +1,9 @@
 """The ``longmul`` command: ``train``, ``eval``, ``predict``, ``snapshot``, ``runs``, ``data``.
 
-Errors in what the user asked for (bad operands, missing model directories, unknown recipes, …)
-print one line ``longmul: error: …`` and exit with status 2, without a traceback.
+Errors in what the user asked for (bad operands, missing or damaged model directories, unknown
+recipes, files that cannot be read or written, …) print one line ``longmul: error: …`` naming the flag
+or file at fault and exit with status 2. Anything else is a bug: one line ``longmul: internal error: …``
+and status 1; the global ``--debug`` flag prints the traceback as well.
 """
 
 from __future__ import annotations
@@ -10,10 +12,16 @@ import argparse
 import json
 import shlex
 import sys
+import traceback
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
-from .config import RECIPES, TrainConfig
+from .config import RECIPES, OptionError, TrainConfig
+from .files import FileWarning
+from .task import MAX_DIGITS, MAX_PROBLEMS, MAX_SEED
+
+EXPECTED_ERRORS = (ValueError, OSError)  # bad input, or a file that cannot be read or written
 
 
 def _bool(text: str) -> bool:
@@ -32,62 +40,148 @@ def _heads(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated head indices, got {text!r}") from None
 
 
+def _one_line(err: BaseException | str) -> str:
+    return " ".join(str(err).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error message on one line (a bad argument may hold a line break)."""
+
+    def error(self, message: str):
+        super().error(_one_line(message))
+
+
+def _int_in(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high`` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}, got {value:,}")
+        return value
+
+    return parse
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--recipe", choices=RECIPES, required=True, help="training recipe")
-    parser.add_argument("--preset", default=defaults.preset, help="model preset: cpu (width 128), paper (width 768), tiny")
+    parser.add_argument(
+        "--preset", default=defaults.preset, help="model preset: cpu (width 128), paper (width 768), tiny"
+    )
     for f in fields(TrainConfig):
         if f.name in ("recipe", "preset"):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         if f.name == "aux_heads":
-            parser.add_argument(flag, type=_heads, default=default, help="comma-separated heads for hook_z/hook_result sites")
+            parser.add_argument(
+                flag, type=_heads, default=default, help="comma-separated heads for hook_z/hook_result sites"
+            )
         elif isinstance(default, bool):
             parser.add_argument(flag, type=_bool, default=default, metavar="BOOL", help=f"(default {default})")
         elif default is None:
-            parser.add_argument(flag, type=float if f.name == "dropout" else int, default=None, help="override the preset")
+            parser.add_argument(
+                flag, type=float if f.name == "dropout" else int, default=None, help="override the preset"
+            )
         else:
             parser.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="longmul", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="longmul", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error (a bug) as well")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model with one of the recipes", description="Train (or resume) a model.")
+    train = sub.add_parser(
+        "train", help="train a model with one of the recipes", description="Train (or resume) a model."
+    )
     train.add_argument("--out", required=True, type=Path, help="output directory (the saved model ends up here)")
     train.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
-    train.add_argument("--drop-checkpoint", action="store_true", help="delete the resumable checkpoint once the model is saved")
+    train.add_argument(
+        "--drop-checkpoint", action="store_true", help="delete the resumable checkpoint once the model is saved"
+    )
     _add_train_options(train)
 
-    ev = sub.add_parser("eval", help="exact match and per-digit accuracy of a saved model", description="Evaluate a saved model with greedy decoding.")
+    ev = sub.add_parser(
+        "eval",
+        help="exact match and per-digit accuracy of a saved model",
+        description="Evaluate a saved model with greedy decoding.",
+    )
     ev.add_argument("model_dir", type=Path)
-    ev.add_argument("--problems", help="ICoT-format file, or 'random' for fresh random problems (default: the ICoT test set)")
-    ev.add_argument("--n", type=int, default=1000, help="number of random problems (with --problems random)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the random problems")
+    ev.add_argument(
+        "--problems", help="ICoT-format file, or 'random' for fresh random problems (default: the ICoT test set)"
+    )
+    ev.add_argument(
+        "--n",
+        type=_int_in(1, MAX_PROBLEMS),
+        default=1000,
+        help=f"number of random problems (with --problems random; at most {MAX_PROBLEMS:,})",
+    )
+    ev.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0, help="seed of the random problems")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    pr = sub.add_parser("predict", help="the model's answer to a × b, digit by digit", description="Show a model's answer digit by digit.")
+    pr = sub.add_parser(
+        "predict",
+        help="the model's answer to a × b, digit by digit",
+        description="Show a model's answer digit by digit.",
+    )
     pr.add_argument("model_dir", type=Path)
     pr.add_argument("a", help="first operand, written normally (most-significant digit first)")
     pr.add_argument("b", help="second operand")
 
-    snap = sub.add_parser("snapshot", help="save a run's latest checkpoint as a model directory", description="Export the latest checkpoint of a (possibly unfinished) run as a saved model.")
+    snap = sub.add_parser(
+        "snapshot",
+        help="save a run's latest checkpoint as a model directory",
+        description="Export the latest checkpoint of a (possibly unfinished) run as a saved model.",
+    )
     snap.add_argument("run_dir", type=Path)
     snap.add_argument("--out", type=Path, help="where to write it (default: RUN_DIR/snapshot, where the book looks)")
-    snap.add_argument("--n-random", type=int, default=1000, help="fresh random problems to evaluate it on")
+    snap.add_argument(
+        "--n-random",
+        type=_int_in(0, MAX_PROBLEMS),
+        default=1000,
+        help=f"fresh random problems to evaluate it on (0 to {MAX_PROBLEMS:,})",
+    )
+    snap.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it holds something other than an earlier snapshot",
+    )
 
-    runs = sub.add_parser("runs", help="how far each run under some folders has got", description="List the runs (finished or in progress) in some folders: steps, examples, training time, latest validation scores.")
-    runs.add_argument("folders", type=Path, nargs="*", default=[Path("models"), Path("runs")], help="folders holding run directories, or run directories (default: models runs)")
+    runs = sub.add_parser(
+        "runs",
+        help="how far each run under some folders has got",
+        description="List the runs (finished or in progress) in some folders: steps, examples, training time, latest validation scores.",
+    )
+    runs.add_argument(
+        "folders",
+        type=Path,
+        nargs="*",
+        default=[Path("models"), Path("runs")],
+        help="folders holding run directories, or run directories (default: models runs)",
+    )
     runs.add_argument("--json", action="store_true", help="one JSON object per run instead of a table")
 
-    data = sub.add_parser("data", help="write ICoT-format problem files", description="Write random problems in the ICoT line format.")
+    data = sub.add_parser(
+        "data", help="write ICoT-format problem files", description="Write random problems in the ICoT line format."
+    )
     data.add_argument("--out", required=True, type=Path)
-    data.add_argument("--n", type=int, required=True, help="number of problems")
-    data.add_argument("--seed", type=int, default=0)
-    data.add_argument("--digits", type=int, default=4, help="digits per operand")
-    data.add_argument("--exclude-eval", type=_bool, default=True, metavar="BOOL", help="never emit a problem of the shipped ICoT sets (4x4 only)")
+    data.add_argument(
+        "--n", type=_int_in(1, MAX_PROBLEMS), required=True, help=f"number of problems (at most {MAX_PROBLEMS:,})"
+    )
+    data.add_argument("--seed", type=_int_in(0, MAX_SEED), default=0)
+    data.add_argument("--digits", type=_int_in(1, MAX_DIGITS), default=4, help="digits per operand")
+    data.add_argument(
+        "--exclude-eval",
+        type=_bool,
+        default=True,
+        metavar="BOOL",
+        help="never emit a problem of the shipped ICoT sets (4x4 only)",
+    )
     return parser
 
 
@@ -96,28 +190,34 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     config = TrainConfig(**values)
+    try:
+        config.validate()
+    except OptionError as err:
+        raise ValueError(f"--{err.option.replace('_', '-')}: {err}") from None
     command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = train(config, args.out, resume=args.resume, command=command, keep_checkpoint=not args.drop_checkpoint)
     print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
 
 
-def _problems(args: argparse.Namespace):
+def _problems(args: argparse.Namespace, n_digits: int):
     from .datasets import evaluation_problems, icot_problems
     from .task import random_problems, read_problems
 
     if args.problems is None:
         return icot_problems("test")
     if args.problems == "random":
-        return random_problems(args.n, args.seed, exclude=evaluation_problems())
+        exclude = evaluation_problems() if n_digits == 4 else []
+        return random_problems(args.n, args.seed, n_digits=n_digits, exclude=exclude)
     return read_problems(args.problems)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
+    from .model import model_config_of
     from .saved import load_model
 
     loaded = load_model(args.model_dir)
-    problems = _problems(args)
+    problems = _problems(args, model_config_of(loaded.model).n_a)
     result = evaluate(loaded.model, problems, progress=not args.json)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -128,25 +228,28 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from .evaluate import predict
+    from .model import model_config_of
     from .saved import load_model
     from .task import problem_from_strings
 
-    problem = problem_from_strings(args.a, args.b)
     loaded = load_model(args.model_dir)
+    problem = problem_from_strings(args.a, args.b, n_digits=model_config_of(loaded.model).n_a)
     prediction = predict(loaded.model, problem)
     print(f"{problem.a} × {problem.b} = {problem.product}")
     print("digit  true  model")
     for k, (true, got, ok) in enumerate(zip(problem.c_digits, prediction.digits, prediction.correct)):
         print(f"c{k:<5}{true:>4}  {'?' if got < 0 else got:>5}  {'ok' if ok else 'WRONG'}")
     shown = "".join("?" if d < 0 else str(d) for d in reversed(prediction.digits))
-    print(f"model answer {shown} ({'exact' if prediction.exact else 'wrong'}); generated: {' '.join(prediction.tokens)}")
+    print(
+        f"model answer {shown} ({'exact' if prediction.exact else 'wrong'}); generated: {' '.join(prediction.tokens)}"
+    )
 
 
 def cmd_snapshot(args: argparse.Namespace) -> None:
     from .shipped import SNAPSHOT_DIR
     from .train import export_snapshot
 
-    path = export_snapshot(args.run_dir, args.out or args.run_dir / SNAPSHOT_DIR, args.n_random)
+    path = export_snapshot(args.run_dir, args.out or args.run_dir / SNAPSHOT_DIR, args.n_random, force=args.force)
     print(f"wrote {path}")
 
 
@@ -206,15 +309,36 @@ COMMANDS = {
 }
 
 
+def _warning_printer(show_other):
+    """Show our warnings (a file repaired or left in part) as one line, others as ``show_other`` does."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, FileWarning):
+            print(f"longmul: warning: {message}", file=sys.stderr)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the error boundary of the command line (see the module docstring)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command](args)
-    except (ValueError, OSError) as err:  # bad input, or a file that cannot be read or written
-        parser.exit(2, f"longmul: error: {err}\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", FileWarning)
+            warnings.showwarning = _warning_printer(warnings.showwarning)
+            COMMANDS[args.command](args)
+    except EXPECTED_ERRORS as err:
+        parser.exit(2, f"longmul: error: {_one_line(err)}\n")
     except KeyboardInterrupt:
         parser.exit(130, "longmul: interrupted (a resumable checkpoint was saved where training was running)\n")
+    except Exception as err:  # noqa: BLE001 (a bug: say so in one line, the traceback only when asked for)
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if args.debug else " (rerun with --debug for the traceback)"
+        parser.exit(1, f"longmul: internal error: {type(err).__name__}: {_one_line(err)}{hint}\n")
     return 0
 
 
