@@ -1,8 +1,20 @@
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
 from longmul.train import TrainConfig, Trainer, train
+
+# Hypothesis profiles. "longmul-ci", loaded by default, is Hypothesis's default (100 examples per test)
+# without a deadline (a first case may load a model); the fuzzer (test_fuzz_cli.py) gives each of its
+# tests a share of that budget, which keeps the module under a minute on one core. "thorough"
+# (`pytest --hypothesis-profile=thorough tests/test_fuzz_cli.py`) runs 20 times as many: over 10,000
+# fuzz cases in all.
+# Both build on the profile Hypothesis picked itself (its "ci" profile where the CI variable is set).
+_NO_DEADLINE = {"parent": settings.default, "deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("longmul-ci", max_examples=100, **_NO_DEADLINE)
+settings.register_profile("thorough", max_examples=2_000, **_NO_DEADLINE)
+settings.load_profile("longmul-ci")
 
 
 def tiny_config(**overrides) -> TrainConfig:
