@@ -563,3 +563,12 @@ def test_damaged_records_are_errors_naming_the_file(tmp_path, name, content, mes
     (run_dir / name).write_text(content)
     with pytest.raises(ValueError, match=message):
         dyn.load_run(run_dir)
+
+
+def test_a_damaged_row_is_an_error_naming_its_line(tmp_path):
+    """A flipped byte that renames a row's step (the fuzzer found it: `runs` failed with a KeyError)."""
+    rows = [train_row(1), train_row(2)]
+    path = write_history(tmp_path / "history.jsonl", rows)
+    path.write_text(path.read_text().replace('"step": 2', '"stdp": 2'))
+    with pytest.raises(ValueError, match=r"history.jsonl, line 2 is damaged: it has no 'step'"):
+        dyn.read_history_file(path)

@@ -74,3 +74,17 @@ def test_fsync_a_file_and_a_folder(tmp_path):
     fsync_dir(tmp_path)
     with pytest.raises(FileNotFoundError):
         fsync_file(tmp_path / "missing")
+
+
+def test_a_check_refuses_a_row_by_file_and_line(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"step": 1}\n\n{"stop": 2}\n{"st')
+
+    def needs_a_step(row, where):
+        if "step" not in row:
+            raise ValueError(f"{where}: no step")
+
+    with pytest.raises(ValueError, match=r"history.jsonl, line 3: no step"):
+        read_jsonl(path, needs_a_step)
+    path.write_text('{"step": 1}\n{"st')
+    assert read_jsonl(path, needs_a_step) == ([{"step": 1}], True)  # a torn last line is not checked

@@ -1,6 +1,6 @@
 import pytest
 
-from longmul.run_state import STATE_TYPES, check_record, check_state
+from longmul.run_state import STATE_TYPES, check_record, check_row, check_state
 
 STATE = {
     "config": {"recipe": "sft"},
@@ -55,3 +55,25 @@ def test_training_record_entries_are_optional_but_typed():
     check_record({"config": {}, "steps": 4, "wall_time_s": 2, "sessions": [{}], "command": "c"}, "training.json")
     with pytest.raises(ValueError, match="training.json is damaged: 'config' is 'sft'"):
         check_record({"config": "sft"}, "m/training.json")
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"kind": "train", "stdp": 5}, "line 3 is damaged: it has no 'step'"),  # a flipped byte in a key
+        ({"kind": "trbin", "step": 5}, "line 3: unknown kind of row 'trbin'"),
+        ({"kind": "eval", "step": 5, "val_per_digit": [1.0]}, "it has no 'val_exact_match'"),
+        ({"kind": "eval", "step": 5, "val_exact_match": 0.5, "val_per_digit": ["x"]}, "'val_per_digit' must be"),
+        ({"kind": "stage", "step": 5, "removed": -8}, "'removed' is negative"),
+        ({"kind": "resume", "step": 5, "changed": []}, "'changed' is \\[\\]"),
+    ],
+)
+def test_history_rows_are_checked_by_kind(row, message):
+    with pytest.raises(ValueError, match=message):
+        check_row(row, "run/history.jsonl, line 3")
+
+
+def test_history_rows_that_pass():
+    check_row({"kind": "train", "step": 1, "loss": float("nan"), "digit_loss": [0.5, 1]}, "h")
+    check_row({"kind": "eval", "step": 1, "val_exact_match": 1, "val_per_digit": []}, "h")
+    check_row({"kind": "resume", "step": 1, "changed": {"lr": [0.001, 0.0001]}}, "h")

@@ -36,7 +36,7 @@ import numpy as np
 
 from longmul.files import read_json_object, read_jsonl
 from longmul.provenance import hours_by_machine
-from longmul.run_state import check_record, check_state
+from longmul.run_state import check_record, check_row, check_state
 
 LN10 = math.log(10)  # loss of a uniform guess among ten digits, in nats
 N_C = 8  # output digits of a 4x4 product
@@ -182,10 +182,11 @@ def read_history_file(path: str | Path) -> tuple[list[dict], bool]:
     """The rows of a ``history.jsonl`` and whether its last line was cut off.
 
     A run in progress appends to the file while it is read: a last line that is not valid JSON is left
-    out (and reported); a bad line anywhere else is an error. Rows logged twice for the same kind and
+    out (and reported); a bad line anywhere else, or a row that is not a history row
+    (:func:`longmul.run_state.check_row`), is an error naming the line. Rows logged twice for the same kind and
     step (a run resumed from a checkpoint logs them again) keep the later copy.
     """
-    rows, partial = read_jsonl(path)
+    rows, partial = read_jsonl(path, check_row)
     latest: dict[tuple, dict] = {}
     for row in rows:
         latest[(row.get("kind"), row.get("step"))] = row

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -44,14 +45,15 @@ def read_json_object(path: str | Path) -> dict:
     return value
 
 
-def read_jsonl(path: str | Path) -> tuple[list[dict], bool]:
+def read_jsonl(path: str | Path, check: Callable[[dict, str], None] | None = None) -> tuple[list[dict], bool]:
     """The rows (JSON objects) of a JSON-lines file and whether its last line was torn and left out.
 
-    An absent file has no rows. Blank lines are skipped."""
+    An absent file has no rows. Blank lines are skipped. ``check(row, "PATH, line N")``, if given, may
+    refuse a row by raising ``ValueError``."""
     path = Path(path)
     if not path.is_file():
         return [], False
-    lines = read_text(path).splitlines()
+    lines = read_text(path).split("\n")  # lines as written (splitlines would also break at \x1c, \u2028, …)
     last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
     rows: list[dict] = []
     for number, line in enumerate(lines, 1):
@@ -65,6 +67,8 @@ def read_jsonl(path: str | Path) -> tuple[list[dict], bool]:
             raise ValueError(f"{path}, line {number}: not a JSON object") from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}, line {number}: not a JSON object")  # noqa: TRY004 (one error type for bad input)
+        if check is not None:
+            check(row, f"{path}, line {number}")
         rows.append(row)
     return rows, False
 

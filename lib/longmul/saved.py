@@ -29,6 +29,7 @@ from transformers.utils import logging as hf_logging
 
 from .files import read_json_object, read_jsonl
 from .model import model_config_of
+from .run_state import check_row
 from .sequences import EOS_ID, PAD_ID
 from .tokenizer import build_tokenizer
 from .weights import load_gpt2
@@ -177,7 +178,7 @@ class LoadedModel:
 
 def read_history(path: Path) -> list[dict]:
     """A saved model's training history (a torn last line, from a snapshot of a run mid-write, is left out)."""
-    return read_jsonl(path)[0]
+    return read_jsonl(path, check_row)[0]
 
 
 def is_model_dir(path: Path) -> bool:
