@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from longmul.dynamics import CHECKPOINT_DIRS
-from longmul.study import STUDY_FOLDER, study_plan, study_rows, write_summary
+from longmul.study import STUDY_FOLDER, Cell, study_plan, study_rows, write_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHT_FILES = ("model.safetensors",)
@@ -94,7 +94,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['cell']:<34}{row['status']:<13}{done}")
         return 0
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else None
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: the cell checkpoints
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: the cell checkpoints
+    try:
+        return run_plan(plan, wanted, folder, args, deadline)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_plan(
+    plan: list[Cell], wanted: list[str], folder: Path, args: argparse.Namespace, deadline: float | None
+) -> int:
+    """Run (or with ``--print-commands`` print) the unfinished cells of ``wanted`` in plan order."""
     for cell in plan:
         if cell.name not in wanted:
             continue

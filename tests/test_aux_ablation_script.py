@@ -27,7 +27,9 @@ def test_readme_records_every_command_where_read_sweep_finds_them(tmp_path):
     for command in sweeps.ablation_commands(script.FOLDER, max_steps=1234):
         script.record(folder, command)
     (folder / "none").mkdir()
-    (folder / "none" / "history.jsonl").write_text('{"kind": "eval", "step": 1000, "val_exact_match": 0.0}\n')
+    (folder / "none" / "history.jsonl").write_text(
+        '{"kind": "eval", "step": 1000, "val_exact_match": 0.0, "val_per_digit": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]}\n'
+    )
     sweep = sweeps.read_sweep(folder)
     assert set(sweep.commands) == {name for name, _, _ in sweeps.ABLATION_PLAN}
     assert all("--max-steps 1234" in c for c in sweep.commands.values())

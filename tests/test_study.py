@@ -5,6 +5,7 @@ and lightens cells."""
 import importlib.util
 import json
 import shlex
+import signal
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,9 @@ def test_the_script_runs_a_cell_lightens_it_and_summarises(tmp_path, monkeypatch
     monkeypatch.setattr(script, "ROOT", tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", str(Path(study.__file__).resolve().parents[1]))
+    handler = signal.getsignal(signal.SIGTERM)
     assert script.main(["--folder", "study"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is handler  # the script's own handler does not outlive it
     run_dir = tmp_path / "study" / cell.name
     assert script.cell_state(run_dir) == "finished"
     assert not (run_dir / "model.safetensors").exists() and not (run_dir / "checkpoint").exists()
