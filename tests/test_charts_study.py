@@ -49,3 +49,38 @@ def test_chart_has_one_panel_per_size_and_renders():
     assert [p["title"][:3] for p in spec["vconcat"]] == ["2×2", "3×3"]
     svg = vl_convert.vegalite_to_svg(json.dumps(spec))
     assert "ICoT paced, w128" in svg and "10·" in svg
+
+
+def test_icot_curves_follow_each_evaluation_and_say_what_is_still_written(tmp_path):
+    from longmul.charts.study import icot_curves_chart, icot_curves_frame
+    from longmul.dynamics import load_run
+
+    folder = tmp_path / "n2_icot"
+    folder.mkdir()
+    evals = [(1000, 0, 0.9), (2000, 5, 0.4), (3000, 8, 0.97)]
+    folder.joinpath("history.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "kind": "eval",
+                    "step": s,
+                    "examples": 64 * s,
+                    "removed": r,
+                    "val_exact_match": em,
+                    "val_per_digit": [em] * 4,
+                }
+            )
+            + "\n"
+            for s, r, em in evals
+        )
+    )
+    runs = {"n2_icot": load_run(folder)}
+    frame = icot_curves_frame(runs, [ROWS[1], ROWS[0]])  # the SFT row has no curve
+    assert list(frame["removed"]) == [0, 5, 8]
+    assert list(frame["format"]) == [
+        "partial product 0, digits 0–2; +; partial product 1, digits 0–3",
+        "partial product 1, digits 1–3",
+        "no chain of thought",
+    ]
+    svg = vl_convert.vegalite_to_svg(json.dumps(icot_curves_chart(frame).to_dict()))
+    assert "2×2" in svg and "validation exact match" in svg

@@ -113,7 +113,7 @@ def write_icot_run(
     return folder
 
 
-def test_a_row_names_the_digits_learned_those_at_chance_and_the_token_that_broke_icot(tmp_path):
+def test_a_row_names_the_digits_learned_those_at_chance_and_how_far_icot_got(tmp_path):
     cell = Cell(2, "icot", 64, "gated")
     good, chance_digit = [1.0, 1.0, 0.99, 0.97], [1.0, 0.12, 0.5, 0.97]
     run = load_run(write_icot_run(
@@ -127,10 +127,14 @@ def test_a_row_names_the_digits_learned_those_at_chance_and_the_token_that_broke
     assert row["learned"] == [0, 3]  # at the latest evaluation: no final metrics yet
     assert row["exact_match"] == 0.06 and row["scored_on"] == "the latest validation (500 problems)"
     assert row["never_left_chance"] == []  # the best over the run counts: every digit was right earlier
-    assert (row["removed"], row["cot_len"], row["broke_at_removed"]) == (8, 8, 8)
-    assert row["broke_at"] == "token 7 (partial product 1, digit 3)"
+    assert (row["removed"], row["cot_len"], row["stuck_before"]) == (8, 8, None)
     assert row["furthest_at_chance"] == [1]
-    assert icot_outcome(run, 2)["broke_at"] == row["broke_at"]
+    stuck = load_run(
+        write_icot_run(tmp_path / "stuck", evals=[(100, 0, 0.95, good), (300, 4, 0.1, chance_digit)], stages=[(200, 4)])
+    )
+    assert icot_outcome(stuck, 2) == {
+        "removed": 4, "cot_len": 8, "stuck_before": "partial product 1, digit 0", "furthest_at_chance": [1]
+    }  # fmt: skip
 
 
 def test_unrun_cells_are_left_out_unless_asked_for(tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longmul.dynamics import RunHistory, discover_runs, furthest_stage, icot_progress, stage_table
+from longmul.dynamics import RunHistory, describe_cot_span, discover_runs, furthest_stage, icot_progress
 from longmul.task import chain_of_thought_roles, random_problems
 
 STUDY_FOLDER = "results/digits_study"
@@ -47,7 +47,6 @@ FINAL_EVAL_PROBLEMS = 2_000
 STOP_EXACT_MATCH = 0.999  # a cell that has learned the task stops early (ICoT: once its CoT is gone)
 LEARNED = 0.95  # a digit is learned when its final accuracy on fresh problems is at least this
 CHANCE_MARGIN = 0.05  # … and never left chance when its best validation accuracy stayed within this of chance
-STALL_EXACT_MATCH = 0.5  # an ICoT stage whose best validation exact match stays below this broke the model
 
 
 @dataclass(frozen=True)
@@ -166,30 +165,20 @@ def chance_accuracy(n: int, problems: int = 20_000, seed: int = 0) -> list[float
     return [float(np.bincount(column, minlength=10).max() / len(column)) for column in digits.T]
 
 
-def _token_text(index: int, n: int) -> str:
-    return f"token {index} ({chain_of_thought_roles(n, n)[index]})"
-
-
 def icot_outcome(run: RunHistory, n: int) -> dict:
-    """How far an ICoT cell's chain of thought got: ``removed`` of ``cot_len`` tokens by its end, and
-    ``broke_at``: the first removal stage whose best validation exact match stayed below
-    :data:`STALL_EXACT_MATCH`, named by the token whose removal entered it (None if none did)."""
+    """How far an ICoT cell's chain of thought got: ``removed`` of ``cot_len`` tokens by its end;
+    ``stuck_before``: for a cell that ended with chain of thought left, the next token it would have
+    removed, by role (None once the whole chain of thought is gone); ``furthest_at_chance``: the digits
+    that never left chance in the furthest stage it was evaluated in."""
     progress = icot_progress(run) or {"removed": 0, "cot_len": len(chain_of_thought_roles(n, n))}
-    broke = next(
-        (
-            s
-            for s in stage_table(run)
-            if s["best_val_exact_match"] is not None and s["best_val_exact_match"] < STALL_EXACT_MATCH
-        ),
-        None,
-    )
-    out = {"removed": progress["removed"], "cot_len": progress["cot_len"], "broke_at": None, "broke_at_removed": None}
-    if broke is not None:
-        out["broke_at_removed"] = broke["removed"]
-        out["broke_at"] = "the full chain of thought" if broke["removed"] == 0 else _token_text(broke["removed"] - 1, n)
+    removed, cot_len = progress["removed"], progress["cot_len"]
     stage = furthest_stage(run)
-    out["furthest_at_chance"] = stage["at_chance"] if stage else []
-    return out
+    return {
+        "removed": removed,
+        "cot_len": cot_len,
+        "stuck_before": describe_cot_span(removed, removed + 1, n) if removed < cot_len else None,
+        "furthest_at_chance": stage["at_chance"] if stage else [],
+    }
 
 
 def cell_row(cell: Cell, run: RunHistory | None, chance: list[float]) -> dict:

@@ -7,6 +7,8 @@ import altair as alt
 import pandas as pd
 
 from longmul.charts.heatmap import annotated_heatmap
+from longmul.dynamics import RunHistory, describe_cot_span
+from longmul.task import chain_of_thought_roles
 
 RECIPE_LABELS = {"sft": "SFT", "aux": "SFT + aux loss", "icot": "ICoT"}
 EXACT = "exact"  # the column of exact match beside the digits
@@ -59,6 +61,7 @@ def digits_table_chart(frame: pd.DataFrame, *, width: int = 560, row_height: int
             domain=[0, 1],
             x_sort=columns,
             y_sort=labels,
+            x_title=None,
             y_title=None,
             text="text:N",
             font_size=11,
@@ -77,4 +80,73 @@ def digits_table_chart(frame: pd.DataFrame, *, width: int = 560, row_height: int
     return alt.vconcat(*panels).resolve_scale(color="shared")
 
 
-__all__ = ["EXACT", "RECIPE_LABELS", "cell_label", "digits_frame", "digits_table_chart"]
+def icot_curves_frame(runs: dict[str, RunHistory], rows: list[dict]) -> pd.DataFrame:
+    """Validation exact match of each ICoT cell of ``rows`` over training, one row per evaluation:
+    ``n``, ``label``, ``examples``, ``val_exact_match``, ``removed`` (chain-of-thought tokens gone) and
+    ``format`` (what the model still writes before its answer, by role)."""
+    out = []
+    for row in rows:
+        run = runs.get(row["cell"])
+        if row["recipe"] != "icot" or run is None:
+            continue
+        n, label = row["n"], cell_label(row)
+        cot_len = len(chain_of_thought_roles(n, n))
+        for e in run.evals:
+            removed = e.get("removed", 0)
+            left = describe_cot_span(removed, cot_len, n) if removed < cot_len else "no chain of thought"
+            out.append(
+                {
+                    "n": n, "label": label, "examples": e["examples"], "val_exact_match": e["val_exact_match"],
+                    "removed": removed, "format": left,
+                }
+            )  # fmt: skip
+    return pd.DataFrame(out, columns=["n", "label", "examples", "val_exact_match", "removed", "format"])
+
+
+def icot_curves_chart(frame: pd.DataFrame, *, width: int = 260, height: int = 150) -> alt.FacetChart:
+    """ICoT cells over training, one panel per n: validation exact match (line) and the
+    chain-of-thought tokens removed so far (dashed, right axis, out of the full length)."""
+    base = alt.Chart(frame).encode(
+        x=alt.X("examples:Q", title="training examples", axis=alt.Axis(format="~s")),
+        color=alt.Color("label:N", title="cell"),
+        tooltip=[
+            alt.Tooltip("label:N", title="cell"),
+            alt.Tooltip("examples:Q", format=","),
+            alt.Tooltip("val_exact_match:Q", title="exact match", format=".1%"),
+            alt.Tooltip("removed:Q", title="CoT tokens removed"),
+            alt.Tooltip("format:N", title="still written"),
+        ],
+    )
+    accuracy = base.mark_line(point=True).encode(
+        y=alt.Y(
+            "val_exact_match:Q",
+            title="validation exact match",
+            axis=alt.Axis(format="%"),
+            scale=alt.Scale(domain=[0, 1]),
+        )
+    )
+    removed = base.mark_line(strokeDash=[4, 3], opacity=0.6).encode(
+        y=alt.Y("removed:Q", title="CoT tokens removed (dashed)")
+    )
+    return (
+        alt.layer(accuracy, removed)
+        .resolve_scale(y="independent")
+        .properties(width=width, height=height)
+        .facet(
+            column=alt.Column(
+                "n:O", title=None, header=alt.Header(labelExpr="datum.value + '×' + datum.value", labelFontSize=12)
+            )
+        )
+        .resolve_scale(x="independent", y="independent")
+    )
+
+
+__all__ = [
+    "EXACT",
+    "RECIPE_LABELS",
+    "cell_label",
+    "digits_frame",
+    "digits_table_chart",
+    "icot_curves_chart",
+    "icot_curves_frame",
+]
