@@ -58,7 +58,7 @@ def test_every_cell_is_a_valid_train_command_within_its_budget():
 
 def test_plan_starts_with_the_cells_that_decide_the_next_4x4_run_and_covers_every_size():
     plan = study_plan()
-    assert [c.name for c in plan[:4]] == ["n2_icot_w128_paced", "n3_icot_w128_paced", "n3_sft_w128", "n2_sft_w128"]
+    assert [c.name for c in plan[:4]] == ["n2_icot_w128_paced", "n3_icot_w128_paced", "n3_sft_w128", "n3_icot_w128_gated"]
     first_n4 = next(i for i, c in enumerate(plan) if c.n >= 4)
     assert all(c.n <= 3 for c in plan[:first_n4])
     assert {c.n for c in plan} == set(study.SIZES)

@@ -113,7 +113,7 @@ class Cell:
 
 def study_plan() -> list[Cell]:
     """Every cell, most informative first: the three recipes at width 128 for n = 2 and 3 (paced ICoT
-    first), then what the next 4×4 ICoT run needs (ICoT at n = 3 across widths, schedules, dropout,
+    first, then SFT and gated ICoT at 3×3), then what the next 4×4 ICoT run needs (ICoT at n = 3 across widths, schedules, dropout,
     learning rate and a second seed), the rest of the digit table at n = 2 and 3, and last the
     expensive n = 4 and n = 5 cells."""
     cells: list[Cell] = []
@@ -121,8 +121,10 @@ def study_plan() -> list[Cell]:
     def add(*new: Cell) -> None:
         cells.extend(c for c in new if c not in cells)
 
-    add(Cell(2, "icot", 128, "paced"), Cell(3, "icot", 128, "paced"), Cell(3, "sft", 128), Cell(2, "sft", 128))
-    add(Cell(2, "aux", 128), Cell(3, "aux", 128), Cell(2, "icot", 128, "gated"), Cell(3, "icot", 128, "gated"))
+    add(
+        Cell(2, "icot", 128, "paced"), Cell(3, "icot", 128, "paced"), Cell(3, "sft", 128), Cell(3, "icot", 128, "gated")
+    )
+    add(Cell(2, "sft", 128), Cell(2, "aux", 128), Cell(3, "aux", 128), Cell(2, "icot", 128, "gated"))
     add(Cell(3, "icot", 64, "paced"), Cell(3, "icot", 64, "gated"))
     add(Cell(3, "icot", 128, "paced", dropout=0.1), Cell(3, "icot", 128, "paced", lr=LOW_LR))
     add(Cell(3, "icot", 256, "paced"), Cell(3, "icot", 256, "gated"))
