@@ -1,4 +1,4 @@
-"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``snapshot``, ``runs``, ``data``.
+"""The ``longmul`` command: ``train``, ``eval``, ``predict``, ``snapshot``, ``runs``, ``data``, ``export-onnx``.
 
 Errors in what the user asked for (bad operands, missing or damaged model directories, unknown
 recipes, files that cannot be read or written, …) print one line ``longmul: error: …`` naming the flag
@@ -182,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BOOL",
         help="never emit a problem of the shipped ICoT sets (4x4 only)",
     )
+
+    onnx = sub.add_parser(
+        "export-onnx",
+        help="write a saved model as ONNX (for the browser), with knockouts as an input",
+        description="Write MODEL_DIR/onnx/model.onnx and onnx/export.json and add them to the manifest.",
+    )
+    onnx.add_argument("model_dir", type=Path)
     return parser
 
 
@@ -299,6 +306,13 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"wrote {len(problems)} problems to {args.out}")
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> None:
+    from .onnx_export import export_onnx
+
+    path = export_onnx(args.model_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -306,6 +320,7 @@ COMMANDS = {
     "snapshot": cmd_snapshot,
     "runs": cmd_runs,
     "data": cmd_data,
+    "export-onnx": cmd_export_onnx,
 }
 
 
