@@ -13,6 +13,15 @@ Writes ``book/_vendor/`` (listed in ``_config.yml`` as ``html_static_path``, cop
 * ``widgets/``: ``@jupyter-widgets/html-manager`` (npm) ``dist/embed.js``, which draws the widget
   state myst-nb embeds in a page (standard widgets only, no RequireJS needed), plus the woff2 icon
   fonts it fetches relative to itself.
+* ``onnxruntime/``: ``onnxruntime-web`` (npm), its WebAssembly backend only, run single-threaded by
+  ``longmul/longmul-models.js``: ``ort.wasm.min.js`` (a classic script that sets ``window.ort``) as
+  published, and two classic scripts made from the package's ``ort-wasm-simd-threaded.mjs`` (the
+  Emscripten loader, as a string) and ``ort-wasm-simd-threaded.wasm`` (gzip, then base64). Pages
+  opened from ``file://`` can neither ``fetch`` a file nor ``import()`` a module in Chromium (both are
+  cross-origin requests from an opaque origin), but classic ``<script>`` tags load: the module hands
+  the bytes to onnxruntime as ``env.wasm.wasmBinary`` and the loader as a ``blob:`` URL
+  (``env.wasm.wasmPaths.mjs``), so nothing is fetched from file or network, and the same path serves
+  HTTP. gzip takes the 15 MB binary to about 4 MB; browsers inflate it with ``DecompressionStream``.
 
 Run from the repository root with the project's virtual environment and npm on the PATH::
 
@@ -23,6 +32,10 @@ npm is used only as ``npm pack`` (downloads the published tarball of an exact ve
 
 from __future__ import annotations
 
+import argparse
+import base64
+import gzip
+import hashlib
 import json
 import shutil
 import subprocess
@@ -36,6 +49,32 @@ VENDOR = ROOT / "book" / "_vendor"
 
 MATHJAX = "mathjax@3.2.2"
 HTML_MANAGER = "@jupyter-widgets/html-manager@1.0.15"
+ONNXRUNTIME_WEB = "onnxruntime-web@1.31.1"
+ORT_LICENSE = """onnxruntime-web (https://github.com/microsoft/onnxruntime), MIT License as its package.json
+declares (the npm package carries no licence file); the licence of the onnxruntime repository:
+
+MIT License
+
+Copyright (c) Microsoft Corporation
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
 
 
 def npm_pack(spec: str, workdir: Path) -> Path:
@@ -93,14 +132,45 @@ def widgets(package: Path, dest: Path) -> None:
         shutil.copy2(font, dest / font.name)
 
 
-def main() -> int:
-    for sub in ("vega", "mathjax", "widgets"):
+def onnxruntime(package: Path, dest: Path) -> None:
+    dist = package / "dist"
+    version = json.loads((package / "package.json").read_text())["version"]
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(dist / "ort.wasm.min.js", dest / "ort.wasm.min.js")
+    header = f"/* onnxruntime-web {version} (MIT, see LICENSE): made by scripts/vendor_assets.py from dist/"
+    loader = (dist / "ort-wasm-simd-threaded.mjs").read_text()
+    (dest / "ort-wasm-loader.js").write_text(
+        f"{header}ort-wasm-simd-threaded.mjs, as a string. */\n"
+        f"(globalThis.LONGMUL_ORT = globalThis.LONGMUL_ORT || {{}}).loader = {json.dumps(loader)};\n"
+    )
+    wasm = (dist / "ort-wasm-simd-threaded.wasm").read_bytes()
+    packed = base64.b64encode(gzip.compress(wasm, compresslevel=9, mtime=0)).decode("ascii")
+    (dest / "ort-wasm-binary.js").write_text(
+        f"{header}ort-wasm-simd-threaded.wasm ({len(wasm):,} bytes, sha256 {hashlib.sha256(wasm).hexdigest()}), "
+        f'gzip, base64. */\n(globalThis.LONGMUL_ORT = globalThis.LONGMUL_ORT || {{}}).wasmGzipBase64 = "{packed}";\n'
+    )
+    (dest / "LICENSE").write_text(ORT_LICENSE)
+
+
+PARTS = ("vega", "mathjax", "widgets", "onnxruntime")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=PARTS, action="append", help="regenerate only these (default: all)")
+    parts = parser.parse_args(argv).only or PARTS
+    for sub in parts:
         shutil.rmtree(VENDOR / sub, ignore_errors=True)
-    vega_bundle(VENDOR / "vega")
+    if "vega" in parts:
+        vega_bundle(VENDOR / "vega")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        mathjax(npm_pack(MATHJAX, work), VENDOR / "mathjax")
-        widgets(npm_pack(HTML_MANAGER, work), VENDOR / "widgets")
+        if "mathjax" in parts:
+            mathjax(npm_pack(MATHJAX, work), VENDOR / "mathjax")
+        if "widgets" in parts:
+            widgets(npm_pack(HTML_MANAGER, work), VENDOR / "widgets")
+        if "onnxruntime" in parts:
+            onnxruntime(npm_pack(ONNXRUNTIME_WEB, work), VENDOR / "onnxruntime")
     total = sum(p.stat().st_size for p in VENDOR.rglob("*") if p.is_file())
     print(f"wrote {VENDOR.relative_to(ROOT)} ({total / 1e6:.1f} MB)")
     return 0
