@@ -6,6 +6,7 @@
  * It sets globalThis.longmulModels (and module.exports under Node):
  *
  *   const model = await longmulModels.loadModel(onnxBytes, format);  // format: onnx/export.json's "format"
+ *   const model = await longmulModels.loadShipped("aux");           // or from a script of longmul.browser_assets
  *   const answer = await model.multiply("2365", "4347");             // digits c0 … c7, probabilities, attention
  *   const effect = await model.knockoutEffect("2365", "4347", [{layer: 1, head: 2, query: 13, key: [3, 8]}]);
  *
@@ -268,7 +269,14 @@
     return new Model(ort, session, format);
   }
 
-  const api = { loadModel, initRuntime, tokenize, knockoutMask, Model };
+  /* A model whose data script (written by longmul.browser_assets) the page has loaded. */
+  async function loadShipped(name, options = {}) {
+    const data = (root.LONGMUL_MODEL_DATA || {})[name];
+    if (!data) throw new Error(`model ${name} is not loaded: include its script from longmul.browser_assets`);
+    return loadModel(base64Bytes(data.onnxBase64), data.format, options);
+  }
+
+  const api = { loadModel, loadShipped, initRuntime, tokenize, knockoutMask, Model };
   root.longmulModels = api;
   if (typeof module === "object" && module.exports) module.exports = api;
 })(typeof globalThis !== "undefined" ? globalThis : this);
