@@ -62,7 +62,7 @@ def test_answers_and_probabilities_equal_python(shipped, problems, one_thread):
             assert js["tokens"] == expected.tokens, (name, a, b)
             assert all(p is not None and 0 < p <= 1 for p in js["probabilities"]), js
             T = js["length"]
-            assert js["attentionSize"] == 2 * 4 * T * T
+            assert js["attentionSize"] == 2 * 4 * T * T and js["residMidSize"] == 2 * T * 128
 
 
 def test_probabilities_equal_pytorch(shipped, one_thread):

@@ -46,13 +46,14 @@ def test_the_rewritten_forward_equals_the_library_under_knockouts(kos, seed):
         with pytest.raises(ValueError, match=re.escape(str(err))):
             run_with_cache(TINY, ids, positions, knockouts=kos)
         return
-    names = [f"blocks.{i}.attn.hook_pattern" for i in range(L)]
+    names = [f"blocks.{i}.{h}" for i in range(L) for h in ("attn.hook_pattern", "hook_resid_mid")]
     expected, cache = run_with_cache(TINY, ids, positions, names=names, knockouts=kos)
     with torch.no_grad():
-        logits, attention = KnockoutGPT2(TINY)(ids, positions, mask)
+        logits, attention, resid_mid = KnockoutGPT2(TINY)(ids, positions, mask)
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
     for layer in range(L):
         torch.testing.assert_close(attention[:, layer], cache[f"blocks.{layer}.attn.hook_pattern"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(resid_mid[:, layer], cache[f"blocks.{layer}.hook_resid_mid"], atol=1e-5, rtol=0)
     for k in kos:  # the knocked-out edges carry no weight
         assert float(attention[:, k.layer, k.head, k.query][:, k.key].abs().max()) == 0.0
 
@@ -84,10 +85,8 @@ def test_export_writes_the_graph_and_its_record_into_the_manifest(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     assert ONNX_MODEL in manifest and EXPORT_RECORD in manifest
     record = json.loads((exported / EXPORT_RECORD).read_text())
-    assert record["inputs"] == ["input_ids", "position_ids", "knockout"] and record["outputs"] == [
-        "logits",
-        "attention",
-    ]
+    assert record["inputs"] == ["input_ids", "position_ids", "knockout"]
+    assert record["outputs"] == ["logits", "attention", "resid_mid"]
     assert record["format"]["cot_tokens"] == 0 and record["format"]["n_layers"] == L
     assert load_model(exported).training  # the torch model still loads and verifies
     assert not (exported / "onnx.tmp").exists()
@@ -102,10 +101,15 @@ def test_onnxruntime_decodes_as_pytorch_with_and_without_knockouts(exported):
         theirs = decode_model(model, torch_logits_fn(model, kos), pairs)
         assert np.array_equal(ours.generated, theirs.generated)
         assert np.abs(ours.logits - theirs.logits).max() <= 1e-4
-    logits, attention = onnx.run(ours.ids, ours.positions)  # the last decode: no knockouts
-    np.testing.assert_array_equal(logits, ours.logits)
-    assert attention.shape == (4, L, H, ours.ids.shape[1], ours.ids.shape[1])
-    np.testing.assert_allclose(attention.sum(-1), 1.0, atol=1e-5)
+    out = onnx.run(ours.ids, ours.positions)  # the last decode: no knockouts
+    np.testing.assert_array_equal(out["logits"], ours.logits)
+    T = ours.ids.shape[1]
+    assert out["attention"].shape == (4, L, H, T, T) and out["resid_mid"].shape == (4, L, T, TINY.config.n_embd)
+    np.testing.assert_allclose(out["attention"].sum(-1), 1.0, atol=1e-5)
+    _, cache = run_with_cache(model, torch.from_numpy(ours.ids), torch.from_numpy(np.array(ours.positions)))
+    for layer in range(L):
+        np.testing.assert_allclose(out["attention"][:, layer], cache[f"blocks.{layer}.attn.hook_pattern"], atol=1e-5)
+        np.testing.assert_allclose(out["resid_mid"][:, layer], cache[f"blocks.{layer}.hook_resid_mid"], atol=1e-4)
 
 
 def _edit_manifest(directory, name, sha):

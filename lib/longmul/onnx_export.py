@@ -13,6 +13,8 @@ input / output      shape, type                 what it is
                                                 query t to key s (see :class:`longmul.hooks.Knockout`)
 ``logits``          (B, T, V) float32           next-token logits
 ``attention``       (B, L, H, T, T) float32     every layer's attention pattern after softmax
+``resid_mid``       (B, L, T, d_model) float32  every layer's ``blocks.{l}.hook_resid_mid``: the aux
+                                                model's probe reads layer 1's (chapter 2)
 ==================  ==========================  ==================================================
 
 A knocked-out edge's score is masked before the softmax, so its weight is zero and the rest of its
@@ -50,7 +52,7 @@ EXPORT_RECORD = f"{ONNX_DIR}/export.json"
 SOURCES = ("model.safetensors", "config.json")  # the files the graph is made from
 OPSET = 18
 INPUTS = ("input_ids", "position_ids", "knockout")
-OUTPUTS = ("logits", "attention")
+OUTPUTS = ("logits", "attention", "resid_mid")
 
 
 def _as_list(x: int | Iterable[int]) -> list[int]:
@@ -83,7 +85,8 @@ def knockout_mask(knockouts: Iterable[Knockout], n_layers: int, n_heads: int, le
 
 class KnockoutGPT2(torch.nn.Module):
     """The forward pass of a GPT-2 ``model`` (eager attention, no cache) with an attention knockout mask
-    as an input; returns logits and the stacked attention patterns. Shares the model's weights."""
+    as an input; returns logits, the stacked attention patterns and the stacked residual streams
+    between each layer's attention and its MLP. Shares the model's weights."""
 
     def __init__(self, model: GPT2LMHeadModel):
         super().__init__()
@@ -93,13 +96,13 @@ class KnockoutGPT2(torch.nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, position_ids: torch.Tensor, knockout: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         transformer = self.model.transformer
         B, T = input_ids.shape
         h = transformer.wte(input_ids) + transformer.wpe(position_ids)
         future = torch.ones(T, T, dtype=torch.bool, device=h.device).tril().logical_not()
         neg = torch.finfo(h.dtype).min
-        patterns = []
+        patterns, mids = [], []
         for layer, block in enumerate(transformer.h):
             qkv = block.attn.c_attn(block.ln_1(h))  # (B, T, 3 d_model)
             q, k, v = (
@@ -112,9 +115,10 @@ class KnockoutGPT2(torch.nn.Module):
             patterns.append(pattern)
             z = torch.matmul(pattern, v).transpose(1, 2).reshape(B, T, self.n_heads * self.d_head)
             h = h + block.attn.c_proj(z)
+            mids.append(h)
             h = h + block.mlp(block.ln_2(h))
         logits = self.model.lm_head(transformer.ln_f(h))
-        return logits, torch.stack(patterns, 1)
+        return logits, torch.stack(patterns, 1), torch.stack(mids, 1)
 
 
 def model_format(model: GPT2LMHeadModel) -> dict:
@@ -161,6 +165,7 @@ def _export_graph(model: GPT2LMHeadModel, path: Path) -> None:
                 "knockout": {2: "tokens", 3: "tokens"},
                 "logits": {0: "batch", 1: "tokens"},
                 "attention": {0: "batch", 3: "tokens", 4: "tokens"},
+                "resid_mid": {0: "batch", 2: "tokens"},
             },
         )
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

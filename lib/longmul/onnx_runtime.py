@@ -24,7 +24,7 @@ from transformers import GPT2LMHeadModel
 from .evaluate import cot_tokens_of, position_skip_of
 from .hooks import Knockout, run_with_cache
 from .model import model_config_of
-from .onnx_export import EXPORT_RECORD, ONNX_MODEL, SOURCES, KnockoutGPT2, knockout_mask
+from .onnx_export import EXPORT_RECORD, ONNX_MODEL, OUTPUTS, SOURCES, KnockoutGPT2, knockout_mask
 from .saved import MANIFEST, sha256_file, verify_manifest
 from .sequences import EOS_ID, PAD_ID, Layout, full_ids
 
@@ -43,24 +43,25 @@ class OnnxModel:
     def layout(self) -> Layout:
         return Layout(self.format["n_a"], self.format["n_b"])
 
-    def run(self, input_ids: np.ndarray, position_ids: np.ndarray, knockout: np.ndarray | None = None):
-        """Logits (B, T, V) and attention patterns (B, L, H, T, T) of one forward pass."""
+    def run(self, input_ids: np.ndarray, position_ids: np.ndarray, knockout: np.ndarray | None = None) -> dict:
+        """One forward pass: ``logits`` (B, T, V), ``attention`` (B, L, H, T, T) and ``resid_mid``
+        (B, L, T, d_model), by name."""
         T = input_ids.shape[1]
         if knockout is None:
             knockout = np.zeros((self.format["n_layers"], self.format["n_heads"], T, T), dtype=bool)
-        logits, attention = self.session.run(
-            None,
+        outputs = self.session.run(
+            list(OUTPUTS),
             {
                 "input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
                 "position_ids": np.ascontiguousarray(position_ids, dtype=np.int64),
                 "knockout": np.ascontiguousarray(knockout[:, :, :T, :T]),
             },
         )
-        return logits, attention
+        return dict(zip(OUTPUTS, outputs))
 
     def logits_fn(self, knockouts: Sequence[Knockout] = ()) -> LogitsFn:
         mask = knockout_mask(knockouts, self.format["n_layers"], self.format["n_heads"], self.format["max_positions"])
-        return lambda ids, positions: self.run(ids, positions, mask)[0]
+        return lambda ids, positions: self.run(ids, positions, mask)["logits"]
 
 
 def load_onnx(model_dir: str | Path) -> OnnxModel:
@@ -190,7 +191,7 @@ def compare(model: GPT2LMHeadModel, onnx: OnnxModel, pairs: np.ndarray, knockout
     theirs = decode_model(model, torch_logits_fn(model, knockouts), pairs)
     ours = decode_model(model, onnx.logits_fn(knockouts), pairs)
     mask = knockout_mask(knockouts, onnx.format["n_layers"], onnx.format["n_heads"], onnx.format["max_positions"])
-    logits = onnx.run(theirs.ids, theirs.positions, mask)[0]
+    logits = onnx.run(theirs.ids, theirs.positions, mask)["logits"]
     T = theirs.ids.shape[1]
     with torch.no_grad():
         exact = KnockoutGPT2(copy.deepcopy(model).double())(

@@ -39,6 +39,7 @@ async function main() {
           tokens: answer.tokens,
           length: answer.length,
           attentionSize: answer.attention.length,
+          residMidSize: answer.residMid.length,
         });
       }
     } catch (err) {

@@ -11,7 +11,8 @@
  *   const effect = await model.knockoutEffect("2365", "4347", [{layer: 1, head: 2, query: 13, key: [3, 8]}]);
  *
  * The graph (written by `longmul export-onnx`) takes token ids, position ids and a boolean knockout
- * mask (layer, head, query, key) and returns logits and every layer's attention pattern. Decoding is
+ * mask (layer, head, query, key) and returns logits, every layer's attention pattern and residual
+ * stream before its MLP. Decoding is
  * greedy and re-runs the whole sequence each step, in the model's own format: a model still writing
  * chain of thought writes `format.cot_tokens` tokens before `####`, and the positions after `||` skip
  * `format.position_skip` (longmul.evaluate does the same in Python). A knockout removes one head's
@@ -173,7 +174,8 @@
       return Array.from({ length: T }, (_, t) => (t < P ? t : t + this.format.position_skip));
     }
 
-    /* One forward pass of a single sequence: logits (T, V) and attention (L, H, T, T), flat. */
+    /* One forward pass of a single sequence: logits (T, V), attention (L, H, T, T) and the residual
+     * stream between each layer's attention and its MLP (L, T, d_model), flat. */
     async forward(ids, mask) {
       const T = ids.length;
       const big = (xs) => BigInt64Array.from(xs.map((x) => BigInt(x)));
@@ -188,7 +190,7 @@
         ]),
       };
       const out = await this.session.run(feeds);
-      return { logits: out.logits.data, attention: out.attention.data, T };
+      return { logits: out.logits.data, attention: out.attention.data, residMid: out.resid_mid.data, T };
     }
 
     get maxLength() {
@@ -241,6 +243,7 @@
         answerStart: start < 0 ? -1 : this.promptLength + start, // position of ####, which predicts c0
         logits: last.logits, // (T, V) flat, of the whole sequence
         attention: last.attention, // (L, H, T, T) flat: attention[((l * H + h) * T + q) * T + k]
+        residMid: last.residMid, // (L, T, d_model) flat: blocks.{l}.hook_resid_mid, where the aux probe reads
         length: last.T,
       };
     }
