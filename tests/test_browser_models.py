@@ -120,14 +120,19 @@ BAD = [
     ("1234", "5678", [{"layer": 2, "head": 0, "query": 12, "key": 3}], "names a layer/head the model does not have"),
     ("1234", "5678", [{"layer": 0, "head": 0, "query": 99, "key": 3}], "names a position outside a sequence"),
     ("1234", "5678", [{"layer": 0, "head": 1, "query": 1, "key": [0, 1]}], "removes every key that position 1"),
+    ("1234", "5678", "x", "knockouts must be a list of {layer, head, query, key}"),
+    ("1234", "5678", [None], "knockout null is not {layer, head, query, key}"),
 ]
 
 
 def test_bad_input_is_named_as_python_names_it(shipped):
     name, directory = next(iter(shipped.items()))
     requests = [{"model": name, "a": a, "b": b, "knockouts": k} for a, b, k, _ in BAD]
-    for out, (a, b, _, message) in zip(run_js({name: directory}, requests), BAD):
+    requests.append({"model": name, "a": " 2365 ", "b": "4347\n"})  # surrounding blanks are fine, as in Python
+    *bad, fine = run_js({name: directory}, requests)
+    for out, (a, b, _, message) in zip(bad, BAD, strict=True):
         assert message in out.get("error", ""), (a, b, out)
+    assert "error" not in fine and len(fine["digits"]) == 8
 
 
 def test_the_vendored_webassembly_is_the_package_s():

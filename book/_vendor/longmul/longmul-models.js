@@ -113,8 +113,10 @@
     const L = format.n_layers;
     const H = format.n_heads;
     const mask = new Uint8Array(L * H * length * length);
+    if (!Array.isArray(knockouts)) throw new Error("knockouts must be a list of {layer, head, query, key}");
     for (const k of knockouts) {
       const show = JSON.stringify(k);
+      if (k === null || typeof k !== "object") throw new Error(`knockout ${show} is not {layer, head, query, key}`);
       if (!(Number.isInteger(k.layer) && Number.isInteger(k.head) && k.layer >= 0 && k.layer < L && k.head >= 0 && k.head < H)) {
         throw new Error(`knockout ${show} names a layer/head the model does not have`);
       }
@@ -202,7 +204,8 @@
       const { vocab } = this.format;
       const V = vocab.length;
       const mask = knockoutMask(knockouts, this.format, this.maxLength);
-      const ids = tokenize(a, b, this.format);
+      const [ta, tb] = operands(a, b, this.format);
+      const ids = tokenize(ta, tb, this.format);
       const eos = vocab.indexOf("<eos>");
       const chosen = []; // probability of each generated token
       for (let step = 0; step < this.steps; step++) {
@@ -230,11 +233,11 @@
           }
         }
       }
-      const product = (BigInt(a) * BigInt(b)).toString().padStart(n_c, "0");
+      const product = (BigInt(ta) * BigInt(tb)).toString().padStart(n_c, "0");
       const truth = [...product].reverse().map(Number);
       return {
-        a: String(a).trim(),
-        b: String(b).trim(),
+        a: ta,
+        b: tb,
         digits, // c0 (units) … c(n-1); -1 where the model wrote no digit
         correct: digits.map((d, k) => d === truth[k]),
         probabilities, // the model's probability of each digit it wrote (null where none)
