@@ -45,7 +45,7 @@ def digits_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["n", "cell", "label", "column", "accuracy", "at_chance", "text"])
 
 
-def digits_table_chart(frame: pd.DataFrame, *, width: int = 560, row_height: int = 20) -> alt.VConcatChart:
+def digits_table_chart(frame: pd.DataFrame, *, column_width: int = 60, row_height: int = 24) -> alt.VConcatChart:
     """The study's hero figure: for each n, one line per cell and one column per output digit
     (units first) and for exact match, coloured and labelled by accuracy in percent; a dot marks a
     digit whose best validation accuracy never left chance."""
@@ -73,7 +73,7 @@ def digits_table_chart(frame: pd.DataFrame, *, width: int = 560, row_height: int
             ],
         ).properties(
             title=f"{n}×{n}: accuracy of each output digit (units first) on fresh problems, %",
-            width=width * len(columns) / 11,
+            width=column_width * len(columns),
             height=row_height * len(labels),
         )
         panels.append(panel)
