@@ -20,6 +20,7 @@ The two ICoT schedules:
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from longmul.dynamics import RunHistory, describe_cot_span, discover_runs, furthest_stage, icot_progress
+from longmul.files import read_json_object
 from longmul.task import chain_of_thought_roles, random_problems
 
 STUDY_FOLDER = "results/digits_study"
@@ -216,12 +218,9 @@ def cell_row(cell: Cell, run: RunHistory | None, chance: list[float]) -> dict:
 
 
 def _read_metrics(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads((path / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
+    """A finished cell's ``metrics.json`` (None if it has none)."""
+    metrics = path / "metrics.json"
+    return read_json_object(metrics) if metrics.is_file() else None
 
 
 def study_rows(folder: str | Path = STUDY_FOLDER, include_unrun: bool = False) -> list[dict]:
@@ -236,8 +235,6 @@ def study_rows(folder: str | Path = STUDY_FOLDER, include_unrun: bool = False) -
 def write_summary(folder: str | Path = STUDY_FOLDER) -> Path:
     """Write ``folder/summary.json``: the budget per n, the schedules' settings, total CPU time and
     every cell's row (run or not)."""
-    import json
-
     rows = study_rows(folder, include_unrun=True)
     summary = {
         "what": "digits learned per n×n problem size, recipe and width (longmul.study)",
