@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -61,6 +63,17 @@ def tiny_sft_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "sft"
     config = tiny_config(n_digits=4, max_steps=4, final_eval_random=20)
     return train(config, out, command="pytest fixture")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_sft_model, tmp_path_factory):
+    """A copy of ``tiny_sft_model`` with its ONNX export (tests that change it copy it first)."""
+    from longmul.onnx_export import export_onnx  # needs the onnx extra: only imported by tests that use it
+
+    copy = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(tiny_sft_model, copy)
+    export_onnx(copy)
+    return copy
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,11 @@
 
 import base64
 import json
-import shutil
 
 import pytest
 
 from longmul.browser_assets import model_script, write_model_script
-from longmul.onnx_export import EXPORT_RECORD, ONNX_MODEL, export_onnx
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_sft_model, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("assets") / "model"
-    shutil.copytree(tiny_sft_model, copy)
-    export_onnx(copy)
-    return copy
+from longmul.onnx_export import EXPORT_RECORD, ONNX_MODEL
 
 
 def test_the_script_carries_the_export_whole(exported, tmp_path):

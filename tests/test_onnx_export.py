@@ -73,14 +73,6 @@ def test_bad_knockouts_are_named(kos, message):
         knockout_mask(kos, L, H, T)
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_sft_model, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("onnx") / "model"
-    shutil.copytree(tiny_sft_model, copy)
-    export_onnx(copy)
-    return copy
-
-
 def test_export_writes_the_graph_and_its_record_into_the_manifest(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     assert ONNX_MODEL in manifest and EXPORT_RECORD in manifest
