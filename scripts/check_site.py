@@ -10,10 +10,17 @@ Serves the site on 127.0.0.1 and, for every page:
 * waits for every altair chart (``.longmul-chart``, see ``longmul.charts.render``) to draw, for the
   math to typeset (MathJax), and for the embedded ipywidgets to render;
 * switches the theme to dark mode and checks the charts draw again;
-* saves full-page screenshots, light and dark, to the screenshots folder.
+* saves full-page screenshots, light and dark, to the screenshots folder;
+* measures how a reader meets the page: its height in screens (1280×900, folds closed), the charts
+  drawn, every chart, table or image wider than the text column, raw ``$…$`` or ``\\command`` math
+  left in the rendered text, and links to pages (or anchors) the site does not have.
 
-Then it checks the search page finds a word, the chapters offer their executed ``.ipynb`` for
-download, and carry launch links. Exits non-zero (listing every problem) when anything fails.
+It prints that as one table. Raw math and dead internal links are failures; so is a page taller
+than ``--max-screens`` when that is given. Then it checks the search page finds a word, and that the
+chapters offer their executed ``.ipynb`` for download. Launch and repository links must point to
+``--repository-url`` when it is given (the build had a repository), and must not exist otherwise:
+a reader is never sent to a repository that is not ours. Exits non-zero (listing every problem)
+when anything fails.
 Needs Chromium (Debian package ``chromium``, or ``--chromium PATH``) and the ``playwright`` package
 (its own browser download is not used).
 """
@@ -21,13 +28,14 @@ Needs Chromium (Debian package ``chromium``, or ``--chromium PATH``) and the ``p
 from __future__ import annotations
 
 import argparse
+import re
 import functools
 import http.server
 import shutil
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 from playwright.sync_api import Page, sync_playwright
 
@@ -44,6 +52,40 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 30_000
 SEARCH_WORD = "multiplication"
+VIEWPORT = {"width": 1280, "height": 900}
+# Text that MathJax should have typeset: $…$ spans, or TeX commands such as \\approx, \\frac, \\hat.
+RAW_MATH = re.compile(r"\$[^$\n]{1,200}\$|\\(?:frac|approx|hat|mathrm|text|sum|cdot|times|ln|le|ge|in|to)\b")
+
+# Runs in the page: the reader's view of the article (folds closed, as the page opens).
+LAYOUT_JS = """() => {
+    const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const column = article.getBoundingClientRect();
+    const skip = 'script, style, pre, code, mjx-container, .MathJax, textarea, .highlight';
+    const wide = [];
+    for (const el of article.querySelectorAll('.longmul-chart, table, img, svg, canvas, .cell_output iframe')) {
+        if (el.closest('details:not([open])') || el.closest('mjx-container') || el.closest('.longmul-chart svg')) continue;
+        const box = el.getBoundingClientRect();
+        if (box.width === 0) continue;
+        // a table in a scrolling wrapper still hides columns from the reader: count what it holds
+        const width = Math.max(box.width, el.scrollWidth || 0);
+        if (box.left + width > column.right + 2) {
+            const label = el.classList.contains('longmul-chart') ? 'chart' : el.tagName.toLowerCase();
+            wide.push(`${label} ${Math.round(width)} px wide in a ${Math.round(column.width)} px column`);
+        }
+    }
+    const rawText = [];
+    const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.parentElement && !node.parentElement.closest(skip)) rawText.push(node.textContent);
+    }
+    const links = [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'));
+    return {
+        screens: document.documentElement.scrollHeight / window.innerHeight,
+        wide: wide,
+        text: rawText.join(' '),
+        links: links,
+    };
+}"""
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -168,9 +210,10 @@ def set_dark(page: Page) -> None:
     raise RuntimeError("the theme button never switched to dark mode")
 
 
-def check_page(page: Page, origin: str, name: str, shots: Path, problems: Problems) -> dict:
+def check_page(page: Page, origin: str, site: Path, name: str, shots: Path, problems: Problems) -> dict:
     page.goto(f"{origin}/{name}", wait_until="load")
     found = wait_for_content(page, name, problems)
+    found |= measure_layout(page, site, name, problems)
     stem = name.removesuffix(".html").replace("/", "__")
     page.screenshot(path=str(shots / f"{stem}.png"), full_page=True)
     try:
@@ -188,8 +231,41 @@ def check_page(page: Page, origin: str, name: str, shots: Path, problems: Proble
     return found
 
 
-def check_chapter_extras(page: Page, origin: str, name: str, problems: Problems) -> None:
-    """A notebook chapter: the executed .ipynb is downloadable and a launch link exists."""
+def dead_links(site: Path, name: str, hrefs: list[str]) -> list[str]:
+    """The links of page ``name`` that point into the site at a page or anchor it does not have."""
+    base = f"http://site/{name}"
+    dead = []
+    for href in dict.fromkeys(hrefs):
+        url = urlparse(urljoin(base, href))
+        if url.scheme not in ("http", "https") or url.hostname != "site":
+            continue  # off-site, mailto:, javascript: ... (off-site requests are checked as requests)
+        target = site / unquote(url.path).lstrip("/")
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            dead.append(f"{href} (no such file)")
+        elif url.fragment and target.suffix == ".html":
+            html = target.read_text(encoding="utf-8", errors="replace")
+            if f'id="{url.fragment}"' not in html and f"id='{url.fragment}'" not in html:
+                dead.append(f"{href} (no anchor #{url.fragment})")
+    return dead
+
+
+def measure_layout(page: Page, site: Path, name: str, problems: Problems) -> dict:
+    """The reader's view of a page: screens, charts wider than the column, raw math, dead links."""
+    layout = page.evaluate(LAYOUT_JS)
+    for wide in layout["wide"]:
+        problems.add(name, f"wider than the text column: {wide}")
+    raw = sorted(set(RAW_MATH.findall(layout["text"])))
+    if raw:
+        problems.add(name, f"raw math in the rendered text: {raw[:5]}")
+    for link in dead_links(site, name, layout["links"]):
+        problems.add(name, f"dead internal link: {link}")
+    return {"screens": layout["screens"], "wide": len(layout["wide"]), "raw_math": len(raw)}
+
+
+def check_chapter_extras(page: Page, name: str, repository_url: str | None, problems: Problems) -> None:
+    """A notebook chapter: the executed .ipynb is downloadable; launch links only to our repository."""
     links = page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)")
     ipynb = [u for u in links if u.endswith(".ipynb")]
     if not ipynb:
@@ -198,8 +274,18 @@ def check_chapter_extras(page: Page, origin: str, name: str, problems: Problems)
         response = page.request.get(url)
         if response.status != 200 or b'"cells"' not in response.body():
             problems.add(name, f"download {url} gave HTTP {response.status}, not a notebook")
-    if not any(urlparse(u).hostname not in (None, "127.0.0.1") and "tree/book/" in u for u in links):
-        problems.add(name, "no launch (Binder/JupyterHub) link")
+    launch = [u for u in links if urlparse(u).hostname not in (None, "127.0.0.1") and "tree/book/" in u]
+    repository = [u for u in links if urlparse(u).hostname in ("github.com", "gitlab.com")]
+    if repository_url is None:
+        for url in launch + repository:
+            problems.add(name, f"launch or repository link although the build had no repository URL: {url}")
+    else:
+        if not launch:
+            problems.add(name, "no launch (Binder/JupyterHub) link")
+        slug = urlparse(repository_url).path.strip("/")
+        for url in repository:
+            if slug not in url:
+                problems.add(name, f"repository link to another repository than {repository_url}: {url}")
 
 
 def check_search(page: Page, origin: str, problems: Problems) -> None:
@@ -212,11 +298,33 @@ def check_search(page: Page, origin: str, problems: Problems) -> None:
         problems.add("search.html", f"searching '{SEARCH_WORD}' found nothing")
 
 
+def layout_table(summary: list[tuple[str, dict]]) -> str:
+    """One row per page: what a reader meets at 1280×900 (a markdown table, to paste into notes)."""
+    rows = [
+        "| page | screens | charts | math | widgets | wider than column | raw math |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, found in summary:
+        rows.append(
+            f"| {name} | {found['screens']:.1f} | {found['charts']} | {found['math']} | {found['widgets']} "
+            f"| {found['wide']} | {found['raw_math']} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--site", type=Path, default=ROOT / "_build" / "html")
     parser.add_argument("--screenshots", type=Path, default=ROOT / "_build" / "screenshots")
     parser.add_argument("--chromium", default=None, help="path to a Chromium binary")
+    parser.add_argument(
+        "--repository-url",
+        default=None,
+        help="the repository the build linked to (LONGMUL_REPOSITORY_URL); without it, no page may link to one",
+    )
+    parser.add_argument(
+        "--max-screens", type=float, default=None, help="fail on a book page taller than this many screens"
+    )
     args = parser.parse_args(argv)
 
     if not (args.site / "index.html").is_file():
@@ -231,14 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+            context = browser.new_context(viewport=VIEWPORT, service_workers="block")
             for name in pages_of(args.site):
                 page = context.new_page()
                 watch(page, name, origin, problems)
-                found = check_page(page, origin, name, args.screenshots, problems)
+                found = check_page(page, origin, args.site, name, args.screenshots, problems)
                 if (args.site / "_sources" / name).with_suffix(".ipynb").is_file():  # a notebook chapter
-                    check_chapter_extras(page, origin, name, problems)
-                summary.append(f"{name}: {found['charts']} charts, {found['math']} math, {found['widgets']} widgets")
+                    check_chapter_extras(page, name, args.repository_url, problems)
+                if args.max_screens and name.startswith("book/") and found["screens"] > args.max_screens:
+                    problems.add(name, f"{found['screens']:.1f} screens, over the {args.max_screens:g} allowed")
+                summary.append((name, found))
                 page.close()
             page = context.new_page()
             watch(page, "search.html", origin, problems)
@@ -246,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     finally:
         server.shutdown()
-    print("\n".join(summary))
+    print(layout_table(summary))
     print(f"screenshots: {args.screenshots}")
     if problems:
         print(f"\n{len(problems)} problem(s):")
