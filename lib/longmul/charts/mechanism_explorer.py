@@ -20,6 +20,7 @@ from longmul.analysis.attention import (
     position_labels,
     teacher_forced_scores,
 )
+from longmul.charts.widget_hint import kernel_hint
 from longmul.charts.mechanism import edge_name, edge_role, head_name, layer_name, query_name
 from longmul.evaluate import cot_tokens_of
 from longmul.hooks import Knockout
@@ -185,9 +186,9 @@ def mechanism_explorer(
     for box in (a_box, b_box, model_box, layer_box, head_box, query_box, key_box):
         box.observe(update, "value")
     update()
-    hint = widgets.HTML(
-        "<small>Type two 4-digit numbers and press Enter; pick a model, a head, the position it attends from "
-        "and the key whose edge to knock out.</small>"
+    hint = kernel_hint(
+        "Type two 4-digit numbers and press Enter; pick a model, a head, the position it attends from "
+        "and the key whose edge to knock out."
     )
     return widgets.VBox(
         [widgets.HBox([a_box, b_box, model_box]), widgets.HBox([layer_box, head_box]), widgets.HBox([query_box, key_box]), hint, out]
