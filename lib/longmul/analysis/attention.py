@@ -10,7 +10,8 @@ answer. So this module
 1. averages every head's attention pattern over many problems (:func:`mean_attention`) and summarises
    what each head reads at each answer position (:func:`head_summary`, :func:`pattern_records`);
 2. measures a knockout's effect on per-digit teacher-forced accuracy and on the correct digit's logit
-   (:func:`teacher_forced_scores`, :func:`knockout_sweep`), one forward pass per edge over the whole batch;
+   (:func:`teacher_forced_scores`, :func:`knockout_sweep`), recomputing from one clean pass only what
+   each knockout can change (:mod:`longmul.analysis.knockouts`);
 3. proposes edges with high mean attention and keeps those whose knockout matters
    (:func:`candidate_edges`, :func:`find_important_edges`);
 4. turns the important edges into a graph of plain data (:func:`attention_graph`).
@@ -35,6 +36,7 @@ from ..hooks import Knockout
 from ..model import model_config_of
 from ..sequences import DIGIT_ID0
 from ..task import Problem
+from .knockouts import knocked_logits, resid_pre_names
 from .passes import DEFAULT_BATCH_SIZE, as_pairs, teacher_forced_passes
 
 # --------------------------------------------------------------------------- inputs and positions
@@ -218,16 +220,24 @@ def teacher_forced_scores(
         pos = batch.answer_positions.to(logits.device)  # (b, n_c)
         target = batch.input_ids.to(logits.device).gather(1, pos + 1)  # (b, n_c) token ids of c_k
         at_answers = logits.gather(1, pos[..., None].expand(-1, -1, logits.shape[-1]))  # (b, n_c, V)
-        top = at_answers.argmax(-1)  # (b, n_c)
-        digit = top - DIGIT_ID0
-        predicted.append(torch.where((digit >= 0) & (digit <= 9), digit, -1).cpu())
-        correct.append((top == target).cpu())
-        logit.append(at_answers.gather(2, target[..., None])[..., 0].float().cpu())  # (b, n_c)
+        for kept, part in zip((predicted, correct, logit), _score_parts(at_answers, target)):
+            kept.append(part)
     return TeacherForcedScores(
         predicted=torch.cat(predicted).numpy(),
         correct=torch.cat(correct).numpy(),
         logit=torch.cat(logit).numpy(),
     )
+
+
+def _score_parts(at_answers: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predicted digit (-1 if not a digit), correctness and correct-token logit, each (..., n_c), from the
+    logits at the answer positions (..., n_c, V) and the correct tokens (..., n_c)."""
+    top = at_answers.argmax(-1)  # (..., n_c)
+    digit = top - DIGIT_ID0
+    predicted = torch.where((digit >= 0) & (digit <= 9), digit, -1).cpu()
+    correct = (top == target).cpu()
+    logit = at_answers.gather(-1, target[..., None])[..., 0].float().cpu()  # (..., n_c)
+    return predicted, correct, logit
 
 
 def _check_edges(model: GPT2LMHeadModel, edges: Sequence[Knockout]) -> None:
@@ -274,26 +284,56 @@ def knockout_sweep(
     problems: np.ndarray | Sequence[Problem],
     edges: Iterable[Knockout],
     batch_size: int = DEFAULT_BATCH_SIZE,
+    method: str = "cached",
 ) -> list[EdgeEffect]:
     """Knock out each edge on its own and measure the change of every digit's teacher-forced accuracy
     and correct-token logit against the clean model, on the same problems (a paired difference: an edge
-    the model does not use scores exactly 0). One forward pass per edge over the whole batch. An "edge"
-    may name a group of keys (``Knockout(layer, head, query, [k1, k2, …])``): they are removed together."""
+    the model does not use scores exactly 0). An "edge" may name a group of keys
+    (``Knockout(layer, head, query, [k1, k2, …])``): they are removed together.
+
+    ``method="cached"`` (the default) runs one clean pass and recomputes, for all edges at once, only
+    what each knockout can change (:mod:`longmul.analysis.knockouts`); ``"full"`` runs one whole hooked
+    forward pass per edge. Both give the same numbers (tests/test_knockout_cache.py)."""
+    if method not in ("cached", "full"):
+        raise ValueError(f"method must be 'cached' or 'full', got {method!r}")
     pairs = as_pairs(model, problems)
     edges = list(edges)
     _check_edges(model, edges)
     clean = teacher_forced_scores(model, pairs, batch_size=batch_size)
-    effects = []
-    for edge in edges:
-        knocked = teacher_forced_scores(model, pairs, [edge], batch_size)
-        effects.append(
-            EdgeEffect(
-                edge=edge,
-                accuracy_drop=clean.accuracy - knocked.accuracy,
-                logit_drop=(clean.logit - knocked.logit).mean(0),
-            )
+    if method == "full":
+        knocked = [teacher_forced_scores(model, pairs, [edge], batch_size) for edge in edges]
+    else:
+        knocked = _cached_knockout_scores(model, pairs, edges, batch_size)
+    return [
+        EdgeEffect(
+            edge=edge,
+            accuracy_drop=clean.accuracy - scores.accuracy,
+            logit_drop=(clean.logit - scores.logit).mean(0),
         )
-    return effects
+        for edge, scores in zip(edges, knocked)
+    ]
+
+
+def _cached_knockout_scores(
+    model: GPT2LMHeadModel, pairs: np.ndarray, edges: list[Knockout], batch_size: int
+) -> list[TeacherForcedScores]:
+    """Per edge, the scores :func:`teacher_forced_scores` gives with that edge knocked out, from one clean
+    pass per chunk of problems (shared with other analyses through :mod:`longmul.pass_cache`)."""
+    if not edges:
+        return []
+    names = resid_pre_names(model)
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for batch, logits, cache in teacher_forced_passes(model, pairs, names, batch_size=batch_size):
+        pos = batch.answer_positions.to(logits.device)  # (b, n_c)
+        if not bool((pos == pos[:1]).all()):  # every sequence of one model has the same format
+            raise ValueError("cached knockouts need the answer at the same positions in every sequence")
+        positions = pos[0].tolist()
+        target = batch.input_ids.to(logits.device).gather(1, pos + 1)  # (b, n_c)
+        at_answers = logits[:, positions]  # (b, n_c, V)
+        knocked = knocked_logits(model, [cache[n] for n in names], edges, positions, at_answers)  # (E, b, n_c, V)
+        parts.append(_score_parts(knocked, target.expand(len(edges), -1, -1)))
+    predicted, correct, logit = (torch.cat([p[i] for p in parts], dim=1).numpy() for i in range(3))  # (E, B, n_c)
+    return [TeacherForcedScores(predicted=predicted[e], correct=correct[e], logit=logit[e]) for e in range(len(edges))]
 
 
 def candidate_edges(
