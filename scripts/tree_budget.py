@@ -44,13 +44,14 @@ class BudgetError(ValueError):
 
 
 def git(root: Path, *args: str, check: bool = True) -> str:
-    done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    done = subprocess.run(["git", "-C", str(root), *args], check=False, capture_output=True, text=True)
     if check and done.returncode != 0:
         raise BudgetError(f"git {' '.join(args[:3])}: {done.stderr.strip() or f'exit {done.returncode}'}")
     return done.stdout
 
 
 # --------------------------------------------------------------------------- check
+
 
 def tracked_sizes(root: Path) -> dict[str, int]:
     """Bytes of every tracked file as it is in the working tree (a tracked file deleted there counts 0,
@@ -84,8 +85,10 @@ def report(sizes: dict[str, int], budget: int, top: int = TOP) -> tuple[bool, st
     ok = total <= budget
     verdict = "within" if ok else "OVER"
     lines = [
-        f"tracked files: {total:,} bytes ({total / 2**20:.1f} MiB) in {len(sizes):,} files, {verdict} the budget "
-        f"of {budget:,} bytes ({budget / 2**20:.1f} MiB)",
+        (
+            f"tracked files: {total:,} bytes ({total / 2**20:.1f} MiB) in {len(sizes):,} files, {verdict} the budget "
+            f"of {budget:,} bytes ({budget / 2**20:.1f} MiB)"
+        ),
         f"largest {min(top, len(sizes))} files:",
         *(f"  {size:>12,}  {name}" for name, size in largest(sizes, top)),
         "largest folders:",
@@ -100,6 +103,7 @@ def report(sizes: dict[str, int], budget: int, top: int = TOP) -> tuple[bool, st
 
 
 # --------------------------------------------------------------------------- restore records
+
 
 def read_record(path: Path) -> dict:
     """A ``RESTORE.json``: ``{"retired": [{"commit", "files": [{"path", "bytes", "blob"}], "restore"}]}``;
@@ -116,9 +120,16 @@ def read_record(path: Path) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("commit"), str) or len(entry["commit"]) != 40:
             raise BudgetError(f"{where}: needs 'commit', a full 40-hex commit id")
         files = entry.get("files")
-        if not isinstance(files, list) or not files or not all(
-            isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("blob"), str)
-            and isinstance(f.get("bytes"), int) for f in files
+        if (
+            not isinstance(files, list)
+            or not files
+            or not all(
+                isinstance(f, dict)
+                and isinstance(f.get("path"), str)
+                and isinstance(f.get("blob"), str)
+                and isinstance(f.get("bytes"), int)
+                for f in files
+            )
         ):
             raise BudgetError(f"{where}: needs 'files', a list of {{path, bytes, blob}}")
         if entry.get("restore") != restore_command(entry["commit"], [f["path"] for f in files]):
@@ -152,10 +163,16 @@ def check_records(root: Path) -> list[str]:
 
 
 def _has_commit(root: Path, commit: str) -> bool:
-    return subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"], check=False, capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 # --------------------------------------------------------------------------- retire
+
 
 def retire(root: Path, run_dir: str, weights: bool = False, stopped: bool = False, commit: bool = False) -> dict:
     """Take a run's checkpoint tensors (and with ``weights`` its final weights) out of the tree and
@@ -181,7 +198,10 @@ def retire(root: Path, run_dir: str, weights: bool = False, stopped: bool = Fals
     tracked = set(git(root, "ls-files", "-z", "--", str(rel)).split("\0"))
     paths = [p for p in candidates if p in tracked]
     if not paths:
-        raise BudgetError(f"nothing to retire in {rel}: no tracked checkpoint tensors" + ("" if weights else " (--weights for the final model)"))
+        raise BudgetError(
+            f"nothing to retire in {rel}: no tracked checkpoint tensors"
+            + ("" if weights else " (--weights for the final model)")
+        )
     head = git(root, "rev-parse", "--verify", "HEAD").strip()
     blobs = {}
     for p in paths:
@@ -197,11 +217,15 @@ def retire(root: Path, run_dir: str, weights: bool = False, stopped: bool = Fals
         "restore": restore_command(head, paths),
     }
     record_path = run / RESTORE_FILE
-    record = read_record(record_path) if record_path.exists() else {
-        "about": "Files taken out of the tree to keep the repository small (scripts/tree_budget.py retire); "
-        "git history keeps them. Run an entry's 'restore' command from the repository root to bring them back.",
-        "retired": [],
-    }
+    record = (
+        read_record(record_path)
+        if record_path.exists()
+        else {
+            "about": "Files taken out of the tree to keep the repository small (scripts/tree_budget.py retire); "
+            "git history keeps them. Run an entry's 'restore' command from the repository root to bring them back.",
+            "retired": [],
+        }
+    )
     record["retired"].append(entry)
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     record_rel = str(rel / RESTORE_FILE)
@@ -216,8 +240,11 @@ def retire(root: Path, run_dir: str, weights: bool = False, stopped: bool = Fals
 
 # --------------------------------------------------------------------------- command line
 
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     sub = parser.add_subparsers(dest="command", required=True)
     chk = sub.add_parser("check", help="total tracked bytes and the largest paths; exit 1 over budget")
@@ -238,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if ok else 1
         entry = retire(args.root, args.run_dir, weights=args.weights, stopped=args.stopped, commit=args.commit)
         size = sum(f["bytes"] for f in entry["files"])
-        print(f"retired {len(entry['files'])} files ({size:,} bytes){'' if args.commit else ' (staged, not committed)'}; restore with:")
+        print(
+            f"retired {len(entry['files'])} files ({size:,} bytes){'' if args.commit else ' (staged, not committed)'}; restore with:"
+        )
         print(f"  {entry['restore']}")
         return 0
     except BudgetError as err:

@@ -53,8 +53,10 @@ def setup_source(chapter_dir: Path) -> str:
             "# Added by tests/nbmake_chapters.py: run in the chapter's folder, FAST unless LONGMUL_FAST is set.",
             "def _longmul_nbmake_setup():",
             "    import os",
-            f"    assert os.environ.get({HANDSHAKE!r}) == '1', 'run the chapters with pytest -p nbmake_chapters "
-            "(scripts/test.sh does): it fails a chapter that writes to stderr'",
+            (
+                f"    assert os.environ.get({HANDSHAKE!r}) == '1', 'run the chapters with pytest -p nbmake_chapters "
+                "(scripts/test.sh does): it fails a chapter that writes to stderr'"
+            ),
             f"    os.chdir({str(chapter_dir)!r})",
             "    os.environ.setdefault('LONGMUL_FAST', '1')",
             "_longmul_nbmake_setup()",
@@ -76,7 +78,9 @@ def convert(chapter: Path, out_dir: Path) -> Path:
 def convert_book(book: Path, out_dir: Path) -> list[Path]:
     found = chapters(book)
     if not found:
-        raise SystemExit(f"nbmake_chapters: no notebook chapters (a .md whose front matter names a kernelspec) in {book}")
+        raise SystemExit(
+            f"nbmake_chapters: no notebook chapters (a .md whose front matter names a kernelspec) in {book}"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     return [convert(chapter, out_dir) for chapter in found]
 
@@ -96,10 +100,13 @@ def stderr_outputs(notebook) -> list[tuple[int, str]]:
 
 # --------------------------------------------------------------------------- pytest plugin
 
+
 def pytest_configure(config):
     if getattr(config.option, "nbmake", False):
         if not config.option.overwrite:
-            raise pytest.UsageError("nbmake_chapters reads the executed notebooks: run with --overwrite (it rewrites the temporary copies only)")
+            raise pytest.UsageError(
+                "nbmake_chapters reads the executed notebooks: run with --overwrite (it rewrites the temporary copies only)"
+            )
         os.environ[HANDSHAKE] = "1"  # inherited by the kernels nbmake starts
 
 
@@ -111,7 +118,9 @@ def pytest_runtest_makereport(item, call):
         found = stderr_outputs(nbformat.read(path, as_version=4))
         if found:
             report.outcome = "failed"
-            report.longrepr = f"{path.stem}.md wrote to stderr: " + "; ".join(f"cell {i}: {t[:300]!r}" for i, t in found)
+            report.longrepr = f"{path.stem}.md wrote to stderr: " + "; ".join(
+                f"cell {i}: {t[:300]!r}" for i, t in found
+            )
     return report
 
 

@@ -68,9 +68,25 @@ def run_nbmake(tmp_path: Path, *extra: str, env: dict | None = None) -> subproce
     environment = {k: v for k, v in os.environ.items() if k not in ("LONGMUL_FAST", nc.HANDSHAKE)}
     environment.update(env or {}, PYTHONPATH=str(TESTS))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-         "--nbmake", "--nbmake-timeout", "120", *extra, str(out)],
-        capture_output=True, text=True, env=environment, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "--nbmake",
+            "--nbmake-timeout",
+            "120",
+            *extra,
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
     )
 
 
@@ -82,8 +98,14 @@ def book(tmp_path):
 
 
 def test_a_clean_chapter_passes_in_its_folder_with_fast_by_default_and_stderr_or_an_error_fails(tmp_path, book):
-    chapter(book, "clean", "import os\nfrom pathlib import Path", "assert Path('../models').is_dir()",
-            "assert os.environ['LONGMUL_FAST'] == '1'", "assert '_longmul_nbmake_setup' not in dir()")
+    chapter(
+        book,
+        "clean",
+        "import os\nfrom pathlib import Path",
+        "assert Path('../models').is_dir()",
+        "assert os.environ['LONGMUL_FAST'] == '1'",
+        "assert '_longmul_nbmake_setup' not in dir()",
+    )
     chapter(book, "noisy", "x = 1", "import sys\nprint('careful', file=sys.stderr)")
     chapter(book, "broken", "raise ValueError('chapter broke')")
     done = run_nbmake(tmp_path, "-p", "nbmake_chapters", "--overwrite", "-rA")

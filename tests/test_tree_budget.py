@@ -102,12 +102,17 @@ def test_check_names_the_largest_paths(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- retire
 
+
 def test_retire_removes_the_checkpoint_tensors_and_the_record_restores_them(tmp_path):
     files = run_files("runs/done")
     root = make_repo(tmp_path / "repo", files)
     head = sh(root, "rev-parse", "HEAD").strip()
     entry = tb.retire(root, "runs/done", commit=True)
-    gone = ["runs/done/checkpoint/model.safetensors", "runs/done/checkpoint/optimizer.safetensors", "runs/done/checkpoint/extra.safetensors"]
+    gone = [
+        "runs/done/checkpoint/model.safetensors",
+        "runs/done/checkpoint/optimizer.safetensors",
+        "runs/done/checkpoint/extra.safetensors",
+    ]
     assert [f["path"] for f in entry["files"]] == gone
     tracked = set(sh(root, "ls-files").split())
     assert not tracked & set(gone) and not any((root / p).exists() for p in gone)
@@ -181,6 +186,7 @@ def test_main_says_a_refusal_in_one_line(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- records
 
+
 def retired_repo(tmp_path) -> Path:
     root = make_repo(tmp_path / "repo", run_files("runs/done"))
     tb.retire(root, "runs/done", commit=True)
@@ -218,6 +224,7 @@ def test_a_depth_1_clone_notes_the_commits_it_lacks(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- this repository
+
 
 def test_this_repository_is_within_its_budget():
     ok, text = tb.report(tb.tracked_sizes(ROOT), tb.BUDGET_BYTES)
