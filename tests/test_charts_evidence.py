@@ -1,5 +1,5 @@
 """Unit tests of longmul.charts.evidence (chapter "Evidence of long-range structure": frames, tables,
-charts, the generated takeaway) and of its widget, longmul.charts.evidence_widget."""
+charts, the numbers its sentences rest on) and of its widget, longmul.charts.evidence_widget."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import pandas as pd
 import pytest
 import torch
 import vl_convert
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longmul.analysis.attribution import Attribution
 from longmul.analysis.probes import PAPER_SITE, fit_probes, probe_running_sums
 from longmul.charts.evidence import (
-    PAPER_ATTRIBUTION,
+    DEPENDS_SHARE,
+    PAPER_ICOT_DROPS,
     PAPER_PROBE_MAE,
     PAPER_SFT_DEPENDING,
     READ_OUT_MARGIN,
@@ -22,10 +25,11 @@ from longmul.charts.evidence import (
     attribution_summary,
     can_affect,
     dependency_counts,
+    dependency_thresholds,
+    depending_digits,
     dependency_table,
     evidence_findings,
     limited_threads,
-    paper_errors_against_shuffled,
     paper_probe_frame,
     probe_exact_table,
     probe_frame,
@@ -34,7 +38,6 @@ from longmul.charts.evidence import (
     probe_table,
     scatter_frame,
     site_label,
-    takeaway_markdown,
     upstream_sites,
 )
 from longmul.charts.evidence_widget import (
@@ -117,7 +120,7 @@ def test_can_affect_follows_place_value():
 def test_paper_numbers_are_the_papers():
     assert PAPER_PROBE_MAE["ICoT"] == {2: 2.05, 3: 1.96, 4: 1.72, 5: 0.99, 6: 0.56}
     assert PAPER_PROBE_MAE["SFT"] == {2: 96.6, 3: 111.6, 4: 72.2, 5: 77.7, 6: 28.7}
-    assert set(PAPER_ATTRIBUTION) == {"ICoT", "SFT"}
+    assert PAPER_ICOT_DROPS == (12, 22)
     assert PAPER_SFT_DEPENDING == (0, 1, 6, 7)
     paper = paper_probe_frame()
     assert set(paper["control"]) == {"paper"} and set(paper["site"]) == {PAPER_SITE} and len(paper) == 10
@@ -251,21 +254,7 @@ def test_charts_accept_no_rows():
     assert probe_table(probes, PAPER_SITE, models=[]).empty
 
 
-def test_paper_errors_against_shuffled_branches_on_the_positions_above():
-    rows = pd.DataFrame(_probe_rows("SFT", 0.4, 20.0))  # shuffled-target MAE 30 everywhere
-    some = paper_errors_against_shuffled(rows, "SFT")
-    assert "larger than our shuffled-target control" in some and "for 4 of its 5 positions" in some
-    assert "ĉ3: 111.6 vs 30.0" in some and "ĉ6" not in some  # the paper's ĉ6 error, 28.7, is below 30
-    assert "not like for like" in some
-    rows.loc[rows["control"] == "shuffled", "mae"] = 200.0
-    none = paper_errors_against_shuffled(rows, "SFT")
-    assert "no larger than our shuffled-target control" in none and "at any of its 5 positions" in none
-    assert "not like for like" not in none and "for 0 of" not in none
-    assert paper_errors_against_shuffled(rows, "SFT + aux loss") == ""
-    assert paper_errors_against_shuffled(rows[rows["control"] != "shuffled"], "SFT") == ""
-
-
-# --------------------------------------------------------------------------- the takeaway
+# --------------------------------------------------------------------------- the findings
 
 def _findings(
     icot: tuple[np.ndarray, float, float], sft: tuple[np.ndarray, float, float], **probe_options
@@ -284,14 +273,38 @@ def test_findings_numbers():
     assert findings.loc["SFT", "read_out"] == 0 and findings.loc["SFT", "untrained_mae"] == 18.0
     assert findings.loc["ICoT", "paper_mae"] == pytest.approx(np.mean([2.05, 1.96, 1.72, 0.99, 0.56]))
     assert findings.loc["SFT", "paper_mae"] == pytest.approx(np.mean([96.6, 111.6, 72.2, 77.7, 28.7]))
-    assert findings.loc["SFT", "per_digit"] == "c0 2/2, c1 4/4, c2 0/6, c3 0/8, c4 0/8, c5 0/8, c6 4/8, c7 4/8"
+    assert findings.loc["SFT", "depending"] == [0, 1, 6, 7]
+    assert findings.loc["SFT", "threshold"] == pytest.approx(3.0 * DEPENDS_SHARE)
     assert findings.loc["SFT", "paper_sft_pattern"] and not findings.loc["ICoT", "paper_sft_pattern"]
 
 
 def test_dependency_counts_per_output_digit():
     counts = dependency_counts(attribution_frame({"SFT": _attribution(_outer_only())}))
     assert counts["SFT"][0] == (2, 2) and counts["SFT"][3] == (0, 8) and counts["SFT"][6] == (4, 8)
-    assert dependency_counts(attribution_frame({"SFT": _attribution(_outer_only())}), threshold=4.0)["SFT"][0] == (0, 2)
+    assert dependency_counts(attribution_frame({"SFT": _attribution(_outer_only())}), share=1.0)["SFT"][0] == (2, 2)
+
+
+def test_the_dependency_rule_is_relative_to_each_models_largest_drop():
+    # SFT as our shipped model shows it: outer digits drop ≈ 20, middle digits ≈ 1.5. A fixed 1-logit rule
+    # would count the middle digits; a quarter of the largest drop does not.
+    sft = _outer_only() * (20.0 / 3.0)
+    sft[np.ix_([3, 4, 5], range(8))] = 1.5
+    df = attribution_frame({"SFT": _attribution(sft), "ICoT": _attribution(_full_dependence())})
+    assert dependency_thresholds(df) == {"SFT": pytest.approx(5.0), "ICoT": pytest.approx(1.25)}
+    assert depending_digits(df)["SFT"] == [0, 1, 6, 7]
+    assert depending_digits(df)["ICoT"] == list(range(8))
+    assert depending_digits(df, share=0.05)["SFT"] == [0, 1, 3, 4, 5, 6, 7]
+    with pytest.raises(ValueError, match="share must be in"):
+        dependency_thresholds(df, share=0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(scale=st.floats(0.1, 100.0), share=st.floats(0.01, 1.0))
+def test_the_rule_does_not_change_when_a_matrix_is_scaled(scale, share):
+    matrix = np.random.default_rng(0).uniform(0, 10, (8, 8))
+    plain = attribution_frame({"m": _attribution(matrix)})
+    scaled = attribution_frame({"m": _attribution(matrix * scale)})
+    assert dependency_counts(plain, share) == dependency_counts(scaled, share)
 
 
 def test_upstream_sites_leave_out_the_terms_the_site_sums():
@@ -321,55 +334,6 @@ def test_a_probe_counts_as_read_out_only_above_the_untrained_twin():
     assert close.loc["ICoT", "read_out"] == 0
     clear = _findings((_full_dependence(), probe_r2, 1.5), (_outer_only(), 0.3, 20.0), r2_twin=probe_r2 - 2 * READ_OUT_MARGIN)
     assert clear.loc["ICoT", "read_out"] == 5
-    assert "do not reproduce the paper's contrast" in takeaway_markdown(close)
-    assert "agree with the paper" in takeaway_markdown(clear)
-    assert f"at least {READ_OUT_MARGIN:g} above the untrained twin's" in takeaway_markdown(clear)
-
-
-def test_takeaway_when_the_measurements_agree_with_the_paper():
-    text = takeaway_markdown(_findings((_full_dependence(), 0.97, 1.5), (_outer_only(), 0.3, 20.0)))
-    assert text.startswith(":::{admonition} Takeaway") and text.endswith(":::")
-    assert "agree with the paper" in text
-    assert "drops the logit of c2–c6 by ≥ 1 for 38 of the 38" in text and "4 of the 38" in text
-    assert "mean drop 5.00 (the paper's ICoT: drops of about 12–22" in text
-    assert "mean drop 0.32 (the paper's SFT: c2–c5 depend on no operand digit" in text
-    assert "c2 6/6, c3 8/8" in text and "c2 0/6, c3 0/8" in text
-    assert "so it shows the paper's SFT pattern (only c0, c1, c6, c7 depend" in text
-    assert "mean absolute error 1.50 (the paper's ICoT: 1.46)" in text and "error 20.00 (the paper's SFT: 77.36)" in text
-    assert "untrained twin error 18.0" in text
-
-
-def test_takeaway_when_they_do_not():
-    text = takeaway_markdown(_findings((_outer_only(), 0.3, 20.0), (_full_dependence(), 0.97, 1.5)))
-    assert "do not reproduce the paper's contrast" in text
-    assert "Our ICoT model's middle digits do not depend" in text
-    assert "Our SFT model's middle digits depend on most" in text
-    assert "so it does not show the paper's SFT pattern" in text
-
-
-def test_takeaway_caveats():
-    findings = _findings((_full_dependence() * 0, 0.3, 20.0), (_outer_only(), 0.3, 20.0))
-    text = takeaway_markdown(
-        findings,
-        cot_tokens={"ICoT": 46, "SFT": 0},
-        constructed_sites={"SFT": PAPER_SITE},
-        unfinished=["ICoT"],
-        missing=["`models/aux` (SFT + aux loss)"],
-    )
-    assert "cannot test the paper's contrast yet" in text
-    assert "46 chain-of-thought tokens" in text and "may copy answer digits" in text
-    assert "≈0" not in text
-    assert "partly by construction; before layer 2's input" in text
-    assert "best site (layer 1, input (resid_pre))" in text
-    assert "snapshot of a run still in training" in text
-    assert "Not measured yet: `models/aux` (SFT + aux loss)." in text
-
-
-def test_takeaway_without_models():
-    empty = evidence_findings(attribution_frame({}), probe_frame({}))
-    assert "No model was available" in takeaway_markdown(empty)
-    only_sft = evidence_findings(attribution_frame({"SFT": _attribution(_outer_only())}), probe_frame({}))
-    assert "needs both the ICoT and the SFT model" in takeaway_markdown(only_sft)
 
 
 # --------------------------------------------------------------------------- the widget

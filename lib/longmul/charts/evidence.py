@@ -1,4 +1,4 @@
-"""Charts, tables and the generated takeaway of the chapter "Evidence of long-range structure"
+"""Charts, tables and summary numbers of the chapter "Evidence of long-range structure"
 (paper Figs. 2 and 3, FACTS §5.1–5.2).
 
 The inputs are tidy ``pandas.DataFrame`` objects in the shape of the files written by
@@ -9,8 +9,9 @@ predicted), so every builder works on live results (:func:`attribution_frame`, :
 hover) runs in the browser: it works on the book's static site without a kernel.
 
 The paper's own numbers live here as named constants (:data:`PAPER_PROBE_MAE`,
-:data:`PAPER_ATTRIBUTION`, :data:`PAPER_MIDDLE_DROPS`, :data:`PAPER_SFT_DEPENDING`), each with its
-source, so that a chapter shows them only labelled as the paper's.
+:data:`PAPER_ICOT_DROPS`, :data:`PAPER_SFT_DEPENDING`), each with its source, so that a chapter shows
+them only labelled as the paper's. The chapter's sentences are written in the chapter; the numbers
+they rest on come from :func:`evidence_findings`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from longmul.analysis.probes import PAPER_SITE, ProbeResult
 from longmul.charts.accuracy import series_color_scale
 from longmul.charts.heatmap import annotated_heatmap
 
-PAPER_CITATION = "Bai et al. (2025), arXiv:2510.00184"
 PAPER_SHORT = "Bai et al. 2025"
 
 # The paper's linear-probe errors (its Fig. 3; FACTS §5.2): mean absolute error of a linear regressor
@@ -40,21 +40,20 @@ PAPER_PROBE_MAE: dict[str, dict[int, float]] = {
     "SFT": {2: 96.6, 3: 111.6, 4: 72.2, 5: 77.7, 6: 28.7},
 }
 
-# The paper's logit-attribution findings (its Fig. 2; FACTS §5.1), in words: its matrices are published
-# only as a picture.
-PAPER_ATTRIBUTION: dict[str, str] = {
-    "SFT": "only c0 and c1 (on a0, a1, b0, b1) and c6 and c7 (on a2, a3, b2, b3) depend on operand digits",
-    "ICoT": "every c_k depends on all the operand digits that can affect it, with logit drops of about 12–22",
-}
-# The same findings as a reference for a mean drop over the middle digits c2–c6 (the paper gives no mean).
-PAPER_MIDDLE_DROPS: dict[str, str] = {
-    "SFT": "c2–c5 depend on no operand digit, c6 on a2, a3, b2, b3",
-    "ICoT": "drops of about 12–22 on every pair that could",
-}
+# The paper's logit-attribution findings (its Fig. 2; FACTS §5.1), read off its heatmaps (published only
+# as a picture): its SFT model's c0, c1 depend on a0, a1, b0, b1 and its c6, c7 on a2, a3, b2, b3, and no
+# other output digit on any operand digit; its ICoT model's every c_k depends on every operand digit
+# that can affect it, with drops of about 12–22.
 PAPER_SFT_DEPENDING = (0, 1, 6, 7)  # the output digits of the paper's SFT model that depend on any operand digit
+PAPER_ICOT_DROPS = (12, 22)  # the range of the paper's ICoT drops, in logits
 
 MIDDLE = (2, 3, 4, 5, 6)  # the positions whose running sums the paper reports (ĉ_2 … ĉ_6)
-DEPENDS_THRESHOLD = 1.0  # logit drop from which we say "c_k depends on this operand digit"
+# "c_k depends on this operand digit" when replacing the digit drops the logit of c_k by at least this
+# share of the largest drop in the same model's matrix. A model that computes a digit drops its logit by
+# 20–40 when an input it uses changes (the paper's ICoT: 12–22); a fixed threshold such as 1 logit
+# would count the SFT model's faint middle-digit drops (≈ 1.5, a guess that leans slightly on its
+# inputs) as dependencies, which the heatmap shows they are not.
+DEPENDS_SHARE = 0.25
 READ_OUT_R2 = 0.9  # held-out R² from which we say "a linear probe reads ĉ_k"
 # How far the probe's R² must also exceed the untrained twin's at the same position: random features of
 # the teacher-forced prefix already give R² ≈ 0.5–0.7, and a readout must beat what comes for free.
@@ -199,51 +198,76 @@ def attribution_heatmaps(
     )
 
 
-def dependency_counts(
-    df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] | None = None
-) -> dict[str, dict[int, tuple[int, int]]]:
-    """Per model and output digit k: (operand digits whose replacement drops the logit of c_k by
-    ≥ ``threshold`` on average, operand digits that can affect c_k)."""
+def dependency_thresholds(df: pd.DataFrame, share: float = DEPENDS_SHARE) -> dict[str, float]:
+    """Per model: the logit drop from which an output digit counts as depending on an operand digit,
+    ``share`` of the largest mean drop in that model's matrix (:data:`DEPENDS_SHARE`)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    return {str(model): share * float(part["drop"].max()) for model, part in df.groupby("model", sort=False)}
+
+
+def depends_frame(df: pd.DataFrame, share: float = DEPENDS_SHARE) -> pd.DataFrame:
+    """``df`` with ``k``, ``possible`` (the operand digit's place value lets it change c_k) and
+    ``depends`` (possible, and its drop ≥ the model's :func:`dependency_thresholds`)."""
     data = _with_positions(df)
+    thresholds = data["model"].map(dependency_thresholds(df, share))
+    return data.assign(depends=data["possible"] & (data["drop"] >= thresholds))
+
+
+def depending_digits(df: pd.DataFrame, share: float = DEPENDS_SHARE) -> dict[str, list[int]]:
+    """Per model: the output digits k that depend on at least one operand digit."""
+    data = depends_frame(df, share)
+    return {
+        str(model): sorted(int(k) for k, cells in part.groupby("k") if cells["depends"].any())
+        for model, part in data.groupby("model", sort=False)
+    }
+
+
+def dependency_counts(
+    df: pd.DataFrame, share: float = DEPENDS_SHARE, outputs: Sequence[int] | None = None
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per model and output digit k: (operand digits c_k depends on, operand digits that can affect
+    c_k), by the rule of :func:`depends_frame`."""
+    data = depends_frame(df, share)
     if outputs is not None:
         data = data[data["k"].isin(outputs)]
     counts = {}
     for model in dict.fromkeys(data["model"]):
         part = data[(data["model"] == model) & data["possible"]]
-        counts[model] = {int(k): (int((cells["drop"] >= threshold).sum()), len(cells)) for k, cells in part.groupby("k")}
+        counts[model] = {int(k): (int(cells["depends"].sum()), len(cells)) for k, cells in part.groupby("k")}
     return counts
 
 
 def dependency_table(
-    df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] | None = None
+    df: pd.DataFrame, share: float = DEPENDS_SHARE, outputs: Sequence[int] | None = None
 ) -> pd.DataFrame:
-    """How many operand digits each output digit depends on (mean logit drop ≥ ``threshold``), out of
-    those that can affect it: one row per model, one column per c_k, cells "depends / can affect"."""
+    """How many operand digits each output digit depends on, out of those that can affect it: one row
+    per model, one column per c_k, cells "depends / can affect"."""
     table = {
         model: {f"c{k}": f"{depends} / {possible}" for k, (depends, possible) in by_k.items()}
-        for model, by_k in dependency_counts(df, threshold, outputs).items()
+        for model, by_k in dependency_counts(df, share, outputs).items()
     }
     return pd.DataFrame.from_dict(table, orient="index")
 
 
-def attribution_summary(
-    df: pd.DataFrame, threshold: float = DEPENDS_THRESHOLD, outputs: Sequence[int] = MIDDLE
-) -> pd.DataFrame:
+def attribution_summary(df: pd.DataFrame, share: float = DEPENDS_SHARE, outputs: Sequence[int] = MIDDLE) -> pd.DataFrame:
     """Per model, over the output digits ``outputs`` and the operand digits that can affect each:
-    ``cells`` (such pairs), ``depends`` (pairs with mean logit drop ≥ ``threshold``), ``share``,
-    ``mean_drop``; and ``max_impossible``, the largest |drop| on a digit that cannot change its output
-    (a sanity check: it should be ≈0 for every model)."""
-    data = _with_positions(df)
+    ``cells`` (such pairs), ``depends`` (pairs the rule of :func:`depends_frame` counts), ``share``,
+    ``mean_drop``, ``threshold`` (the model's drop threshold); and ``max_impossible``, the largest
+    |drop| on a digit that cannot change its output (a sanity check: it should be ≈0 for every model)."""
+    data = depends_frame(df, share)
+    thresholds = dependency_thresholds(df, share)
     rows = {}
     for model, part in data.groupby("model", sort=False):
         chosen = part[part["k"].isin(outputs) & part["possible"]]
         impossible = part.loc[~part["possible"], "drop"].abs()
-        depends = int((chosen["drop"] >= threshold).sum())
+        depends = int(chosen["depends"].sum())
         rows[model] = {
             "cells": len(chosen),
             "depends": depends,
             "share": depends / len(chosen) if len(chosen) else np.nan,
             "mean_drop": float(chosen["drop"].mean()) if len(chosen) else np.nan,
+            "threshold": thresholds[str(model)],
             "max_impossible": float(impossible.max()) if len(impossible) else 0.0,
         }
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -321,33 +345,6 @@ def probe_exact_table(df: pd.DataFrame, site: str = PAPER_SITE, models: Sequence
     per model and control (the paper reports no such number), one column per ĉ_k, cells "12.3%"."""
     return _per_model_and_control(
         df[df["site"] == site], *_models_and_width(df, models), lambda row: f"{float(row['exact']):.1%}"
-    )
-
-
-def paper_errors_against_shuffled(df: pd.DataFrame, model: str = "SFT", site: str = PAPER_SITE) -> str:
-    """A sentence comparing the paper's MAEs for ``model`` (:data:`PAPER_PROBE_MAE`) with our
-    shuffled-target control at ``site``: a probe fitted on a model's own activations should not do
-    much worse than a probe fitted to a target with nothing to find. "" where either is missing."""
-    paper = PAPER_PROBE_MAE.get(model, {})
-    at_site = df[(df["model"] == model) & (df["site"] == site) & (df["control"] == "shuffled")]
-    shuffled = at_site.set_index("k")["mae"]
-    compared = {k: mae for k, mae in paper.items() if k in shuffled.index}
-    if not compared:
-        return ""
-    above = [k for k, mae in compared.items() if mae > shuffled[k]]
-    control = "our shuffled-target control (a probe fitted to a target with nothing to find)"
-    if not above:
-        return (
-            f"The paper's {model} errors are no larger than {control} at any of its {len(compared)} positions: "
-            "nothing in them rules out a probe fitted on that model's own activations."
-        )
-    return (
-        f"The paper's {model} errors are larger than {control} for {len(above)} of its {len(compared)} "
-        "positions ("
-        + ", ".join(f"ĉ{k}: {compared[k]:g} vs {shuffled[k]:.1f}" for k in above)
-        + "). A probe fitted on a model's own activations should not do much worse than that; the paper's "
-        "released analysis code did not fit each model's probe on that model's own activations, as ours "
-        f"does, so its {model} numbers and ours are not like for like."
     )
 
 
@@ -550,18 +547,17 @@ def evidence_findings(
     *,
     site: str = PAPER_SITE,
     positions: Sequence[int] = MIDDLE,
-    threshold: float = DEPENDS_THRESHOLD,
+    share: float = DEPENDS_SHARE,
     read_out_r2: float = READ_OUT_R2,
     twin_margin: float = READ_OUT_MARGIN,
 ) -> pd.DataFrame:
-    """The numbers the takeaway is phrased from, one row per model (models in either frame):
+    """The numbers chapter 2's sentences rest on, one row per model (models in either frame):
 
-    * ``depends``, ``cells``, ``share``, ``mean_drop``: over c_k for k in ``positions``, the operand
-      digits that can affect c_k whose replacement drops its logit by ≥ ``threshold``, and the mean drop
-      over all those pairs (:func:`attribution_summary`);
-    * ``per_digit``: every output digit's count, "c0 2/2, c1 4/4, …" (:func:`dependency_counts`), and
-      ``paper_sft_pattern``: whether exactly the digits :data:`PAPER_SFT_DEPENDING` depend on some
-      operand digit, as in the paper's SFT model;
+    * ``depends``, ``cells``, ``share``, ``mean_drop``, ``threshold``: over c_k for k in ``positions``,
+      the operand digits that can affect c_k and that c_k depends on (:func:`depends_frame`), and the
+      mean drop over all those pairs (:func:`attribution_summary`);
+    * ``depending``: the output digits that depend on some operand digit (:func:`depending_digits`), and
+      ``paper_sft_pattern``: whether they are exactly :data:`PAPER_SFT_DEPENDING`, as in the paper's SFT;
     * ``probe_mae``, ``probe_r2``: mean held-out MAE and R² of the probes for ĉ_k, k in ``positions``,
       at ``site``; ``paper_mae``: the paper's mean MAE over the same positions, where it reports them all;
       ``read_out``: for how many of those k the R² is ≥ ``read_out_r2`` and ≥ ``twin_margin`` above the
@@ -569,18 +565,17 @@ def evidence_findings(
     * ``shuffled_mae``, ``untrained_mae``, ``untrained_r2``: the same means for the two controls;
     * ``best_upstream_site``, ``best_upstream_r2``: among :func:`upstream_sites` of ``site`` (in the
       order of the rows of ``probe_df``), the one with the highest mean R² of the probe."""
-    summary = attribution_summary(attribution_df, threshold, positions) if len(attribution_df) else pd.DataFrame()
-    counts = dependency_counts(attribution_df, threshold) if len(attribution_df) else {}
+    summary = attribution_summary(attribution_df, share, positions) if len(attribution_df) else pd.DataFrame()
+    depending = depending_digits(attribution_df, share) if len(attribution_df) else {}
     upstream = upstream_sites(site, list(dict.fromkeys(probe_df["site"])))
     models = list(dict.fromkeys(list(summary.index) + list(probe_df["model"])))
     rows = {}
     for model in models:
         row: dict = {}
         if model in summary.index:
-            row.update(summary.loc[model, ["depends", "cells", "share", "mean_drop"]].to_dict())
-            by_k = counts[model]
-            row["per_digit"] = ", ".join(f"c{k} {depends}/{possible}" for k, (depends, possible) in by_k.items())
-            row["paper_sft_pattern"] = {k for k, (depends, _) in by_k.items() if depends} == set(PAPER_SFT_DEPENDING)
+            row.update(summary.loc[model, ["depends", "cells", "share", "mean_drop", "threshold"]].to_dict())
+            row["depending"] = depending[model]
+            row["paper_sft_pattern"] = set(depending[model]) == set(PAPER_SFT_DEPENDING)
         part = probe_df[(probe_df["model"] == model) & probe_df["k"].isin(positions)]
         for control, prefix in (("none", "probe"), ("shuffled", "shuffled"), ("untrained", "untrained")):
             here = part[(part["control"] == control) & (part["site"] == site)]
@@ -599,165 +594,3 @@ def evidence_findings(
             row["best_upstream_r2"] = float(others.max())
         rows[model] = row
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _positions_text(positions: Sequence[int], symbol: str) -> str:
-    return f"{symbol}{positions[0]}–{symbol}{positions[-1]}" if len(positions) > 1 else f"{symbol}{positions[0]}"
-
-
-def _has(row: pd.Series, column: str) -> bool:
-    value = row.get(column, np.nan)
-    return not (isinstance(value, float) and np.isnan(value))
-
-
-def _attribution_text(row: pd.Series, model: str, sft: str, cs: str, threshold: float) -> str:
-    """The attribution half of one model's bullet: counts, mean drop beside the paper's, per digit."""
-    text = (
-        f"replacing one operand digit drops the logit of {cs} by ≥ {threshold:g} for {int(row['depends'])} of "
-        f"the {int(row['cells'])} (output digit, operand digit) pairs where it could ({row['share']:.0%}), "
-        f"mean drop {row['mean_drop']:.2f}"
-    )
-    if model in PAPER_MIDDLE_DROPS:
-        text += f" (the paper's {model}: {PAPER_MIDDLE_DROPS[model]})"
-    text += f"; per output digit, dependencies / possible: {row['per_digit']}"
-    if model == sft:
-        outer = ", ".join(f"c{k}" for k in PAPER_SFT_DEPENDING)
-        shows = "shows" if row["paper_sft_pattern"] else "does not show"
-        text += f", so it {shows} the paper's SFT pattern (only {outer} depend on operand digits)"
-    return text
-
-
-def _probe_text(row: pd.Series, model: str, where: str, hats: str, read_out_r2: float, twin_margin: float) -> str:
-    """The probe half of one model's bullet, with the paper's mean error where it reports one."""
-    paper = f" (the paper's {model}: {row['paper_mae']:.2f})" if _has(row, "paper_mae") else ""
-    return (
-        f"a linear probe at {where} reads {hats} with mean absolute error {row['probe_mae']:.2f}{paper} and R² "
-        f"{row['probe_r2']:.2f} (R² ≥ {read_out_r2:g} and ≥ {twin_margin:g} above the untrained twin's for "
-        f"{int(row['read_out'])} of {int(row['positions'])}); controls: shuffled target error "
-        f"{row['shuffled_mae']:.1f}, untrained twin error {row['untrained_mae']:.1f} and R² {row['untrained_r2']:.2f}"
-    )
-
-
-def _aux_caveat(row: pd.Series, aux_site: str, site: str) -> str:
-    """What an auxiliary loss trained at ``aux_site`` means for the probes at ``site``."""
-    text = f"its auxiliary loss trained a probe at {site_label(aux_site)}"
-    if aux_site != site:
-        return text
-    text += ", so the readout there is partly by construction"
-    if _has(row, "best_upstream_r2"):
-        layer = int(_SITE.match(site).group(1)) + 1
-        text += (
-            f"; before layer {layer}'s input (the loss reads that input plus what layer {layer} adds to it), the best "
-            f"site ({site_label(row['best_upstream_site'])}) gives a mean R² of {row['best_upstream_r2']:.2f}"
-        )
-    return text
-
-
-def takeaway_markdown(
-    findings: pd.DataFrame,
-    *,
-    cot_tokens: Mapping[str, int] | None = None,
-    constructed_sites: Mapping[str, str] | None = None,
-    unfinished: Sequence[str] = (),
-    missing: Sequence[str] = (),
-    icot: str = "ICoT",
-    sft: str = "SFT",
-    site: str = PAPER_SITE,
-    positions: Sequence[int] = MIDDLE,
-    threshold: float = DEPENDS_THRESHOLD,
-    read_out_r2: float = READ_OUT_R2,
-    twin_margin: float = READ_OUT_MARGIN,
-) -> str:
-    """The chapter's takeaway, phrased from :func:`evidence_findings` whatever the numbers are, as a
-    MyST admonition. ``cot_tokens``: model → chain-of-thought tokens it still writes;
-    ``constructed_sites``: model → the site its auxiliary loss trained a probe on; ``unfinished``:
-    models measured from snapshots of unfinished runs; ``missing``: models not available."""
-    cot_tokens = dict(cot_tokens or {})
-    constructed_sites = dict(constructed_sites or {})
-    cs, hats = _positions_text(positions, "c"), _positions_text(positions, "ĉ")
-    where = site_label(site)
-    lines = [":::{admonition} Takeaway", ":class: important"]
-    if findings.empty:
-        lines += [
-            "No model was available to measure, so this chapter shows no evidence either way yet.",
-            ":::",
-        ]
-        return "\n".join(lines)
-    bullets = []
-    for model, row in findings.iterrows():
-        parts = []
-        if _has(row, "share"):
-            parts.append(_attribution_text(row, model, sft, cs, threshold))
-        if _has(row, "probe_r2"):
-            parts.append(_probe_text(row, model, where, hats, read_out_r2, twin_margin))
-        notes = []
-        if cot_tokens.get(model, 0) > 0:
-            notes.append(
-                f"it still writes {cot_tokens[model]} chain-of-thought tokens, which teacher forcing keeps "
-                "unchanged, and may copy answer digits from them: its drops can understate what it would "
-                "compute without them, and its probes read a model that need not compute the running sum itself"
-            )
-        if model in constructed_sites:
-            notes.append(_aux_caveat(row, constructed_sites[model], site))
-        if model in unfinished:
-            notes.append("measured on a snapshot of a run still in training")
-        sentence = f"**{model}**: " + "; ".join(parts) + "."
-        if notes:
-            sentence += " Caveat: " + "; ".join(notes) + "."
-        bullets.append(f"- {sentence}")
-    lines += [f"What our measurements show (long-range digits {cs}, running sums {hats}):", "", *bullets, ""]
-    lines += [_verdict(findings, cot_tokens, icot, sft, threshold, read_out_r2, twin_margin)]
-    if missing:
-        lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
-    lines.append(":::")
-    return "\n".join(lines)
-
-
-def _shows_structure(row: pd.Series) -> tuple[bool, bool]:
-    """(most possible dependencies present, every running sum read out) for one model's findings."""
-    depends = bool(row.get("share", 0.0) >= 0.5)
-    read = bool(row.get("positions", 0) > 0 and row.get("read_out", 0) == row.get("positions", -1))
-    return depends, read
-
-
-def _verdict(
-    findings: pd.DataFrame,
-    cot_tokens: Mapping[str, int],
-    icot: str,
-    sft: str,
-    threshold: float,
-    read_out_r2: float,
-    twin_margin: float,
-) -> str:
-    """One plain sentence on the paper's contrast (ICoT has the long-range structure, SFT has not)."""
-    rule = (
-        f"Here a dependency means a mean logit drop ≥ {threshold:g}, and a running sum counts as read out "
-        f"when its probe's held-out R² is ≥ {read_out_r2:g} and at least {twin_margin:g} above the untrained "
-        "twin's at the same position."
-    )
-    if icot not in findings.index or sft not in findings.index:
-        have = [m for m in (icot, sft) if m in findings.index]
-        return f"The paper's contrast needs both the {icot} and the {sft} model; measured here: {', '.join(have) or 'neither'}."
-    if cot_tokens.get(icot, 0) > 0:
-        return (
-            f"So these measurements cannot test the paper's contrast yet: our {icot} model has not "
-            f"internalised its chain of thought. {_describe(findings.loc[sft], sft)} {rule}"
-        )
-    icot_dep, icot_read = _shows_structure(findings.loc[icot])
-    sft_dep, sft_read = _shows_structure(findings.loc[sft])
-    if icot_dep and icot_read and not sft_dep and not sft_read:
-        return (
-            f"Our measurements agree with the paper: our {icot} model encodes the long-range dependencies "
-            f"and the running sums, and our {sft} model does neither. {rule}"
-        )
-    return (
-        "Our measurements do not reproduce the paper's contrast in full. "
-        f"{_describe(findings.loc[icot], icot)} {_describe(findings.loc[sft], sft)} {rule}"
-    )
-
-
-def _describe(row: pd.Series, model: str) -> str:
-    depends, read = _shows_structure(row)
-    dep = "depend on most operand digits that can affect them" if depends else "do not depend on most operand digits that can affect them"
-    rd = "every running sum is read out" if read else "not every running sum is read out"
-    return f"Our {model} model's middle digits {dep}, and {rd}."

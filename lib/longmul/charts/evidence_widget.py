@@ -18,6 +18,7 @@ from transformers import GPT2LMHeadModel
 from longmul.analysis.attribution import Attribution, problem_attribution
 from longmul.analysis.probes import PAPER_SITE, ProbeResult, predict_running_sums
 from longmul.charts.evidence import can_affect, drop_label, site_label
+from longmul.charts.widget_hint import kernel_hint
 from longmul.evaluate import cot_tokens_of
 from longmul.task import Problem, problem_from_strings
 
@@ -137,5 +138,5 @@ def evidence_explorer(
     for box in (a_box, b_box, model_box, site_box):
         box.observe(update, "value")
     update()
-    hint = widgets.HTML("<small>Type two 4-digit numbers and press Enter; pick a model and a probe site.</small>")
+    hint = kernel_hint("Type two 4-digit numbers and press Enter; pick a model and a probe site.")
     return widgets.VBox([widgets.HBox([a_box, b_box]), widgets.HBox([model_box, site_box]), hint, out])
