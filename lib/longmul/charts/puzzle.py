@@ -279,8 +279,9 @@ def carry_boundary_summary(
 ) -> pd.DataFrame:
     """Per (model, c_k) with at least ``min_wrong`` wrong digits (missing ones included): how much
     likelier an error is where ĉ_{k−1} ends in 0 or 9 than where it ends in 3…6 (``boundary ratio``,
-    ≈ 1 for guesses), the number of ``±1 errors``, and the share of them whose sign a misjudged carry
-    predicts (``sign as a carry predicts``, ≈ 1/2 for guesses; :func:`sign_findings` words it)."""
+    ≈ 1 for guesses), the number of ``±1 errors``, the share of them whose sign a misjudged carry
+    predicts (``sign as a carry predicts``, ≈ 1/2 for guesses), and whether that share differs from a
+    coin toss (``sign``: :func:`sign_verdict`)."""
     rows = []
     for name, result in results.items():
         split = _boundary_errors(result, problems)
@@ -297,16 +298,16 @@ def carry_boundary_summary(
                     "boundary ratio": float(ratio[k]),
                     "±1 errors": int(split.signed_errors[k]),
                     "sign as a carry predicts": float(agreement[k]),
+                    "sign": sign_verdict(int(split.carry_signed[k]), int(split.signed_errors[k])),
                 }
             )
-    columns = ["model", "k", "wrong", "boundary ratio", "±1 errors", "sign as a carry predicts"]
+    columns = ["model", "k", "wrong", "boundary ratio", "±1 errors", "sign as a carry predicts", "sign"]
     return pd.DataFrame(rows, columns=columns)
 
 
 SIGN_CHANCE = 0.5  # share of the ±1 errors that go the carry's way when their sign is a coin toss
 MIN_SIGNED_ERRORS = 20  # ±1 errors a digit needs before the sign of its errors is judged at all
 SIGN_Z = 1.96  # half-width of the interval in standard errors: a 95% interval
-_SIGN_CONFIDENCE = math.erf(SIGN_Z / math.sqrt(2))  # the interval's coverage, for the wording
 
 
 def wilson_interval(successes: int, n: int, z: float = SIGN_Z) -> tuple[float, float]:
@@ -333,28 +334,6 @@ def sign_verdict(carry_signed: int, signed_errors: int) -> str:
     if high < SIGN_CHANCE:
         return "against the carry"
     return "coin toss"
-
-
-_SIGN_WORDING = {
-    "as a carry predicts": "the ±1 errors go the way a misjudged carry would more often than a coin toss allows "
-    f"(the {_SIGN_CONFIDENCE:.0%} interval of the share lies above {SIGN_CHANCE:.0%})",
-    "against the carry": "the ±1 errors go against the carry more often than a coin toss allows",
-    "coin toss": f"the sign of the ±1 errors cannot be told from a coin toss (the interval contains {SIGN_CHANCE:.0%})",
-    "too few": f"there are fewer than {MIN_SIGNED_ERRORS} ±1 errors, too few to judge their sign",
-}
-
-
-def sign_findings(summary: pd.DataFrame) -> str:
-    """One sentence on :func:`carry_boundary_summary`: for which (model, c_k) the ±1 errors take the
-    sign a misjudged carry predicts, for which it is a coin toss, and where there are too few to tell
-    (:func:`sign_verdict`); empty for an empty table."""
-    by_verdict: dict[str, list[str]] = {verdict: [] for verdict in _SIGN_WORDING}
-    columns = ["model", "k", "±1 errors", "sign as a carry predicts"]
-    for model, k, signed_errors, share in summary[columns].itertuples(index=False, name=None):
-        carry_signed = round(share * signed_errors) if signed_errors else 0  # share = carry_signed / signed_errors
-        by_verdict[sign_verdict(carry_signed, int(signed_errors))].append(f"{model} c{k}")
-    parts = [f"for {', '.join(names)}, {_SIGN_WORDING[verdict]}" for verdict, names in by_verdict.items() if names]
-    return "Measured here: " + "; ".join(parts) + "." if parts else ""
 
 
 SIZE_BIN_WIDTH = 25  # ĉ_k per bin of running_sum_size_frame: up to 15 bins over the largest ĉ_k of 4×4 digits
@@ -423,34 +402,3 @@ def large_sum_summary(
                 }
             )
     return pd.DataFrame(rows, columns=["model", "k", "wrong", "large ĉ_k from", "share of problems", "share of errors"])
-
-
-PILED_UP = 3.0  # errors "pile up" at large ĉ_k where their share there is at least this many times the problems'
-
-
-def large_sum_findings(summary: pd.DataFrame, factor: float = PILED_UP) -> str:
-    """One sentence from :func:`large_sum_summary`: the digits whose errors pile up at large ĉ_k (share
-    of errors at least ``factor`` times the share of problems) and those whose errors do not."""
-    if summary.empty:
-        return "No model has enough wrong digits to tell where they fall."
-    ratio = summary["share of errors"] / summary["share of problems"]
-    piled = summary[ratio >= factor]
-    spread = summary[ratio < factor]
-    parts = []
-    criterion = f"at large ĉ_k (at least {factor:g}× the share of problems there)"
-    if len(piled):
-        parts.append(
-            f"the errors pile up {criterion} for "
-            + "; ".join(
-                f"{model} c{k} ({errors:.0%} of its {wrong:,} errors on {share:.0%} of the problems)"
-                for model, k, wrong, errors, share in zip(
-                    piled["model"], piled["k"], piled["wrong"], piled["share of errors"], piled["share of problems"]
-                )
-            )
-        )
-    if len(spread):
-        parts.append(
-            ("they do not for " if parts else f"the errors do not pile up {criterion} for ")
-            + ", ".join(f"{model} c{k}" for model, k in zip(spread["model"], spread["k"]))
-        )
-    return "Measured here: " + "; ".join(parts) + "."
