@@ -9,11 +9,14 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import pytest
+import vl_convert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longmul import charts
 from longmul.charts.accuracy import (
+    COLUMN_WIDTH,
+    LABEL_SIZE,
     SERIES_COLORS,
     carry_boundary_chart,
     dependency_chart,
@@ -108,6 +111,50 @@ def test_per_digit_chart_orders_digits_and_marks_chance():
     assert spec["layer"][0]["mark"]["type"] == "rule"
 
 
+def _chapter_one_charts() -> dict[str, alt.TopLevelMixin]:
+    """Chapter 1's charts on three models (one with the longest label the book gives a model), with
+    enough errors at every middle digit for every panel to draw."""
+    problems = random_problems(600, seed=21)
+    target = np.array([p.c_digits for p in problems])
+    rng = np.random.default_rng(0)
+
+    def with_errors(rates):
+        predicted = target.copy()
+        for k, rate in enumerate(rates):
+            wrong = rng.random(len(target)) < rate
+            predicted[wrong, k] = (predicted[wrong, k] + rng.choice([1, 9, 2, 5], wrong.sum())) % 10
+        return _result(problems, predicted)
+
+    results = {
+        label_with_cot("ICoT", 14): with_errors([0, 0, 0.01, 0.37, 0.05, 0.01, 0, 0]),
+        "SFT": with_errors([0, 0, 0.58, 0.85, 0.9, 0.9, 0.5, 0.04]),
+        "SFT + aux loss": with_errors([0, 0, 0, 0.01, 0.01, 0, 0, 0]),
+    }
+    per_digit = per_digit_frame(results)
+    return {
+        "per digit": per_digit_chart(per_digit, title="Which digits each model gets right (ICoT test set, n=1,000)"),
+        "shortcuts": per_digit_chart(pd.concat([shortcut_accuracy(problems), per_digit[per_digit["series"] == "SFT"]])),
+        "dependencies": dependency_chart(dependency_counts(problems[0])),
+        "offsets": error_offset_chart(
+            error_offset_frame(results),
+            min_wrong=5,
+            title="Model's digit − true digit (mod 10), wrong digits only (3,000 problems)",
+        ),
+        "carry boundary": carry_boundary_chart(carry_boundary_frame(results, problems)),
+        "running-sum size": running_sum_size_chart(running_sum_size_frame(results, problems)),
+        "answer grid": problem_grid_chart(answer_grid_frame(results, problems[:30])),
+    }
+
+
+def test_chapter_one_charts_fit_the_column_with_readable_labels():
+    for name, chart in _chapter_one_charts().items():
+        svg = vl_convert.vegalite_to_svg(chart.to_dict())
+        width = float(re.search(r'<svg[^>]*? width="([\d.]+)"', svg).group(1))
+        sizes = [float(x) for x in re.findall(r'font-size="([\d.]+)px"', svg)]
+        assert width <= COLUMN_WIDTH, f"{name} chart is {width:.0f} px wide, over the column's {COLUMN_WIDTH}"
+        assert sizes and min(sizes) >= LABEL_SIZE, f"{name} chart draws text at {min(sizes)} px"
+
+
 def test_per_digit_chart_accepts_no_rows():
     spec = per_digit_chart(pd.DataFrame(columns=["series", "k", "accuracy"])).to_dict()
     assert spec["layer"][1]["encoding"]["x"]["sort"] == [f"c{k}" for k in range(8)]
@@ -163,6 +210,7 @@ def test_answer_explorer_updates_and_reports_bad_input():
     widget = answer_explorer({"tiny": model}, a="1234", b="5678")
     a_box, b_box = widget.children[0].children
     table = widget.children[-1]
+    assert "running kernel" in widget.children[1].value  # frozen on the static page: the hint says so
     assert "1234 × 5678 = 7006652" in table.value and "tiny (" in table.value
     b_box.value = "9999"
     assert "1234 × 9999 = 12338766" in table.value

@@ -13,6 +13,8 @@ import altair as alt
 import pandas as pd
 
 CHANCE = 0.1  # a uniform guess of a digit
+COLUMN_WIDTH = 700  # px: the widest a chart may be, legends included (the text column is 752 px at 1280 px)
+LABEL_SIZE = 11  # px: the smallest text a chart draws
 # Vega expression: offsets (predicted − true, mod 10) drawn with their sign: +1, −1, ±5.
 _SIGNED_LABEL = (
     "datum.value == 5 ? '±5' : (datum.value > 0 ? '+' + datum.value : datum.value == 0 ? '0' : '−' + abs(datum.value))"
@@ -48,6 +50,17 @@ def series_color_scale(series: list[str]) -> alt.Scale:
     """A colour scale that gives each known series its fixed colour (see :data:`SERIES_COLORS`)."""
     fallback = iter(_FALLBACK_COLORS * (len(series) // len(_FALLBACK_COLORS) + 1))
     return alt.Scale(domain=series, range=[_known_color(str(s)) or next(fallback) for s in series])
+
+
+def readable(chart):
+    """``chart`` with no text under :data:`LABEL_SIZE` px (vega-lite draws axis and legend labels at 10
+    px by default). A top-level setting: apply it to the chart a chapter displays, not to a layer."""
+    return (
+        chart.configure_axis(labelFontSize=LABEL_SIZE, titleFontSize=LABEL_SIZE + 1)
+        .configure_legend(labelFontSize=LABEL_SIZE, titleFontSize=LABEL_SIZE + 1)
+        .configure_header(labelFontSize=LABEL_SIZE + 1, titleFontSize=LABEL_SIZE + 1)
+        .configure_title(fontSize=LABEL_SIZE + 3)
+    )
 
 
 def digit_labels(n_c: int = 8) -> list[str]:
@@ -111,7 +124,11 @@ def per_digit_chart(
         .mark_rule(strokeDash=[4, 4], color="gray")
         .encode(y="accuracy:Q", tooltip=["label:N"])
     )
-    return alt.layer(chance, lines).properties(title=title, width=width, height=260)
+    return readable(alt.layer(chance, lines).properties(title=title, width=width, height=260))
+
+
+# Neutral tones for the two kinds of dependency: model colours and digit colours mean something else.
+_DEPENDENCY_COLORS = ["#4d5a6a", "#b8c2cc"]
 
 
 def dependency_chart(
@@ -123,18 +140,24 @@ def dependency_chart(
     ``pairs`` (int).
     """
     data, order = _with_digit_label(df)
-    return (
+    chart = (
         alt.Chart(data)
         .mark_bar()
         .encode(
             x=alt.X("digit:N", sort=order, title="output digit (c0 = units)", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("sum(pairs):Q", title="digit pairs (a_i, b_j)"),
-            color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                "kind:N",
+                title=None,
+                scale=alt.Scale(range=_DEPENDENCY_COLORS),
+                legend=alt.Legend(orient="bottom", labelLimit=300),
+            ),
             order=alt.Order("kind:N", sort="descending"),
             tooltip=[alt.Tooltip("digit:N"), alt.Tooltip("kind:N"), alt.Tooltip("pairs:Q")],
         )
         .properties(title=title, width=420, height=220)
     )
+    return readable(chart)
 
 
 def problem_grid_chart(df: pd.DataFrame, *, title: str = "Each model's answers, digit by digit") -> alt.Chart:
@@ -148,7 +171,7 @@ def problem_grid_chart(df: pd.DataFrame, *, title: str = "Each model's answers, 
     data["result"] = data["correct"].map({True: "right", False: "wrong"})
     problems = list(dict.fromkeys(data["problem"]))
     hover = alt.selection_point(fields=["problem"], on="pointerover", clear="pointerout", empty=False)
-    return (
+    return readable(
         alt.Chart(data)
         .mark_rect(stroke="black")
         .encode(
@@ -183,7 +206,8 @@ def error_offset_chart(
     title: str | list[str] = "Where the wrong digits land",
 ) -> alt.HConcatChart:
     """One heatmap per model: rows c_k, columns the offset (predicted − true, mod 10, from −4 to +5),
-    colour the share of that digit's wrong answers at that offset.
+    colour the share of that digit's wrong answers at that offset. Three panels fit the text column; the
+    cells are too small for 11 px numbers, so the numbers are in the tooltips.
 
     ``df``: :func:`longmul.charts.puzzle.error_offset_frame`. Digits with fewer than ``min_wrong``
     wrong answers written are left blank (too few to show a pattern); hover a cell for the counts.
@@ -214,12 +238,8 @@ def error_offset_chart(
                 alt.Tooltip("share:Q", format=".0%"),
             ],
         )
-        labels = base.mark_text(fontSize=8).encode(
-            text=alt.Text("share:Q", format=".0%"),
-            color=alt.when(alt.datum.share > 0.5).then(alt.value("white")).otherwise(alt.value("black")),
-        )
-        panels.append(alt.layer(cells, labels).properties(title=str(model), width=170, height=alt.Step(20)))
-    return alt.hconcat(*panels).properties(title=title).resolve_scale(color="shared")
+        panels.append(cells.properties(title=str(model), width=170, height=alt.Step(20)))
+    return readable(alt.hconcat(*panels).properties(title=title).resolve_scale(color="shared"))
 
 
 _BOUNDARY_KINDS = {"one too small": "#4c78a8", "one too large": "#f58518", "other wrong": "#bab0ac"}
@@ -240,7 +260,7 @@ def carry_boundary_chart(
     """
     data, order = _with_digit_label(df[df["k"].isin(digits)])
     models = list(dict.fromkeys(data["model"]))
-    return (
+    return readable(
         alt.Chart(data)
         .mark_bar()
         .encode(
@@ -278,6 +298,7 @@ def running_sum_size_chart(
     *,
     digits: tuple[int, ...] = (2, 3, 4, 5),
     title: str | list[str] = "How often c_k is wrong, by the size of its running sum ĉ_k",
+    panel_width: int = 120,  # four panels and their axes fit the text column
 ) -> alt.FacetChart:
     """One small chart per digit c_k: for each bin of ĉ_k (x), the share of problems whose c_k is wrong
     (y), one line per model; a point's area is the number of problems in its bin, so the rare large
@@ -297,7 +318,12 @@ def running_sum_size_chart(
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.15)),
     )
     points = base.mark_circle().encode(
-        size=alt.Size("problems:Q", title="problems in the bin", scale=alt.Scale(type="sqrt", range=[8, 200])),
+        size=alt.Size(
+            "problems:Q",
+            title="problems in the bin",
+            scale=alt.Scale(type="sqrt", range=[8, 200]),
+            legend=alt.Legend(orient="bottom"),
+        ),
         tooltip=[
             alt.Tooltip("model:N"),
             alt.Tooltip("digit:N"),
@@ -307,9 +333,9 @@ def running_sum_size_chart(
             alt.Tooltip("rate:Q", format=".1%", title="share wrong"),
         ],
     )
-    return (
+    return readable(
         alt.layer(base.mark_line(strokeWidth=1.5), points, data=data)
-        .properties(width=150, height=130)
+        .properties(width=panel_width, height=130)
         .facet(column=alt.Column("digit:N", sort=[o for o in order if int(o[1:]) in digits], title=None))
         .add_params(pick)
         .properties(title=title)

@@ -15,6 +15,11 @@ from transformers import GPT2LMHeadModel
 from longmul.evaluate import Prediction, predict
 from longmul.task import Problem, problem_from_strings
 
+# On the book's static page the boxes do nothing: the hint says so wherever the widget is drawn.
+KERNEL_HINT = (
+    "Needs a running kernel (open this chapter in Jupyter): type two 4-digit numbers and press Enter. "
+    "On a static page the table stays at the problem it was executed with."
+)
 _RIGHT = "background: rgba(76, 159, 112, 0.25);"
 _WRONG = "background: rgba(209, 73, 91, 0.30);"
 _CELL = "padding: 2px 8px; text-align: center; font-family: monospace;"
@@ -53,9 +58,7 @@ def answer_table_html(problem: Problem, predictions: Mapping[str, Prediction]) -
     )
 
 
-def answer_explorer(
-    models: Mapping[str, GPT2LMHeadModel], a: str = "2365", b: str = "4347"
-) -> widgets.VBox:
+def answer_explorer(models: Mapping[str, GPT2LMHeadModel], a: str = "2365", b: str = "4347") -> widgets.VBox:
     """Two text boxes for the operands and a table of every model's answer (see :func:`answer_table_html`)."""
     a_box = widgets.Text(value=a, description="a =", continuous_update=False, layout=widgets.Layout(width="160px"))
     b_box = widgets.Text(value=b, description="b =", continuous_update=False, layout=widgets.Layout(width="160px"))
@@ -73,5 +76,5 @@ def answer_explorer(
     a_box.observe(update, "value")
     b_box.observe(update, "value")
     update()
-    hint = widgets.HTML("<small>Type two 4-digit numbers and press Enter.</small>")
+    hint = widgets.HTML(f"<small>{KERNEL_HINT}</small>")
     return widgets.VBox([widgets.HBox([a_box, b_box]), hint, table])
