@@ -16,6 +16,9 @@ rule: mean attention at least 0.2 at an answer position), once with ``method="fu
 pass per edge) and once with ``method="cached"``, on one torch thread as the chapter runs it; it also
 reports the largest difference between the two sweeps' logit drops and whether the accuracy drops agree.
 
+``--profile DIR`` runs each chapter's cells under cProfile (stats in ``DIR/<chapter>-<fast|full>.prof``,
+read them with ``python -m pstats``); the profiled run is slower and its outputs gain two cells.
+
 ``--save-outputs DIR`` writes every executed chapter's text outputs (glued values, printed tables,
 chart data; images left out) to ``DIR/<chapter>-<fast|full>.txt`` so two runs can be diffed, e.g. before
 and after a change that must not alter the chapters' numbers.
@@ -85,12 +88,18 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_chapter(path: Path, fast: bool) -> tuple[float, float, object]:
-    """Execute one chapter in a fresh kernel: wall seconds, the kernel's CPU seconds, the executed notebook."""
+def run_chapter(path: Path, fast: bool, profile: Path | None = None) -> tuple[float, float, object]:
+    """Execute one chapter in a fresh kernel: wall seconds, the kernel's CPU seconds, the executed notebook.
+    With ``profile``, the kernel runs the chapter's cells under cProfile and writes the stats there."""
     import jupytext
     import nbclient
+    import nbformat
 
     notebook = jupytext.read(path)
+    if profile is not None:
+        start_code = "import cProfile as _cp\n_profile = _cp.Profile()\n_profile.enable()"
+        stop_code = f"_profile.disable()\n_profile.dump_stats({str(profile)!r})"
+        notebook.cells = [nbformat.v4.new_code_cell(start_code), *notebook.cells, nbformat.v4.new_code_cell(stop_code)]
     # the shipped models by absolute path, so that a copy of a chapter outside book/ finds them too
     env = dict(os.environ, LONGMUL_FAST="1" if fast else "0")
     env.setdefault("LONGMUL_MODELS", str(MODELS))
@@ -164,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
         "--book", type=Path, default=BOOK, help="the folder of chapters (default book/; a frozen copy for before/after)"
     )
     parser.add_argument("--save-outputs", type=Path, help="write each chapter's text outputs to this folder")
+    parser.add_argument(
+        "--profile", type=Path, help="run each chapter under cProfile, stats to DIR/<chapter>-<fast|full>.prof"
+    )
     args = parser.parse_args(argv)
     if args.sweep_problems < 1 or args.sweep_edges < 1:
         parser.error("--sweep-problems and --sweep-edges must be at least 1")
@@ -175,7 +187,11 @@ def main(argv: list[str] | None = None) -> None:
             for fast in modes:
                 mode = "FAST" if fast else "full"
                 print(f"running {path.name} {mode} …", file=sys.stderr, flush=True)
-                wall, cpu, notebook = run_chapter(path, fast)
+                profile = None
+                if args.profile:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    profile = (args.profile / f"{path.stem}-{mode.lower()}.prof").resolve()
+                wall, cpu, notebook = run_chapter(path, fast, profile)
                 rows.append((f"chapter {path.stem}", mode, wall, cpu, ""))
                 if args.save_outputs:
                     args.save_outputs.mkdir(parents=True, exist_ok=True)

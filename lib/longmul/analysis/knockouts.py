@@ -87,13 +87,16 @@ def _qkv(block, x: torch.Tensor, n_heads: int) -> tuple[torch.Tensor, torch.Tens
 
 def _scores(block, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Scaled attention scores (..., H, T, T) of queries and keys (..., H, T, d_head)."""
-    return torch.matmul(q, k.transpose(-1, -2)) * block.attn.scaling
+    return torch.matmul(q, k.transpose(-1, -2)).mul_(block.attn.scaling)  # in place: the product is new
 
 
-def _softmax(scores: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+def _softmax(scores: torch.Tensor, blocked: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """Attention weights: blocked scores (``blocked`` True, broadcast) become the dtype's minimum, as the
-    hooked forward's additive mask makes them, so the softmax gives them exactly zero weight."""
-    return torch.softmax(scores.masked_fill(blocked, torch.finfo(scores.dtype).min), dim=-1)
+    hooked forward's additive mask makes them, so the softmax gives them exactly zero weight. ``in_place``
+    masks ``scores`` itself (a tensor nothing else reads) instead of a copy."""
+    low = torch.finfo(scores.dtype).min
+    masked = scores.masked_fill_(blocked, low) if in_place else scores.masked_fill(blocked, low)
+    return torch.softmax(masked, dim=-1)
 
 
 def _project(block, z: torch.Tensor) -> torch.Tensor:
@@ -172,7 +175,7 @@ def _knock_group(
             torch.cat([old[..., :query, :], new, old[..., row_end:, :]], dim=-2)
             for old, new in ((c[n].expand(m, -1, -1, -1, -1), x) for n, x in (("q", q_new), ("k", k_new), ("v", v_new)))
         )
-        weights = _softmax(_scores(block, q_all, k_all), c["future"])  # (m, B, H, T, T)
+        weights = _softmax(_scores(block, q_all, k_all), c["future"], in_place=True)  # (m, B, H, T, T)
         z = torch.matmul(weights, v_all)[..., query:row_end, :]  # (m, B, H, R, d_head)
         rows = _finish(block, rows, _project(block, z))  # (m, B, R, d)
     return rows
