@@ -311,6 +311,9 @@ def test_error_offsets_of_a_model_that_misses_the_carry():
     spec = error_offset_chart(error_offset_frame(results), min_wrong=20).to_dict()
     shown = {row["k"] for row in next(iter(spec["datasets"].values()))}
     assert shown == {4}  # c5 has 10 wrong answers, fewer than min_wrong
+    perfect = _result(problems, [list(p.c_digits) for p in problems])
+    spec = error_offset_chart(error_offset_frame({**results, "perfect": perfect}), min_wrong=20).to_dict()
+    assert [panel["title"] for panel in spec["hconcat"]] == ["A"]  # nothing to show: no panel
 
 
 def test_missing_digits_are_errors_without_an_offset():

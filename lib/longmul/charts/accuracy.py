@@ -210,13 +210,14 @@ def error_offset_chart(
     cells are too small for 11 px numbers, so the numbers are in the tooltips.
 
     ``df``: :func:`longmul.charts.puzzle.error_offset_frame`. Digits with fewer than ``min_wrong``
-    wrong answers written are left blank (too few to show a pattern); hover a cell for the counts.
+    wrong answers written are left blank (too few to show a pattern), and a model with no such digit
+    gets no panel; hover a cell for the counts.
     """
     data, order = _with_digit_label(df)
     data = data[data["written_wrong"] >= min_wrong]
     offsets = sorted(int(o) for o in df["offset"].unique()) if len(df) else list(range(-4, 6))
     panels = []
-    for model in dict.fromkeys(df["model"]):
+    for model in dict.fromkeys(data["model"]):
         one = data[data["model"] == model]
         base = alt.Chart(one).encode(
             x=alt.X("offset:O", sort=offsets, title="offset", axis=alt.Axis(labelAngle=0, labelExpr=_SIGNED_LABEL)),
