@@ -243,6 +243,8 @@ def error_offset_chart(
     return readable(alt.hconcat(*panels).properties(title=title).resolve_scale(color="shared"))
 
 
+# Vega expression: a label broken before its parenthesis, as two lines (a label with none stays one).
+_TWO_LINES = "indexof(datum.value, ' (') > 0 ? [substring(datum.value, 0, indexof(datum.value, ' (')), substring(datum.value, indexof(datum.value, ' (') + 1)] : datum.value"
 _BOUNDARY_KINDS = {"one too small": "#4c78a8", "one too large": "#f58518", "other wrong": "#bab0ac"}
 
 
@@ -286,7 +288,11 @@ def carry_boundary_chart(
         .properties(width=78, height=80)
         .facet(
             row=alt.Row(
-                "model:N", sort=models, title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=90)
+                "model:N",
+                sort=models,
+                title=None,
+                # "ICoT (writes 14 CoT tokens)" on two lines, so the grid keeps the column's width
+                header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=135, labelExpr=_TWO_LINES),
             ),
             column=alt.Column("digit:N", sort=[o for o in order if int(o[1:]) in digits], title=None),
         )
