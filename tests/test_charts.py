@@ -13,7 +13,6 @@ import vl_convert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longmul import charts
 from longmul.charts.accuracy import (
     COLUMN_WIDTH,
     LABEL_SIZE,
@@ -46,7 +45,7 @@ from longmul.charts.puzzle import (
     sign_verdict,
     wilson_interval,
 )
-from longmul.charts.render import RENDERER_NAME, chart_html, renderer
+from longmul.charts.render import chart_html, renderer
 from longmul.evaluate import EvalResult, Prediction
 from longmul.model import build_model, model_config_from_preset
 from longmul.task import problem_from_strings, random_problems
@@ -77,20 +76,6 @@ def test_chart_html_cannot_close_its_script_early():
 
 def test_chart_ids_are_unique():
     assert chart_html({"mark": "point"}) != chart_html({"mark": "point"})
-
-
-def test_enable_makes_altair_use_the_renderer():
-    previous = alt.renderers.active
-    try:
-        charts.enable()
-        charts.enable()  # idempotent
-        assert alt.renderers.active == RENDERER_NAME
-        bundle = alt.Chart(pd.DataFrame({"x": [1]})).mark_point().encode(x="x")._repr_mimebundle_()
-        bundle = bundle[0] if isinstance(bundle, tuple) else bundle
-        assert "longmul-chart" in bundle["text/html"]
-        assert bundle["text/plain"] == "<altair chart>"
-    finally:
-        alt.renderers.enable(previous)
 
 
 def test_renderer_plain_text_names_the_title():

@@ -6,9 +6,12 @@ whole ~900 KB vega bundle into every chart. The book instead serves one copy of 
 ``window.vegaEmbed``) and this renderer writes each chart as a ``<div>`` plus a few lines that call the
 page's ``vegaEmbed``.
 
-Outside the book (JupyterLab, classic Notebook, VS Code) there is no page-level ``vegaEmbed``: the same
-output then loads vega, vega-lite and vega-embed from a CDN, as altair's own ``html`` renderer does,
-through RequireJS where the page has it.
+Nothing is ever loaded from a CDN. The renderer writes that HTML only while the book is being built
+(``LONGMUL_CHARTS=site``, which the book's Sphinx extension ``book/_ext/longmul_sphinx.py`` sets for the
+kernels the build starts). Anywhere else (JupyterLab, Notebook 7, VS Code) it returns the chart as a
+vega-lite mimebundle (``application/vnd.vegalite.v5+json``), which those front ends draw with the vega
+they ship. A chart's HTML opened where the page has no ``vegaEmbed`` (a downloaded ``.ipynb`` opened
+in Jupyter before its cells are run again) says so in place of the chart instead of going online.
 
 On the site, charts follow the theme's dark mode (vega's ``dark`` theme) and redraw when the reader
 toggles it. A drawn chart's ``<div>`` gets ``data-longmul-chart="drawn"`` (``"error"`` when drawing
@@ -18,6 +21,7 @@ failed): the headless-browser check of the site reads it.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any
 
@@ -30,7 +34,14 @@ EMBED_OPTIONS: dict[str, Any] = {
     "actions": {"export": True, "source": False, "compiled": False, "editor": False},
 }
 
-_CDN = "https://cdn.jsdelivr.net/npm"
+# what a chart's HTML says where the page has no vegaEmbed (it never loads vega from the network)
+OFFLINE_MESSAGE = (
+    "This chart draws on the book's web page. In Jupyter, run this cell again: the chart is then drawn "
+    "by Jupyter's own vega renderer."
+)
+# the environment variable, and its value, under which charts are written as HTML for the book's site
+MODE_VARIABLE, SITE_MODE = "LONGMUL_CHARTS", "site"
+VEGALITE_MIME = "application/vnd.vegalite.v5+json"
 
 _TEMPLATE = """\
 <div id="{div_id}" class="longmul-chart"></div>
@@ -62,29 +73,9 @@ _TEMPLATE = """\
     drawAndFollowTheme(window.vegaEmbed);
     return;
   }}
-  // Not on the book's site (e.g. live Jupyter): load the libraries from a CDN.
-  var paths = {{
-    "vega": "{cdn}/vega@{vega}?noext",
-    "vega-lite": "{cdn}/vega-lite@{vegalite}?noext",
-    "vega-embed": "{cdn}/vega-embed@{vegaembed}?noext"
-  }};
-  if (typeof define === "function" && define.amd) {{
-    requirejs.config({{paths: paths}});
-    require(["vega-embed"], drawAndFollowTheme, fail);
-    return;
-  }}
-  function load(name) {{
-    return new Promise(function (resolve, reject) {{
-      var s = document.createElement("script");
-      s.src = paths[name];
-      s.onload = resolve;
-      s.onerror = function () {{ reject("cannot load " + paths[name]); }};
-      document.head.appendChild(s);
-    }});
-  }}
-  load("vega").then(function () {{ return load("vega-lite"); }})
-    .then(function () {{ return load("vega-embed"); }})
-    .then(function () {{ drawAndFollowTheme(window.vegaEmbed); }}, fail);
+  // Not on the book's site: say so rather than fetch vega from the network.
+  el.setAttribute("data-longmul-chart", "offline");
+  el.textContent = {offline};
 }})({spec}, {options});
 </script>
 """
@@ -106,20 +97,20 @@ def chart_html(spec: dict[str, Any] | alt.TopLevelMixin, *, div_id: str | None =
         div_id=div_id,
         spec=_script_json(spec),
         options=_script_json(EMBED_OPTIONS),
-        cdn=_CDN,
-        vega=alt.VEGA_VERSION,
-        vegalite=alt.VEGALITE_VERSION,
-        vegaembed=alt.VEGAEMBED_VERSION,
+        offline=_script_json(OFFLINE_MESSAGE),
     )
 
 
-def renderer(spec: dict[str, Any], **metadata: Any) -> dict[str, str]:
-    """Altair renderer: an HTML mimebundle (plus a plain-text stand-in for consoles)."""
+def renderer(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    """Altair renderer: for the book's build (``LONGMUL_CHARTS=site``) an HTML mimebundle, elsewhere a
+    vega-lite one that Jupyter draws offline; either with a plain-text stand-in for consoles."""
     title = spec.get("title")
     if isinstance(title, dict):
         title = title.get("text")
     plain = f"<altair chart: {title}>" if title else "<altair chart>"
-    return {"text/html": chart_html(spec), "text/plain": plain}
+    if os.environ.get(MODE_VARIABLE) == SITE_MODE:
+        return {"text/html": chart_html(spec), "text/plain": plain}
+    return {VEGALITE_MIME: spec, "text/plain": plain}
 
 
 def enable() -> None:
