@@ -85,3 +85,64 @@ def test_errors_reach_the_shell_without_a_traceback(tmp_path):
 def test_unknown_recipe_is_rejected_by_the_parser(tmp_path):
     result = run_cli("train", "--recipe", "rl", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "invalid choice: 'rl'" in result.stderr
+
+
+RECIPE = """recipe = "sft"
+preset = "tiny"
+n_digits = 2
+seed = 1
+max_steps = 6
+batch_size = 16
+log_every = 2
+eval_every = 3
+n_val = 16
+final_eval_random = 16
+threads = 1
+
+[[change]]
+step = 3
+lr = 1e-4
+"""
+
+
+def test_train_runs_a_recipe_file_and_names_it(tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(RECIPE)
+    out = tmp_path / "run"
+    assert main(["train", str(plan), "--out", str(out), "--progress", "false"]) == 0
+    assert json.loads(capsys.readouterr().out)["random"]["n"] == 16
+    training = json.loads((out / "training.json").read_text())
+    assert training["steps"] == 6 and training["recipe_file"]["path"] == plan.as_posix()
+    assert [c["step"] for c in training["schedule_changes"]] == [3]
+    # resumable as any run: a finished plan resumed is finished again
+    assert main(["train", str(plan), "--out", str(out), "--resume", "--progress", "false"]) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["PLAN", "--lr", "0.1"], "holds the training options: --lr cannot be given with it"),
+        (["PLAN", "--recipe", "sft", "--seed", "2"], "--recipe, --seed cannot be given"),
+        ([], "give a recipe file (longmul train RECIPE_FILE --out DIR) or --recipe"),
+    ],
+)
+def test_a_recipe_file_takes_no_training_flags(tmp_path, capsys, args, message):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(RECIPE)
+    argv = ["train", *(str(plan) if a == "PLAN" else a for a in args), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_recipe_file_is_one_line_naming_it(tmp_path):
+    plan = tmp_path / "plan.toml"
+    plan.write_text(RECIPE.replace("step = 3", "step = 9"))
+    result = run_cli("train", str(plan), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"longmul: error: {plan}: change 1.step: step 9 is out of order: each change comes after the previous "
+        "one (0) and before max_steps (6)"
+    )

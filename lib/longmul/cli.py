@@ -66,11 +66,24 @@ def _int_in(low: int, high: int):
     return parse
 
 
+class _StoreGiven(argparse._StoreAction):
+    """Store the value and remember that the flag was given (a recipe file excludes training flags)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        namespace.given_options = getattr(namespace, "given_options", frozenset()) | {option_string}
+
+
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--recipe", choices=RECIPES, required=True, help="training recipe")
     parser.add_argument(
-        "--preset", default=defaults.preset, help="model preset: cpu (width 128), paper (width 768), tiny"
+        "--recipe", choices=RECIPES, action=_StoreGiven, help="training recipe (required without RECIPE_FILE)"
+    )
+    parser.add_argument(
+        "--preset",
+        default=defaults.preset,
+        action=_StoreGiven,
+        help="model preset: cpu (width 128), paper (width 768), tiny",
     )
     for f in fields(TrainConfig):
         if f.name in ("recipe", "preset"):
@@ -79,16 +92,28 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         if f.name == "aux_heads":
             parser.add_argument(
-                flag, type=_heads, default=default, help="comma-separated heads for hook_z/hook_result sites"
+                flag,
+                type=_heads,
+                default=default,
+                action=_StoreGiven,
+                help="comma-separated heads for hook_z/hook_result sites",
             )
         elif isinstance(default, bool):
-            parser.add_argument(flag, type=_bool, default=default, metavar="BOOL", help=f"(default {default})")
+            parser.add_argument(
+                flag, type=_bool, default=default, metavar="BOOL", action=_StoreGiven, help=f"(default {default})"
+            )
         elif default is None:
             parser.add_argument(
-                flag, type=float if f.name == "dropout" else int, default=None, help="override the preset"
+                flag,
+                type=float if f.name == "dropout" else int,
+                default=None,
+                action=_StoreGiven,
+                help="override the preset",
             )
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+            parser.add_argument(
+                flag, type=type(default), default=default, action=_StoreGiven, help=f"(default {default})"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
-        "train", help="train a model with one of the recipes", description="Train (or resume) a model."
+        "train",
+        help="train a model with one of the recipes, or the whole plan of a recipe file",
+        description=(
+            "Train (or resume) a model: from a recipe file (recipes/*.toml: recipe, model, data, seed and "
+            "a schedule of changes by step; `longmul train recipes/aux.toml --out DIR`), or from flags "
+            "(`longmul train --recipe aux ... --out DIR`)."
+        ),
+    )
+    train.add_argument(
+        "recipe_file",
+        nargs="?",
+        type=Path,
+        metavar="RECIPE_FILE",
+        help="a recipe file holding the whole training plan (then no training flags but --progress)",
     )
     train.add_argument("--out", required=True, type=Path, help="output directory (the saved model ends up here)")
     train.add_argument("--resume", action="store_true", help="resume from the checkpoint in --out")
@@ -193,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.recipe_file is not None:
+        return _train_recipe_file(args)
+    if args.recipe is None:
+        raise ValueError("give a recipe file (longmul train RECIPE_FILE --out DIR) or --recipe")
     from .train import train
 
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
@@ -203,6 +245,27 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(f"--{err.option.replace('_', '-')}: {err}") from None
     command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = train(config, args.out, resume=args.resume, command=command, keep_checkpoint=not args.drop_checkpoint)
+    print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
+
+
+def _train_recipe_file(args: argparse.Namespace) -> None:
+    from .train import train_recipe_file
+
+    flags = sorted(getattr(args, "given_options", frozenset()) - {"--progress"})
+    if flags:
+        raise ValueError(
+            f"{args.recipe_file} holds the training options: {', '.join(flags)} cannot be given with it "
+            "(edit a copy of the file instead)"
+        )
+    command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path = train_recipe_file(
+        args.recipe_file,
+        args.out,
+        resume=args.resume,
+        command=command,
+        keep_checkpoint=not args.drop_checkpoint,
+        progress=args.progress,
+    )
     print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
 
 

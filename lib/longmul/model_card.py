@@ -12,18 +12,49 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _commands(training: dict) -> list[str]:
-    """How to reproduce the run: its command, or for a resumed run the first command and each later
-    change of what it trains, with the step where it took effect."""
-    sessions = training.get("sessions", [])
-    first = sessions[0]["command"] if sessions else training["command"]
-    if first == training["command"]:
-        return [f"- command: `{training['command']}`"]
-    lines = [f"- first command: `{first}`"]
+def _without_resume(command: str) -> str:
+    return " ".join(part for part in command.split(" ") if part != "--resume")
+
+
+def _changes(training: dict, prefix: str) -> list[str]:
+    lines = []
     for change in training.get("schedule_changes", []):
         what = ", ".join(f"{name} {old} → {new}" for name, (old, new) in change["changed"].items())
-        lines.append(f"- resumed at step {change['step']:,} with {what}")
-    lines.append(f"- last command: `{training['command']}`")
+        lines.append(f"- {prefix} step {change['step']:,} with {what}")
+    return lines
+
+
+def _commands(training: dict) -> list[str]:
+    """How to reproduce the run: its recipe file, or its command, or for a run resumed by hand the
+    first command and each later change of what it trains, with the step where it took effect."""
+    sessions = training.get("sessions", [])
+    first = sessions[0]["command"] if sessions else training["command"]
+    recipe = training.get("recipe_file")
+    if recipe and not recipe.get("written_after_training"):
+        lines = [
+            (
+                f"- recipe file: `{recipe['path']}` (sha256 `{recipe['sha256']}`), the whole training plan; "
+                f"`longmul train {recipe['path']} --out DIR` re-makes it"
+            ),
+            f"- command: `{first}`",
+            *_changes(training, "its plan changes at"),
+        ]
+        return lines if first == training["command"] else [*lines, f"- last command: `{training['command']}`"]
+    if first == training["command"]:
+        lines = [f"- command: `{training['command']}`"]
+    else:
+        lines = [f"- first command: `{first}`", *_changes(training, "resumed at"), f"- last command: `{training['command']}`"]
+    if len({_without_resume(s["command"]) for s in sessions if isinstance(s.get("command"), str)}) > 1:
+        lines.append(
+            "- not a one-file recipe: its sessions ran with different commands (each one, with its machine, "
+            "is in `training.json`)"
+        )
+    if recipe:
+        lines.append(
+            f"- recipe file: `{recipe['path']}` (sha256 `{recipe['sha256']}`), written after training from these "
+            f"records and checked against them; `longmul train {recipe['path']} --out DIR` replays this schedule "
+            "in one command"
+        )
     return lines
 
 

@@ -11,6 +11,9 @@
 * ``aux``  — SFT plus ``aux_weight`` · MSE of a linear probe that reads the activation ``aux_site`` at
   the positions predicting each ``c_k`` and regresses ``ĉ_k / aux_scale`` (FACTS §3).
 
+A whole plan with its schedule of changes by step can come from a recipe file (:mod:`longmul.recipe_file`,
+:func:`train_recipe_file`): each change is applied as a resume with the new settings at its step.
+
 Runs checkpoint every ``checkpoint_minutes`` and resume bit-for-bit (``resume=True``). Every
 ``log_every`` steps a row goes to ``history.jsonl``: loss, per-output-digit loss and the gradient norm
 of each digit's loss; every ``eval_every`` steps, validation exact match.
@@ -29,7 +32,7 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +53,7 @@ from .hooks import capture
 from .model import ModelConfig, build_model, count_parameters, pick_device
 from .model_card import model_card
 from .provenance import schedule_changes
+from .recipe_file import RecipeFile, read_recipe_file
 from .run_state import check_row, check_state
 from .saved import is_model_dir, save_model
 from .sequences import IGNORE_INDEX, Layout, make_batch, problems_to_pairs
@@ -180,6 +184,7 @@ class Trainer:
         self.sessions: list[dict] = []
         self.history_path = out_dir / "history.jsonl"
         self.stopped_early = False
+        self.recipe_file: dict | None = None  # {"path", "sha256"} of the recipe file this session runs
 
     def fresh_ema(self) -> list[torch.Tensor] | None:
         """A moving average of the model's parameters that starts at their current values (None when
@@ -280,12 +285,15 @@ class Trainer:
         return self.elapsed_before + (time.monotonic() - self.session_start)
 
     def session_record(self) -> dict:
-        return {
+        record = {
             "started": self.session_started,
             "wall_time_s": time.monotonic() - self.session_start,
             "hardware": hardware_description(self.device),
             "command": self.command,
         }
+        if self.recipe_file is not None:
+            record["recipe_file"] = self.recipe_file
+        return record
 
     # ------------------------------------------------------------------ one step
     def removal_counts(self, batch_size: int) -> np.ndarray:
@@ -419,8 +427,11 @@ class Trainer:
         return target > 0 and cot_gone and val_exact_match >= target
 
     # ------------------------------------------------------------------ loop
-    def run(self) -> None:
+    def run(self, until: int | None = None) -> None:
+        """Train to ``max_steps``, or only to step ``until`` (a stretch of a recipe file's plan: no
+        final evaluation there, as when a run is stopped with a checkpoint and resumed)."""
         config = self.config
+        end = config.max_steps if until is None else min(until, config.max_steps)
         last_checkpoint = time.monotonic()
         bar = tqdm(
             total=config.max_steps,
@@ -432,7 +443,7 @@ class Trainer:
         )
         with open(self.history_path, "a") as history, stop_on_signals() as stop:
             try:
-                while self.step < config.max_steps:
+                while self.step < end:
                     if stop.requested:
                         raise KeyboardInterrupt
                     log = (self.step + 1) % config.log_every == 0 or self.step == 0
@@ -474,6 +485,7 @@ class Trainer:
         self.model.config.longmul_cot_tokens = self.cot_tokens()
         self.model.config.longmul_recipe = config.recipe
         metrics = final_metrics(self.model, config, self.layout)
+        sessions = self.sessions + ([] if snapshot else [self.session_record()])
         training = {
             "recipe": config.recipe,
             "config": config.to_dict(),
@@ -486,8 +498,9 @@ class Trainer:
             "snapshot_of_unfinished_run": snapshot,
             "stopped_early": self.stopped_early,
             "wall_time_s": round(self.elapsed(), 1),
-            "sessions": self.sessions + ([] if snapshot else [self.session_record()]),
+            "sessions": sessions,
             "schedule_changes": schedule_changes(self.history_path),
+            "recipe_file": one_recipe_file(sessions),
             "icot_stages": self.stages,
             "library_version": __version__,
             "torch_version": torch.__version__,
@@ -557,16 +570,24 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def train(
+def one_recipe_file(sessions: list[dict]) -> dict | None:
+    """The recipe file (``{"path", "sha256"}``) every session ran, or None: a run made by flags, or
+    resumed by hand, or from a file that changed in between, is not a one-file recipe."""
+    files = [session.get("recipe_file") for session in sessions]
+    if not files or files[0] is None or any(f != files[0] for f in files):
+        return None
+    return files[0]
+
+
+def start_session(
     config: TrainConfig,
-    out_dir: str | Path,
-    resume: bool = False,
-    command: str | None = None,
-    keep_checkpoint: bool = True,
-) -> Path:
-    """Train (or resume) a run in ``out_dir`` and save the final model there."""
-    out_dir = Path(out_dir)
-    command = command or " ".join(sys.argv)
+    out_dir: Path,
+    resume: bool,
+    command: str,
+    recipe_file: dict | None = None,
+) -> Trainer:
+    """A trainer for one session of a run in ``out_dir``: a new run, or (``resume``) its checkpoint
+    restored, with a ``resume`` row in the history naming the settings that changed."""
     changed: dict[str, list] = {}  # settings a resume changes: {name: [old, new]}
     if config.threads > 0:
         torch.set_num_threads(config.threads)
@@ -596,16 +617,78 @@ def train(
         raise ValueError(f"output directory {out_dir} is not empty; pass resume=True (--resume) or pick another")
     config.validate()
     trainer = Trainer(config, out_dir, command)
+    trainer.recipe_file = recipe_file
     trainer.session_start = time.monotonic()
     trainer.session_started = datetime.now(UTC).isoformat(timespec="seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         trainer.restore()
-        if changed:
-            row = {"kind": "resume", "step": trainer.step, "examples": trainer.examples, "changed": changed}
+        row = {"kind": "resume", "step": trainer.step, "examples": trainer.examples, "changed": changed}
+        # A session killed right after writing its resume row, before any checkpoint, is resumed from
+        # the same checkpoint with the same change: the row is there already.
+        if changed and _last_row(trainer.history_path) != row:
             with open(trainer.history_path, "a") as history:
                 history.write(json.dumps(row) + "\n")
+    return trainer
+
+
+def _last_row(path: Path) -> dict | None:
+    rows = _read_history(path)
+    return rows[-1] if rows else None
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    command: str | None = None,
+    keep_checkpoint: bool = True,
+) -> Path:
+    """Train (or resume) a run in ``out_dir`` and save the final model there."""
+    trainer = start_session(config, Path(out_dir), resume, command or " ".join(sys.argv))
     trainer.run()
+    return trainer.finalize(Path(out_dir), keep_checkpoint)
+
+
+def train_recipe_file(
+    recipe: str | Path | RecipeFile,
+    out_dir: str | Path,
+    resume: bool = False,
+    command: str | None = None,
+    keep_checkpoint: bool = True,
+    until: int | None = None,
+    progress: bool = True,
+) -> Path | None:
+    """Run the whole plan of a recipe file in ``out_dir`` (or, after a stop, the rest of it with
+    ``resume``) and save the final model there. Each change of the plan is applied as a resume with
+    the new settings at its step, in the same process. ``until``: stop with a checkpoint at that step
+    instead (a partial replay; nothing is saved as a model, None is returned)."""
+    plan = recipe if isinstance(recipe, RecipeFile) else read_recipe_file(recipe)
+    out_dir = Path(out_dir)
+    command = command or " ".join(sys.argv)
+    done = 0
+    if resume:
+        found = find_checkpoint(out_dir / "checkpoint")
+        if found is None:
+            raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
+        state = read_json_object(found / "state.json")
+        check_state(state, found / "state.json")
+        done = state["step"]
+    end = plan.max_steps if until is None else min(until, plan.max_steps)
+    plan.check_devices(after=done, until=end)  # before training, not when the run gets to a GPU stretch
+    trainer = None
+    stretches = plan.stretches()
+    for number, (first, last, config) in enumerate(stretches):
+        finishing = number == len(stretches) - 1
+        if (last <= done and not finishing) or (trainer is not None and first >= end):
+            continue  # done before a stop, or past a partial replay's end
+        config = replace(config, progress=progress)
+        trainer = start_session(config, out_dir, resume or trainer is not None, command, plan.record())
+        trainer.run(until=min(last, end))
+        if trainer.stopped_early:
+            break
+    if until is not None and trainer.step < plan.max_steps and not trainer.stopped_early:
+        return None
     return trainer.finalize(out_dir, keep_checkpoint)
 
 
@@ -673,4 +756,4 @@ def tokens_per_sequence(config: TrainConfig) -> float:
     return layout.prompt_len + layout.answer_len
 
 
-__all__ = ["RECIPES", "TrainConfig", "export_snapshot", "running_sums_batch", "seconds_per_step", "train"]
+__all__ = ["RECIPES", "TrainConfig", "export_snapshot", "running_sums_batch", "seconds_per_step", "train", "train_recipe_file"]
