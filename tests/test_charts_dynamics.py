@@ -4,19 +4,21 @@ synthetic histories."""
 from __future__ import annotations
 
 import json
+import re
 
-import pandas as pd
 import pytest
+import vl_convert
 
 from longmul import dynamics as dyn
+from longmul.charts.accuracy import COLUMN_WIDTH, LABEL_SIZE
 from longmul.charts.dynamics import (
     DIGIT_COLORS,
     accuracy_curves_chart,
     aux_error_chart,
     exact_match_chart,
-    grad_norm_heatmap,
     history_explorer,
     history_figure,
+    loss_and_gradient_chart,
     loss_curves_chart,
     step_slider_chart,
     sweep_comparison_chart,
@@ -80,14 +82,27 @@ def test_loss_values_are_rounded_for_the_page(runs):
     assert all(len(repr(v["loss"])) <= 12 for v in values)
 
 
-def test_grad_norm_heatmap_spans_bins_per_run(runs):
-    rows = pd.DataFrame(dyn.digit_rows(runs, max_points=10))
-    spec = grad_norm_heatmap(rows).to_dict()
-    assert spec["facet"]["row"]["field"] == "run" and spec["facet"]["row"]["sort"] == ["SFT", "SFT + aux loss"]
-    enc = spec["spec"]["encoding"]
-    assert enc["x"]["field"] == "step_from" and enc["x2"]["field"] == "step"
-    assert enc["y"]["sort"] == DIGITS and enc["color"]["scale"]["type"] == "log"
-    assert spec["resolve"]["scale"]["x"] == "independent"
+def test_the_hero_has_a_gradient_heatmap_over_a_loss_panel_per_run(runs, tmp_path):
+    other = dyn.load_run(write_history(tmp_path / "other.jsonl", synthetic_rows(1_000)), name="ICoT")
+    rows = dyn.digit_rows([*runs.values(), other], max_points=10)
+    spec = loss_and_gradient_chart(rows, ["SFT", "SFT + aux loss"]).to_dict()
+    heats, losses = (row["hconcat"] for row in spec["vconcat"])
+    assert [h["title"]["text"] for h in heats] == ["SFT", "SFT + aux loss"]
+    for run, heat, loss in zip(["SFT", "SFT + aux loss"], heats, losses):
+        assert heat["transform"] == [{"filter": f"(datum.run === '{run}')"}]
+        enc = heat["encoding"]
+        assert enc["x"]["field"] == "step_from" and enc["x2"]["field"] == "step" and enc["y"]["sort"] == DIGITS
+        assert enc["color"]["field"] == "grad_shown" and enc["color"]["scale"]["type"] == "log"
+        rule, lines = loss["layer"]
+        assert _data(spec, rule)[0]["loss"] == pytest.approx(dyn.LN10)
+        assert lines["encoding"]["y"]["scale"]["domain"] == [0, 3]
+        assert lines["encoding"]["color"]["scale"] == {"domain": DIGITS, "range": DIGIT_COLORS}
+    # one colour scale for the gradient norms of both runs, another for the digits
+    assert spec["resolve"]["scale"]["color"] == "independent" and "resolve" not in spec["vconcat"][0]
+    assert [p.get("bind") for p in _params(spec).values()] == ["legend"]  # one digit legend for both panels
+    assert {v["run"] for v in _dataset(spec)} == {"SFT", "SFT + aux loss"}  # only the runs drawn
+    with pytest.raises(ValueError, match=r"no rows for run\(s\) \['aux'\]"):
+        loss_and_gradient_chart(rows, ["SFT", "aux"])
 
 
 # Per run, the last step at or before the slider; before a run's first log, its first step (the
@@ -160,9 +175,6 @@ def test_charts_accept_no_rows():
     assert _params(loss)["run_choice"]["bind"]["options"] == [""] and _params(loss)["run_choice"]["value"] == ""
     assert len(loss["layer"]) == 2 and _data(loss, loss["layer"][1]) == []  # no stages, no lines, the ln 10 rule
     assert _data(loss, loss["layer"][0])[0]["loss"] == pytest.approx(dyn.LN10)
-    heatmap = grad_norm_heatmap([]).to_dict()
-    assert heatmap["spec"]["mark"]["type"] == "rect" and heatmap["facet"]["row"]["sort"] == []
-    assert heatmap["datasets"][heatmap["data"]["name"]] == []
     slider = step_slider_chart([]).to_dict()
     bind = _params(slider)["at_step"]["bind"]
     assert (bind["min"], bind["max"], bind["step"]) == (0, 1, 1)
@@ -216,3 +228,24 @@ def test_exact_match_chart_draws_one_point_per_evaluation_and_a_rule_per_change(
     assert len(points) == n_evals and {"run", "step", "exact_match"} == set(points[0])
     assert datasets[rules["data"]["name"]] == changes and labels["encoding"]["text"]["field"] == "label"
     assert exact_match_chart([], []).to_dict()["layer"][0]["mark"]["type"] == "line"  # nothing yet: an empty chart
+
+
+def _rendered(chart) -> tuple[float, list[float]]:
+    """The width of a chart as vega draws it, and the size of every text in it (px)."""
+    svg = vl_convert.vegalite_to_svg(chart.to_dict())
+    width = float(re.search(r'<svg[^>]*? width="([\d.]+)"', svg).group(1))
+    return width, [float(x) for x in re.findall(r'font-size="([\d.]+)px"', svg)]
+
+
+def test_the_charts_fit_the_column_with_readable_labels(runs):
+    rows = dyn.digit_rows(runs, max_points=30)
+    drawn = {
+        "hero": loss_and_gradient_chart(rows, ["SFT", "SFT + aux loss"]),
+        "loss curves": loss_curves_chart(rows, width=460),
+        "accuracy": accuracy_curves_chart(dyn.eval_rows(runs), width=500),
+        "slider": step_slider_chart(rows),
+    }
+    for name, chart in drawn.items():
+        width, sizes = _rendered(chart)
+        assert width <= COLUMN_WIDTH, f"{name} chart is {width:.0f} px wide, over the column's {COLUMN_WIDTH}"
+        assert sizes and min(sizes) >= LABEL_SIZE, f"{name} chart draws text at {min(sizes)} px"

@@ -103,9 +103,9 @@ def test_run_in_progress_with_a_half_written_last_line(tmp_path):
     assert run.command == "longmul train --recipe sft --out models/sft"
     assert run.last_step == 2_000 and run.examples == 2_000 * 256
     assert [r["step"] for r in run.evals] == [1_000, 2_000]
-    summary = dyn.run_summary(run)
-    assert summary["status"].startswith("in progress") and summary["steps logged"] == 2_000
-    assert summary["latest val exact match"] == run.evals[-1]["val_exact_match"]
+    row = dyn.tried_row(run)
+    assert row["status"] == "in progress" and row["steps"] == 2_000
+    assert row["val exact match"] == run.evals[-1]["val_exact_match"]
 
 
 def test_a_bad_line_before_the_end_is_an_error(tmp_path):
@@ -211,7 +211,7 @@ def test_trained_on_sums_each_machines_sessions(tmp_path):
     (run_dir / "checkpoint" / "state.json").write_text(json.dumps(state))
     run = dyn.load_run(run_dir)
     assert run.trained_on == "CPU 2.5 h, NVIDIA H200 0.1 h"
-    assert dyn.tried_row(run)["trained on"] == dyn.run_summary(run)["trained on"] == run.trained_on
+    assert dyn.tried_row(run)["trained on"] == run.trained_on
 
 
 # --------------------------------------------------------------------------- tables
@@ -417,11 +417,7 @@ def test_optimiser_at_start_undoes_the_resumes(tmp_path):
     assert set(start) == set(dyn.OPTIMISER_SETTINGS)
     assert (start["lr"], start["ema_decay"], start["lr_schedule"], start["warmup_steps"]) == (0.001, 0.0, "constant", 200)
     assert dyn.replaced_values(run, "lr") == [(0.001, 1_000), (0.0003, 2_000)]
-    assert dyn.learning_rate_text(run) == "0.001, 0.0003 from step 1,000, 0.0001 from step 2,000 (constant after 200 warm-up steps)"
     assert dyn.optimiser_at_start(dyn.RunHistory("e", tmp_path, "missing")) == {}
-    assert dyn.learning_rate_text(dyn.RunHistory("e", tmp_path, "missing")) == ""
-    cosine = dyn.RunHistory("c", tmp_path, "in progress", config={"lr": 0.002, "lr_schedule": "cosine", "warmup_steps": 100, "max_steps": 24_000})
-    assert dyn.learning_rate_text(cosine) == "peak 0.002 (after 100 warm-up steps, a cosine decay to 0 at step 24,000)"
 
 
 def test_common_settings():
@@ -511,14 +507,6 @@ def test_icot_progress(tmp_path):
     run.stages = [{"step": 600, "removed": 8}]
     assert dyn.icot_progress(run) == {"removed": 8, "cot_len": Layout(4, 4).cot_len, "stages": 1, "cot_gone_step": None}
     assert dyn.icot_progress(dyn.RunHistory("sft", tmp_path, "finished", recipe="sft")) is None
-
-
-def test_compare_order():
-    same = dyn.compare_order([0, 7, 1], dyn.PAPER_SFT.order)
-    assert same == {"common": [0, 7, 1], "same_order": False, "only_measured": [], "not_yet": [2]}
-    agree = dyn.compare_order([0, 1, 7, 6], dyn.PAPER_SFT.order)
-    assert agree["same_order"] and agree["only_measured"] == [6] and agree["not_yet"] == [2]
-    assert dyn.compare_order([], (0, 1))["same_order"]
 
 
 def test_the_papers_description_is_that_of_facts_section_4():

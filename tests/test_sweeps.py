@@ -116,11 +116,8 @@ def test_control_rows_set_each_control_beside_its_true_target_and_no_aux_loss(tm
         ("site_layer2_attn", "running sum, λ = 1"),
         ("none", "no aux loss"),
     ]
-    assert sweeps.control_summary(sweep) == (
-        "Final validation exact match and mean accuracy of c3–c5 (chance: 10%): control: ĉ_k shuffled, λ = 1 "
-        "(control_shuffled) 5.0%, c3–c5 10% vs running sum, λ = 1 (site_layer2_attn) 93.0%, c3–c5 90% vs no aux "
-        "loss (none) 0.1%, c3–c5 10%."
-    )
+    assert [r["final val exact match"] for r in rows] == pytest.approx([0.05, 0.93, 0.001])
+    assert [r[sweeps.MIDDLE_COLUMN] for r in rows] == pytest.approx([0.1, 0.9, 0.1])
 
 
 def test_a_replicate_control_is_set_beside_the_true_target_of_its_own_seed(tmp_path):
@@ -161,55 +158,16 @@ def test_comparison_rows_give_each_digit_and_the_middle_mean_by_target(tmp_path)
 def test_no_control_yet(tmp_path):
     sweep = control_sweep(tmp_path, with_control=False)
     assert sweeps.control_rows(sweep) == []
-    for summary in (sweeps.control_summary(sweep), sweeps.control_summary(None)):
-        assert summary.startswith("The shuffled-target control has not been run yet")
 
 
-def test_sweep_summary_groups_configurations_by_length_and_target(tmp_path):
-    assert sweeps.sweep_summary(None).startswith("The ablation sweep has not been run yet")
-    sweep = control_sweep(tmp_path)  # none ran 2,000 steps, the others 3,000
-    summary = sweeps.sweep_summary(sweep)
-    after_3000, after_2000 = summary.split("Sweep runs of ")[1:]
-    # synthetic final accuracies: c3–c5 at chance (10%) except site_layer2_attn's (90%)
-    assert after_3000.startswith("3,000 steps (")
-    assert (
-        "regresses: running sum ĉ_k: site_layer2_attn 90%, site_layer1 10%, weight_0.1 10%; "
-        "ĉ_k shuffled (control): control_shuffled 10%. "
-        "Not every running-sum configuration ends above the others: site_layer1, weight_0.1 at or below control_shuffled. "
-        "Highest exact match: site_layer2_attn, 93.0%. "
-    ) in after_3000
-    assert after_2000.startswith("2,000 steps (")
-    assert "regresses: no aux loss: none 10%. Highest exact match: none, 0.1%." in after_2000
-    assert summary.endswith("None reached 99% exact match.")
+def test_a_configuration_that_reaches_the_target_gives_its_step(tmp_path):
+    sweep = control_sweep(tmp_path)
+    assert all(row["steps to 99% exact match"] is None for row in sweeps.sweep_rows(sweep))
     history = tmp_path / "aux_ablation" / "weight_0.1" / "history.jsonl"
     history.write_text(history.read_text() + json.dumps(eval_row(3_000, [1.0] * 8)) + "\n")  # every digit right
-    summary = sweeps.sweep_summary(sweeps.read_sweep(tmp_path / "aux_ablation"))
-    assert "running sum ĉ_k: weight_0.1 100%, site_layer2_attn 90%, site_layer1 10%;" in summary
-    assert summary.endswith("Reached 99% exact match: weight_0.1 at step 3,000.")
-
-
-@pytest.mark.parametrize(
-    ("control_middle", "verdict"),
-    [
-        (0.1, "every shuffled control ends below no aux loss."),
-        (0.3, "control_shuffled (shuffled) ends above no aux loss."),
-    ],
-)
-def test_sweep_summary_says_whether_the_running_sum_and_the_control_separate(tmp_path, control_middle, verdict):
-    folder = tmp_path / "aux_ablation"
-    finished_run(folder, "site_layer2_attn", 3_000, middle=0.5)
-    finished_run(folder, "none", 3_000, recipe="sft", middle=0.2)
-    finished_run(folder, "control_shuffled", 3_000, aux_target="shuffled", middle=control_middle)
-    (folder / "README.md").write_text("# sweep\n")
-    summary = sweeps.sweep_summary(sweeps.read_sweep(folder))
-    assert summary.count("Sweep runs of ") == 1  # one length, said once
-    assert "Every configuration that regresses the running sum ends above every one that does not; " + verdict in summary
-
-
-def test_unfinished_runs_are_marked_in_the_summary(tmp_path):
-    sweep = control_sweep(tmp_path)
-    sweep.runs["none"].status = "in progress"
-    assert "no aux loss: none (unfinished) 10%." in sweeps.sweep_summary(sweep)
+    rows = {row["configuration"]: row for row in sweeps.sweep_rows(sweeps.read_sweep(tmp_path / "aux_ablation"))}
+    assert rows["weight_0.1"]["steps to 99% exact match"] == 3_000
+    assert rows["weight_0.1"][sweeps.MIDDLE_COLUMN] == pytest.approx(1.0)
 
 
 def test_the_planned_ablation_commands_parse():

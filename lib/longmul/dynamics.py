@@ -317,24 +317,6 @@ def tried_row(run: RunHistory) -> dict:
     }
 
 
-def run_summary(run: RunHistory) -> dict:
-    """One row about a run: status, how far it got, its latest validation score."""
-    latest = run.latest_eval
-    return {
-        "run": run.name,
-        "recipe": run.recipe,
-        "status": run.status,
-        "steps logged": run.last_step,
-        "planned steps": run.planned_steps,
-        "examples seen": run.examples,
-        "wall-clock hours": round(run.elapsed_s / 3600, 2),
-        "trained on": run.trained_on,
-        "latest val exact match": latest["val_exact_match"] if latest else None,
-        "at step": latest["step"] if latest else None,
-        "command": run.command,
-    }
-
-
 def replaced_values(run: RunHistory, name: str) -> list[tuple]:
     """``[(old value, step)]``: each value of setting ``name`` that a resume replaced, and the step of
     that resume, earliest first (the configuration holds the value after the last)."""
@@ -410,21 +392,6 @@ def common_settings(settings: Mapping[str, Mapping]) -> tuple[dict, dict[str, di
         usual[name] = max(values, key=values.count)  # max keeps the first of equally common values
     own = {label: {n: v for n, v in table.items() if usual[n] != v} for label, table in settings.items()}
     return usual, {label: rest for label, rest in own.items() if rest}
-
-
-def learning_rate_text(run: RunHistory) -> str:
-    """How the run's learning rate went, from its configuration and resumes: "0.001, 0.0001 from step
-    176,012 (constant after 200 warm-up steps)"; "" without a recorded configuration."""
-    if not run.config:
-        return ""
-    start = optimiser_at_start(run)
-    rates = f"{start['lr']:g}" + "".join(
-        f", {r['changed']['lr'][1]:g} from step {r['step']:,}" for r in run.resumes if "lr" in r.get("changed", {})
-    )
-    warmup = f"{start['warmup_steps']:,} warm-up steps"
-    if start["lr_schedule"] == "cosine":
-        return f"peak {rates} (after {warmup}, a cosine decay to 0 at step {run.config['max_steps']:,})"
-    return f"{rates} (constant after {warmup})"
 
 
 def digit_names(digits: Iterable[int]) -> str:
@@ -634,21 +601,6 @@ def probe_error_below(
 def learning_order(learned: Mapping[int, int | None]) -> list[int]:
     """The digits that were learned, earliest first (ties: lower digit first)."""
     return sorted((k for k, s in learned.items() if s is not None), key=lambda k: (learned[k], k))
-
-
-def compare_order(measured: Sequence[int], paper: Sequence[int]) -> dict:
-    """Does a measured order of learning agree with the paper's, as far as both go?
-
-    ``common``: digits in both, in the measured order; ``same_order``: the paper orders them the
-    same way; ``only_measured`` / ``not_yet``: digits learned in one and not (yet) in the other.
-    """
-    common = [k for k in measured if k in paper]
-    return {
-        "common": common,
-        "same_order": common == [k for k in paper if k in common],
-        "only_measured": [k for k in measured if k not in paper],
-        "not_yet": [k for k in paper if k not in measured],
-    }
 
 
 def cot_length(n_digits: int = 4) -> int:
@@ -904,7 +856,6 @@ __all__ = [
     "PaperRun",
     "RunHistory",
     "common_settings",
-    "compare_order",
     "cot_gone_step",
     "cot_length",
     "digit_names",
@@ -916,7 +867,6 @@ __all__ = [
     "icot_progress",
     "learned_steps",
     "learning_order",
-    "learning_rate_text",
     "load_run",
     "load_runs",
     "optimiser_at_start",
@@ -924,7 +874,6 @@ __all__ = [
     "read_history_file",
     "replaced_values",
     "run_settings",
-    "run_summary",
     "stage_rows",
     "steps_to_exact_match",
     "tried_row",

@@ -12,8 +12,9 @@ Sweep results (:func:`read_sweep`) live in one folder per sweep, e.g. ``results/
     <name>.jsonl     or a configuration's history alone (its settings then come from README.md only)
 
 :data:`ABLATION_PLAN` and :func:`ablation_commands` are the auxiliary-loss ablation the book asks for
-(run by ``scripts/aux_ablation.py``); :func:`read_sweep`, :func:`sweep_rows`, :func:`control_rows`,
-:func:`control_summary`, :func:`sweep_summary` and :func:`comparison_rows` read what was run.
+(run by ``scripts/aux_ablation.py``); :func:`read_sweep`, :func:`sweep_rows`, :func:`control_rows` and
+:func:`comparison_rows` read what was run. The book's lab notebook turns them into tables and charts,
+and says in its own words what they show.
 """
 
 from __future__ import annotations
@@ -237,15 +238,6 @@ def comparison_rows(sweep: Sweep) -> list[dict]:
     return out
 
 
-def _score(row: dict) -> str:
-    """A row's final validation exact match and middle-digit accuracy, saying so when the run is
-    unfinished."""
-    if row["final val exact match"] is None:
-        return "no evaluation yet"
-    unfinished = "" if row["status"] == "finished" else f" (unfinished, step {row['steps']:,})"
-    return f"{row['final val exact match']:.1%}, {MIDDLE_NAME} {row[MIDDLE_COLUMN]:.0%}{unfinished}"
-
-
 def control_rows(sweep: Sweep) -> list[dict]:
     """The rows of :func:`sweep_rows` that ask "is it the running sum?", with a ``role`` column: each
     control (a shuffled target) followed by the runs that regress the true running sum with the same
@@ -269,86 +261,6 @@ def control_rows(sweep: Sweep) -> list[dict]:
         ]
     out += [{**r, "role": "no aux loss"} for r in rows if r["recipe"] == "sft"]
     return out
-
-
-def control_summary(sweep: Sweep | None) -> str:
-    """One sentence: the control's final validation exact match and middle-digit accuracy against the
-    true target's and no aux loss's (:func:`control_rows`), or that the control has not been run yet."""
-    rows = control_rows(sweep) if sweep is not None else []
-    if not rows:
-        return (
-            "The shuffled-target control has not been run yet, so whether it is the running-sum target "
-            "itself that helps is open here."
-        )
-    return (
-        f"Final validation exact match and mean accuracy of {MIDDLE_NAME} (chance: 10%): "
-        + " vs ".join(f"{r['role']} ({r['configuration']}) {_score(r)}" for r in rows)
-        + "."
-    )
-
-
-def _by_target(rows: list[dict]) -> str:
-    """Rows of one run length: each target kind's configurations with their middle-digit accuracy,
-    best first, and whether every running-sum configuration ends above every other."""
-    kinds: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: -r[MIDDLE_COLUMN]):
-        kinds.setdefault(row["target"], []).append(row)
-
-    def named(row: dict) -> str:
-        unfinished = "" if row["status"] == "finished" else " (unfinished)"
-        return f"{row['configuration']}{unfinished} {row[MIDDLE_COLUMN]:.0%}"
-
-    text = "; ".join(f"{kind}: {', '.join(map(named, kinds[kind]))}" for kind in TARGET_KINDS if kind in kinds)
-    plain, running, control = (kinds.get(kind, []) for kind in TARGET_KINDS)
-    others = control + plain
-    if running and others:
-        best_other = max(others, key=lambda r: r[MIDDLE_COLUMN])
-        below = [r["configuration"] for r in running if r[MIDDLE_COLUMN] <= best_other[MIDDLE_COLUMN]]
-        text += (
-            ". Every configuration that regresses the running sum ends above every one that does not"
-            if not below
-            else f". Not every running-sum configuration ends above the others: {', '.join(below)} "
-            f"at or below {best_other['configuration']}"
-        )
-    if control and plain:
-        above = [r["configuration"] for r in control if r[MIDDLE_COLUMN] > min(r[MIDDLE_COLUMN] for r in plain)]
-        text += (
-            "; every shuffled control ends below no aux loss"
-            if not above
-            else f"; {', '.join(above)} (shuffled) {'ends' if len(above) == 1 else 'end'} above no aux loss"
-        )
-    best = max(rows, key=lambda r: r["final val exact match"])
-    return text + f". Highest exact match: {best['configuration']}, {best['final val exact match']:.1%}"
-
-
-def sweep_summary(sweep: Sweep | None, target: float = 0.99) -> str:
-    """What the sweep found, in a few sentences: for each run length, the final mean accuracy of the
-    middle digits of every configuration grouped by what its aux loss regresses
-    (:func:`target_kind`), whether every running-sum configuration ends above the others and every
-    shuffled control below no aux loss, and the highest exact match; then which reached ``target``.
-    Per-digit numbers are in :func:`sweep_rows`. Or that the sweep has not been run yet."""
-    if sweep is None:
-        return "The ablation sweep has not been run yet, so which of our choices make the fix work is open here."
-    rows = [
-        {**row, "target": target_kind(sweep.runs[row["configuration"]])}
-        for row in sweep_rows(sweep, target)
-        if row["final val exact match"] is not None
-    ]
-    if not rows:
-        return "The ablation sweep has no evaluation yet."
-    parts = []
-    for steps in sorted({r["steps"] for r in rows}, reverse=True):
-        group = [r for r in rows if r["steps"] == steps]
-        examples = {r["examples"] for r in group}
-        size = f" ({examples.pop():,} examples)" if len(examples) == 1 else ""
-        parts.append(
-            f"Sweep runs of {steps:,} steps{size}, final accuracy of {MIDDLE_NAME} (mean; chance: 10%) by what "
-            f"the aux loss regresses: {_by_target(group)}."
-        )
-    key = f"steps to {target:.0%} exact match"
-    reached = [f"{r['configuration']} at step {r[key]:,}" for r in rows if r[key] is not None]
-    parts.append(f"Reached {target:.0%} exact match: {', '.join(reached)}." if reached else f"None reached {target:.0%} exact match.")
-    return " ".join(parts)
 
 
 def shuffled_target_floor(aux_scale: float, n_digits: int = 4, n_problems: int = 20_000, seed: int = 0) -> float:

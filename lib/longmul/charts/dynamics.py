@@ -1,4 +1,4 @@
-"""Charts and a widget for the training-dynamics chapter ("Why SFT fails, and the fix").
+"""Charts and a widget for the training-dynamics chapter (chapter 5) and the lab notebook.
 
 The builders take the tidy rows of :mod:`longmul.dynamics` (a list of dicts or a ``pandas.DataFrame``)
 and return altair charts whose interaction (run selector, digit legend, step slider, hover) runs in the
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import altair as alt
 import pandas as pd
 
-from longmul.charts.accuracy import digit_labels, series_color_scale
+from longmul.charts.accuracy import digit_labels, readable, series_color_scale
 from longmul.charts.frames import round_floats
 from longmul.dynamics import LN10, ROUNDING_ERROR, RunHistory, digit_rows
 from longmul.sweeps import MIDDLE_NAME, TARGET_KINDS
@@ -120,7 +120,7 @@ def loss_curves_chart(
                 tooltip=[alt.Tooltip("step:Q", format=","), alt.Tooltip("removed:Q", title="chain-of-thought tokens removed")],
             )
         )
-    return alt.layer(*layers).add_params(run).properties(title=title, width=width, height=height)
+    return readable(alt.layer(*layers).add_params(run).properties(title=title, width=width, height=height))
 
 
 def aux_error_chart(
@@ -168,55 +168,89 @@ def aux_error_chart(
         )
         .properties(width=width, height=200)
     )
-    return alt.vconcat(error, loss).resolve_scale(x="shared").properties(title=title)
+    return readable(alt.vconcat(error, loss).resolve_scale(x="shared").properties(title=title))
 
 
-def grad_norm_heatmap(
+def loss_and_gradient_chart(
     rows,
+    runs: Sequence[str],
     *,
-    title: str = "Gradient norm of each output digit's loss over training",
-    width: int = 500,
-) -> alt.FacetChart:
-    """Heatmap digit × step, one panel per run (each with its own step axis), log colour scale.
+    panel_width: int = 260,
+    title: str = "Gradient norm (top) and loss (bottom) of each output digit over training",
+) -> alt.VConcatChart:
+    """Chapter 5's hero figure, laid out like the paper's training-dynamics figure: one column per run
+    of ``runs``; on top the gradient norm of each digit's loss (a heatmap, digit × step, one log
+    colour scale shared by the runs so that their norms compare), below each digit's loss over the
+    same steps (linear, 0 to 3 nats, a dashed rule at ln 10). Clicking a digit in the legend singles
+    it out in the loss panels. ``rows``: :func:`longmul.dynamics.digit_rows`, pooled (``max_points``).
 
-    ``rows``: :func:`longmul.dynamics.digit_rows`, preferably pooled (``max_points``); each cell spans
-    ``step_from`` … ``step``.
-    """
+    Two panels of the default ``panel_width`` plus their axes fit the book's text column (752 px at
+    a 1280 px window)."""
     df = _frame(rows)
-    if df.empty:
-        df = pd.DataFrame(columns=["run", "step", "step_from", "k", "grad_norm", "loss", "n_logs"])
-    df = df[df["grad_norm"].notna()].copy()
+    present = _runs_in(df)
+    missing = [name for name in runs if name not in present]
+    if missing:
+        raise ValueError(f"loss_and_gradient_chart: no rows for run(s) {missing}; the rows have {present}")
+    df = df[df["run"].isin(runs) & df["grad_norm"].notna()].copy()
     df["digit"] = "c" + df["k"].astype(int).astype(str)
     df["grad_shown"] = df["grad_norm"].clip(lower=GRAD_FLOOR)
-    n_c = int(df["k"].max()) + 1 if len(df) else 8
-    runs = _runs_in(df)
-    df = _slim(df, ["run", "step_from", "step", "digit", "grad_norm", "grad_shown", "loss"])
-    return (
-        alt.Chart(df)
-        .mark_rect()
-        .encode(
-            x=alt.X("step_from:Q", title="training step", axis=alt.Axis(format="~s"), scale=alt.Scale(nice=False)),
-            x2="step:Q",
-            y=alt.Y("digit:N", sort=digit_labels(n_c), title=None),
-            color=alt.Color(
-                "grad_shown:Q",
-                scale=alt.Scale(type="log", scheme="viridis"),
-                title="gradient norm (log scale)",
-                legend=alt.Legend(orient="bottom", gradientLength=300),
-            ),
-            tooltip=[
-                alt.Tooltip("run:N"),
-                alt.Tooltip("digit:N"),
-                alt.Tooltip("step_from:Q", format=",", title="from step"),
-                alt.Tooltip("step:Q", format=",", title="to step"),
-                alt.Tooltip("grad_norm:Q", format=".3f", title="gradient norm (geometric mean)"),
-                alt.Tooltip("loss:Q", format=".3f", title="loss (mean)"),
-            ],
+    n_c = int(df["k"].max()) + 1
+    df = _slim(df, ["run", "step_from", "step", "digit", "loss", "grad_norm", "grad_shown"])
+    tooltip = [
+        alt.Tooltip("run:N"),
+        alt.Tooltip("digit:N"),
+        alt.Tooltip("step:Q", format=",", title="to step"),
+        alt.Tooltip("loss:Q", format=".3f", title="loss (mean, nats)"),
+        alt.Tooltip("grad_norm:Q", format=".3f", title="gradient norm (geometric mean)"),
+    ]
+    grad_color = alt.Color(
+        "grad_shown:Q",
+        scale=alt.Scale(type="log", scheme="viridis"),
+        title="gradient norm (log scale)",
+        legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=200),
+    )
+    digit_color = alt.Color(
+        "digit:N",
+        scale=digit_color_scale(n_c),
+        sort=digit_labels(n_c),
+        title="digit (click)",
+        legend=alt.Legend(orient="bottom", direction="horizontal", columns=n_c),
+    )
+    pick = alt.selection_point(fields=["digit"], bind="legend")
+    base = alt.Chart(df)
+    heats, losses = [], []
+    for i, run in enumerate(runs):
+        mine = base.transform_filter(alt.datum.run == run)
+        heats.append(
+            mine.mark_rect()
+            .encode(
+                x=alt.X("step_from:Q", title=None, axis=alt.Axis(format="~s"), scale=alt.Scale(nice=False)),
+                x2="step:Q",
+                y=alt.Y("digit:N", sort=digit_labels(n_c), title=None),
+                color=grad_color,
+                tooltip=tooltip,
+            )
+            .properties(width=panel_width, height=alt.Step(14), title=alt.TitleParams(run, fontSize=13, anchor="start"))
         )
-        .properties(width=width, height=alt.Step(16))
-        .facet(row=alt.Row("run:N", sort=runs, title=None, header=alt.Header(labelOrient="top", labelAnchor="start", labelFontWeight="bold")))
-        .resolve_scale(x="independent")
-        .properties(title=title)
+        lines = mine.mark_line(strokeWidth=1.5).encode(
+            x=alt.X("step:Q", title="training step", axis=alt.Axis(format="~s"), scale=alt.Scale(nice=False)),
+            y=alt.Y("loss:Q", scale=alt.Scale(domain=[0, 3], clamp=True), title="loss (nats)" if i == 0 else None),
+            color=digit_color,
+            opacity=alt.when(pick).then(alt.value(1.0)).otherwise(alt.value(0.12)),
+            tooltip=tooltip,
+        )
+        if i == 0:
+            lines = lines.add_params(pick)
+        chance = (
+            alt.Chart(pd.DataFrame({"loss": [LN10], "label": ["ln 10: a uniform guess among ten digits"]}))
+            .mark_rule(strokeDash=[4, 4], color="gray")
+            .encode(y="loss:Q", tooltip=["label:N"])
+        )
+        losses.append(alt.layer(chance, lines).properties(width=panel_width, height=150))
+    return readable(
+        alt.vconcat(alt.hconcat(*heats, spacing=12), alt.hconcat(*losses, spacing=12), spacing=8)
+        .resolve_scale(color="independent")
+        .properties(title=alt.TitleParams(title, anchor="start"))
     )
 
 
@@ -281,7 +315,7 @@ def step_slider_chart(
         color=color,
         tooltip=tooltip,
     )
-    return (
+    return readable(
         alt.hconcat(
             alt.layer(chance, loss).properties(width=width, height=height, title="loss"),
             grad.properties(width=width, height=height, title="gradient norm"),
@@ -332,7 +366,7 @@ def accuracy_curves_chart(
         .mark_rule(strokeDash=[4, 4], color="gray")
         .encode(y="accuracy:Q")
     )
-    return alt.layer(chance, lines).add_params(run).properties(title=title, width=width, height=height)
+    return readable(alt.layer(chance, lines).add_params(run).properties(title=title, width=width, height=height))
 
 
 def sweep_comparison_chart(
@@ -381,7 +415,7 @@ def sweep_comparison_chart(
         .mark_rule(strokeDash=[4, 4], color="gray")
         .encode(y="accuracy:Q")
     )
-    return alt.layer(chance, lines).add_params(digit).properties(title=title, width=width, height=height)
+    return readable(alt.layer(chance, lines).add_params(digit).properties(title=title, width=width, height=height))
 
 
 # --------------------------------------------------------------------------- Jupyter widget
@@ -416,7 +450,7 @@ def exact_match_chart(
     marks = pd.DataFrame(list(changes), columns=["run", "step", "label"])
     rules = alt.Chart(marks).mark_rule(strokeDash=[4, 3]).encode(x=x, color=color, tooltip=["label:N"])
     labels = alt.Chart(marks).mark_text(align="left", dx=4, dy=4, baseline="top").encode(x=x, y=alt.value(0), text="label:N")
-    return alt.layer(lines, rules, labels).properties(title=title, width=width, height=height)
+    return readable(alt.layer(lines, rules, labels).properties(title=title, width=width, height=height))
 
 
 def history_figure(
@@ -491,7 +525,10 @@ def history_explorer(
     for control in (run_box, digit_box, metric, log_box, points):
         control.observe(update, "value")
     update()
-    hint = widgets.HTML("<small>Ctrl/Cmd-click to pick several runs or digits; points: bins per curve.</small>")
+    hint = widgets.HTML(
+        "<small>Needs a running kernel (Jupyter): on the static page the controls do nothing. "
+        "Ctrl/Cmd-click to pick several runs or digits; points: bins per curve.</small>"
+    )
     return widgets.VBox(
         [widgets.HBox([run_box, digit_box, widgets.VBox([metric, log_box, points])]), hint, image]
     )
@@ -501,9 +538,9 @@ __all__ = [
     "DIGIT_COLORS",
     "accuracy_curves_chart",
     "digit_color_scale",
-    "grad_norm_heatmap",
     "history_explorer",
     "history_figure",
+    "loss_and_gradient_chart",
     "loss_curves_chart",
     "step_slider_chart",
 ]
