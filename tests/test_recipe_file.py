@@ -234,6 +234,12 @@ def test_a_killed_plan_resumes_to_the_same_model(killed_at, tmp_path, monkeypatc
     assert _rows(whole) == _rows(resumed)
 
 
+def test_a_plan_does_not_resume_a_run_past_its_end(tmp_path):
+    out = train(tiny_config(n_digits=2, max_steps=13, seed=3), tmp_path / "run", command="pytest")
+    with pytest.raises(ValueError, match="its checkpoint is at step 13, past the plan's end \\(12\\)"):
+        train_recipe_file(_write(tmp_path, TINY.format(recipe="sft")), out, resume=True, progress=False)
+
+
 def test_a_plan_killed_after_its_resume_row_writes_it_once(tmp_path, monkeypatch):
     plan = read_recipe_file(_write(tmp_path, TINY.format(recipe="sft")))
     restore = _kill_at(monkeypatch, 4)

@@ -674,6 +674,8 @@ def train_recipe_file(
         state = read_json_object(found / "state.json")
         check_state(state, found / "state.json")
         done = state["step"]
+        if done > plan.max_steps:
+            raise ValueError(f"cannot resume {out_dir} with {plan.path}: its checkpoint is at step {done:,}, past the plan's end ({plan.max_steps:,})")
     end = plan.max_steps if until is None else min(until, plan.max_steps)
     plan.check_devices(after=done, until=end)  # before training, not when the run gets to a GPU stretch
     trainer = None
