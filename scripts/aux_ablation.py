@@ -1,4 +1,4 @@
-"""Run the auxiliary-loss ablation sweep (chapter "Why SFT fails, and the fix") into results/aux_ablation/.
+"""Run the auxiliary-loss ablation sweep (the book's lab notebook, book/lab_notebook.md) into results/aux_ablation/.
 
     .venv/bin/python scripts/aux_ablation.py --max-steps 10000                     # every configuration
     .venv/bin/python scripts/aux_ablation.py --max-steps 10000 --only none,site_heads   # a subset
