@@ -7,6 +7,8 @@ from longmul.analysis.geometry import (
     adjusted_r2,
     digit_columns,
     digit_pair_variance,
+    effect_match,
+    main_effects,
     minkowski_views,
     parameter_counts,
     pca,
@@ -115,6 +117,34 @@ def test_variance_bad_input(rng):
         digit_pair_variance(f[a], {"c0": a})
     with pytest.raises(ValueError, match="n_components"):
         pca(f, n_components=11)
+
+
+def test_main_effects_are_the_two_sets_of_the_sum(rng):
+    a, b, f, g = digits_and_effects(rng, n=20_000)
+    fa, gb = main_effects(f[a] + g[b] + 5.0, a, b)
+    # Centred: the sets come back up to their means; the other digit adds only sampling noise (sd ≈ 0.02).
+    np.testing.assert_allclose(fa, f - f[a].mean(0), atol=0.1)
+    np.testing.assert_allclose(gb, g - g[b].mean(0), atol=0.1)
+    assert fa.shape == gb.shape == (10, f.shape[1])
+    with pytest.raises(ValueError, match="shape"):
+        main_effects(f[a], a[:-1], b)
+
+
+def test_effect_match_tells_a_symmetric_sum_from_a_nested_one(rng):
+    """Attention with weights α, 1 − α on two tokens whose digits share one value vector v: the sets are
+    one shape at two sizes. α = ½ gives a symmetric sum; α = ¼ the nested clusters of the paper's figure."""
+    a, b, v, other = digits_and_effects(rng, n=20_000)
+    noise = 0.01 * rng.normal(size=(len(a), v.shape[1]))
+    even = effect_match(0.5 * v[a] + 0.5 * v[b] + noise, a, b)
+    assert even.cosine > 0.99 and even.scale == pytest.approx(1.0, abs=0.05) and even.same_set
+    nested = effect_match(0.25 * v[a] + 0.75 * v[b] + noise, a, b)
+    assert nested.cosine > 0.99 and nested.scale == pytest.approx(3.0, rel=0.05) and not nested.same_set
+    unrelated = effect_match(v[a] + other[b] + noise, a, b)  # two different sets
+    assert abs(unrelated.cosine) < 0.5 and not unrelated.same_set
+    with pytest.raises(ValueError, match="different sets of values"):
+        effect_match(v[a], a, np.minimum(b, 4))
+    with pytest.raises(ValueError, match="does not move"):
+        effect_match(np.zeros((len(a), 2)), a, b)
 
 
 @pytest.fixture(scope="module")

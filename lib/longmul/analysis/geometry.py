@@ -214,6 +214,53 @@ def digit_pair_variance(X: np.ndarray, digits: dict[str, np.ndarray]) -> list[di
     return rows
 
 
+def main_effects(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two digits' main effects on ``X`` (N, d): ``f`` (n_a, d), the mean of ``X`` over the samples
+    with each value of ``a`` minus the overall mean, and ``g`` (n_b, d) the same for ``b`` (rows in the
+    order of the sorted values). For independent, uniform digits they are the ``f`` and ``g`` of the
+    additive model ``μ + f(a) + g(b)``: the two sets of points whose Minkowski sum the cloud is."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    a, b = np.asarray(a), np.asarray(b)
+    if X.ndim != 2 or a.shape != (len(X),) or b.shape != (len(X),):
+        raise ValueError(f"expected X of shape (N, d) and labels of shape (N,), got {X.shape}, {a.shape}, {b.shape}")
+    mean = X.mean(0)  # (d,)
+    f = np.stack([X[a == value].mean(0) - mean for value in np.unique(a)])  # (n_a, d)
+    g = np.stack([X[b == value].mean(0) - mean for value in np.unique(b)])  # (n_b, d)
+    return f, g
+
+
+@dataclass(frozen=True)
+class EffectMatch:
+    """How alike the two sets of a Minkowski sum are (:func:`effect_match`)."""
+
+    scale: float  # size of the b-set over the a-set (root-mean-square distance from their centres)
+    cosine: float  # mean over the values n of the cosine between f(n) and g(n): 1 when digit n moves X alike
+
+    @property
+    def same_set(self) -> bool:
+        """The two digits write (nearly) the same vector per value, at (nearly) the same size: the sum is
+        symmetric, and the point of (a, b) falls on the point of (b, a)."""
+        return self.cosine > 0.9 and 0.8 < self.scale < 1.25
+
+
+def effect_match(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> EffectMatch:
+    """Compare the a-set and the b-set of ``X`` (N, d) labelled by two digits with the same values
+    (:func:`main_effects`). A head that attends to the tokens of ``a`` and ``b`` with weights α and 1 − α
+    and writes the same value vector for a digit wherever it reads it outputs α·v(a) + (1 − α)·v(b): the
+    two sets are one shape at the sizes α and 1 − α (cosine 1, scale (1 − α)/α). Nested clusters, as in
+    the paper's figure, need one set much larger than the other; equal sets give a symmetric sum."""
+    f, g = main_effects(X, a, b)
+    if f.shape != g.shape:
+        raise ValueError(f"the two digits take different sets of values: {len(f)} and {len(g)}")
+    norms = np.linalg.norm(f, axis=1) * np.linalg.norm(g, axis=1)  # (n,)
+    if not (norms > 0).all():
+        raise ValueError("a digit value does not move X at all: no cosine to measure")
+    cosine = float(np.mean((f * g).sum(1) / norms))
+    return EffectMatch(scale=float(np.linalg.norm(g) / np.linalg.norm(f)), cosine=cosine)
+
+
 # --------------------------------------------------------------------------- PCA views
 
 
