@@ -1,10 +1,11 @@
-"""Unit tests of longmul.charts.geometry (chapter "Geometry": PCA views with brushing, the additive-model
-numbers, the pentagonal prism, Table 1, the frequency spectrum, the generated takeaway and the widget),
-on synthetic inputs with known structure."""
+"""Unit tests of longmul.charts.geometry (chapter "Geometry": the nested-cluster views, PCA views with
+brushing, the additive-model numbers, the pentagonal prism, Table 1, the frequency spectrum, the numbers
+the chapter's prose is checked against, and the widget), on synthetic inputs with known structure."""
 
 from __future__ import annotations
 
-import altair as alt
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,22 +13,26 @@ import vl_convert
 
 from longmul.analysis.fourier import CentroidPCA, basis_shares, centroid_pca, fourier_basis, fourier_table
 from longmul.analysis.geometry import ActivationView, digit_pair_variance, pca, variance_explained
+from longmul.charts.accuracy import COLUMN_WIDTH
 from longmul.charts.evidence import limited_threads
 from longmul.charts.geometry import (
-    MATTERS_RATIO,
+    DIGIT_VALUE_COLORS,
     MIN_FULL,
     OBJECT_LABELS,
     OPERAND_DIGITS,
-    PAPER_GEOMETRY,
-    PAPER_PAIRS,
     PRISM_SHARE,
     additive_verdict,
     basis_axis_titles,
+    csv_data,
+    digit_value_cmap,
+    digit_value_scale,
     dominant_frequencies,
     geometry_findings,
     head_for_pair,
     ideal_prism,
     is_pentagonal_prism,
+    minkowski_chart,
+    minkowski_frame,
     nesting_figure,
     pair_variance,
     paper_pairs,
@@ -38,19 +43,17 @@ from longmul.charts.geometry import (
     prism_edges,
     prism_figure,
     prism_frame,
-    side_by_side,
     spectrum_frame,
     spectrum_heatmap,
     table1,
     table1_chart,
     table1_frame,
-    takeaway_markdown,
     variance_chart,
     variance_frame,
     variance_table,
     view_label,
 )
-from longmul.charts.geometry_explorer import geometry_explorer
+from longmul.charts.geometry_explorer import KERNEL_HINT, geometry_explorer
 from longmul.model import build_model, model_config_from_preset
 
 BASIS, NAMES = fourier_basis()
@@ -58,10 +61,35 @@ ROW = {name: BASIS[i] * np.sqrt(10) for i, name in enumerate(NAMES)}  # unit-amp
 
 
 def _compiles(chart) -> dict:
-    """The chart's vega-lite spec, after checking that vega-lite compiles it."""
+    """The chart's vega-lite spec, after checking that vega-lite compiles it and that, drawn, it fits the
+    book's text column with every axis, legend and header label at 11 px or more."""
     spec = chart.to_dict()
     vl_convert.vegalite_to_vega(spec)
+    assert _drawn_width(spec) <= COLUMN_WIDTH
+    config = spec.get("config", {})
+    for part in ("axis", "legend"):
+        assert config.get(part, {}).get("labelFontSize", 10) >= 11, f"{part} labels under 11 px"
     return spec
+
+
+def _drawn_width(spec: dict) -> float:
+    """The width in pixels of the chart as vega draws it, legends and titles included."""
+    svg = vl_convert.vegalite_to_svg(spec)
+    return float(svg.split('width="', 1)[1].split('"', 1)[0])
+
+
+def _lit_by(panel: dict) -> str:
+    """The selection parameter a panel's opacity condition follows."""
+    condition = panel["encoding"]["opacity"]["condition"]
+    return (condition[0] if isinstance(condition, list) else condition)["param"]
+
+
+def _rows(spec: dict, data: dict) -> list[dict]:
+    """The rows of an inline dataset, JSON or CSV."""
+    values = spec["datasets"][data["name"]]
+    if isinstance(values, str):
+        return pd.read_csv(io.StringIO(values), dtype=str).to_dict("records")
+    return values
 
 
 # --------------------------------------------------------------------------- synthetic inputs
@@ -145,11 +173,21 @@ def test_pca_brush_chart_has_selectors_and_linked_brushing(views):
     scatter = spec["vconcat"][1]
     panels = scatter["hconcat"]
     assert [p["name"] for p in panels] == ["pc12", "pc13", "pc23"]
-    assert all(p["encoding"]["color"]["condition"]["param"] == "brush" for p in panels)
+    assert all(_lit_by(p) == "brush" for p in panels)
+    assert panels[0]["encoding"]["color"]["scale"]["range"] == DIGIT_VALUE_COLORS
     assert {"calculate": "toString(datum[colour_by])", "as": "digit"} in scatter["transform"]
     assert "PC1 " in spec["datasets"][spec["vconcat"][0]["data"]["name"]][0]["text"]
-    values = spec["datasets"][scatter["data"]["name"]]
-    assert len(values) == 80 and "view" not in values[0] and {v["v"] for v in values} == {0, 1}
+    values = _rows(spec, scatter["data"])
+    assert len(values) == 80 and "view" not in values[0] and {v["v"] for v in values} == {"0", "1"}
+    # Coordinates travel as integers, one scale per view: the largest |coordinate| of each view is 999.
+    for v in ("0", "1"):
+        coords = np.array([[int(r[c]) for c in ("pc1", "pc2", "pc3")] for r in values if r["v"] == v])
+        assert np.abs(coords).max() == 999
+    first = df[df["view"] == "M · a"]
+    drawn = np.array([[int(r[c]) for c in ("pc1", "pc2", "pc3")] for r in values if r["v"] == "0"])
+    np.testing.assert_allclose(
+        drawn / 999, first[["pc1", "pc2", "pc3"]] / first[["pc1", "pc2", "pc3"]].abs().max().max(), atol=1e-3
+    )
 
 
 def test_pca_brush_chart_without_views():
@@ -160,7 +198,10 @@ def test_nesting_figure_colours_one_view_by_b_then_a(views):
     fig = nesting_figure({"M · head 0": views[1], "M · head 2": views[3]}, ("a1", "b1"), max_points=50, seed=0)
     panels = [ax for ax in fig.axes if ax.name == "3d"]
     assert len(panels) == 4 and len(fig.axes) == 5  # two rows of two panels, one colour bar
-    assert [ax.get_title() for ax in panels[:2]] == ["M · head 0\ncoloured by b1", "M · head 0\ncoloured by a1"]
+    assert [ax.get_title() for ax in panels[:2]] == [
+        "M · head 0\ncoloured by b1",
+        "M · head 0\ncoloured by a1",
+    ]
     assert panels[2].get_title() == "M · head 2\ncoloured by b1"
     ratio = views[1].explained_variance_ratio
     assert [panels[0].get_xlabel(), panels[0].get_ylabel(), panels[0].get_zlabel()] == [
@@ -170,7 +211,67 @@ def test_nesting_figure_colours_one_view_by_b_then_a(views):
     for ax, digit in zip(panels[:2], ("b1", "a1")):
         (points,) = ax.collections
         np.testing.assert_array_equal(points.get_array(), views[1].digits[digit][keep])
+        assert points.get_cmap().name == "longmul_digits"
+    one = nesting_figure({"M": views[1]}, ("a1", "b1"))
+    assert png_bytes(one)[:4] == b"\x89PNG" and one.get_size_inches()[0] * 100 <= 752  # the text column at 100 dpi
     assert png_bytes(nesting_figure({}, ("a1", "b1")), dpi=20)[:4] == b"\x89PNG"
+
+
+def test_one_colour_per_digit_value_everywhere():
+    """altair's scale and matplotlib's colormap give digit n the same colour, and no two digits share one."""
+    assert len(set(DIGIT_VALUE_COLORS)) == 10
+    scale = digit_value_scale().to_dict()
+    assert scale["domain"] == [str(d) for d in range(10)] and scale["range"] == DIGIT_VALUE_COLORS
+    cmap = digit_value_cmap()
+    from matplotlib.colors import Normalize, to_hex
+
+    norm = Normalize(vmin=-0.5, vmax=9.5)  # as every figure here draws digits
+    assert [to_hex(cmap(norm(d))) for d in range(10)] == DIGIT_VALUE_COLORS
+
+
+def test_csv_data_parses_only_the_numbers_asked_for():
+    data = csv_data(pd.DataFrame({"v": [0, 1], "x": [-3, 4], "a": [7, 8]}), numbers=["v", "x"])
+    assert data.values == "v,x,a\n0,-3,7\n1,4,8\n"
+    assert data.format.to_dict() == {"type": "csv", "parse": {"v": "number", "x": "number"}}
+    assert "parse" not in csv_data(pd.DataFrame({"a": [1]})).format.to_dict()
+
+
+def test_minkowski_frame_and_chart(views):
+    by_model = {"M": {0: views[0], 2: views[1]}, "N": {2: views[3]}}
+    df = minkowski_frame(by_model, max_points=60, seed=0)
+    assert len(df) == 3 * 60 and list(dict.fromkeys(df["model"])) == ["M", "N"]
+    keep = np.sort(np.random.default_rng(0).permutation(400)[:60])
+    c2 = df[(df["model"] == "M") & (df["k"] == 2)]
+    np.testing.assert_array_equal(c2["a"], views[1].digits["a1"][keep])  # the pair of c2 is a1·b1
+    np.testing.assert_array_equal(c2["b"], views[1].digits["b1"][keep])
+    c0 = df[(df["model"] == "M") & (df["k"] == 0)]
+    np.testing.assert_array_equal(c0["b"], views[0].digits["b0"][keep])  # and of c0, a0·b0
+    assert c2["view"].iloc[0] == "layer 1 head 0 at c2" and c2["ev1"].iloc[0] == pytest.approx(
+        views[1].explained_variance_ratio[0]
+    )
+    assert np.abs(c2[["x", "y", "z"]].to_numpy()).max() == 999
+    assert minkowski_frame({}).empty
+
+    spec = _compiles(minkowski_chart(df))
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["model"]["bind"]["labels"] == ["M", "N"] and params["position"]["value"] == 2
+    assert params["position"]["bind"]["options"] == [2, 0]
+    assert params["position"]["bind"]["labels"][0] == "predicting c2, coloured by b1 and a1"
+    assert params["brush"]["views"] == ["pc12b", "pc13b", "pc23b", "pc12a", "pc13a", "pc23a"]
+    assert all(_lit_by(p) == "brush" for row in spec["vconcat"] for p in row.get("hconcat", []))
+    rows = [part for part in spec["vconcat"] if "hconcat" in part]
+    assert len(rows) == 2
+    for row, digit in zip(rows, ("b", "a")):  # top: the clusters (b digit), bottom: the sub-clusters (a digit)
+        assert {p["encoding"]["color"]["field"] for p in row["hconcat"]} == {digit}
+        assert all(p["encoding"]["color"]["scale"]["range"] == DIGIT_VALUE_COLORS for p in row["hconcat"])
+        assert row["transform"] == [{"filter": "(datum.v === ((model * 10) + position))"}]
+    points = _rows(spec, spec["data"])
+    assert len(points) == len(df) and set(points[0]) == {"v", "x", "y", "z", "a", "b"}  # only what is drawn
+    assert {p["v"] for p in points} == {"0", "2", "12"}  # 10 · model + k
+    captions = [part for part in spec["vconcat"] if "mark" in part]
+    texts = {r["top"] for r in spec["datasets"][captions[1]["data"]["name"]]}
+    assert texts == {"coloured by b1", "coloured by b0"}
+    _compiles(minkowski_chart(minkowski_frame({})))
 
 
 # --------------------------------------------------------------------------- the additive-model numbers
@@ -251,13 +352,16 @@ def test_prism_frame_edges_chart_and_figure():
     first = spec["vconcat"][0]["hconcat"][0]["layer"][2]
     assert first["encoding"]["x"]["title"] == basis_axis_titles(pcas["A"])[0]
     _compiles(prism_chart({}))
+    circles = spec["vconcat"][0]["hconcat"][0]["layer"][2]["encoding"]["color"]
+    assert circles["field"] == "value" and circles["scale"]["range"] == DIGIT_VALUE_COLORS  # each digit its colour
     fig = prism_figure(pcas)
     assert len(fig.axes) == 2 and fig.axes[0].get_title() == "A"
     assert fig.axes[0].get_xlabel() == basis_axis_titles(pcas["A"])[0]  # the component, its share and its basis
-    small = prism_figure({"A": pcas["A"]}, size=1.0)
+    four = prism_figure(pcas | {"C": pcas["A"], "D": pcas["B"]})
+    assert [ax.get_subplotspec().get_geometry()[:2] for ax in four.axes] == [(2, 2)] * 4  # two per row
+    assert four.get_size_inches()[0] * 100 <= 752
+    small = prism_figure({"A": pcas["A"]}, width=2.0)
     assert png_bytes(small, dpi=30)[:8] == b"\x89PNG\r\n\x1a\n"
-    html = side_by_side(alt.Chart(points).mark_point().encode(x="pc1:Q"), small)
-    assert html.count("<img") == 1 and "longmul-chart" in html and "flex-wrap" in html
 
 
 # --------------------------------------------------------------------------- Table 1 and the spectrum
@@ -294,7 +398,7 @@ def test_spectrum_frame_and_heatmap():
     assert spec["title"]["subtitle"] == "noise puts 22% at each of k = 1…4 and 11% at parity"
 
 
-# --------------------------------------------------------------------------- findings and the takeaway
+# --------------------------------------------------------------------------- the numbers the chapter checks its prose against
 
 
 def _findings(views, objects, prism_model="ICoT", **options) -> pd.DataFrame:
@@ -351,47 +455,6 @@ def test_additive_verdict_needs_structure_and_adjusts_for_parameters():
     assert additive_verdict(float("nan"), 0.5) is None
 
 
-def test_takeaway_when_icot_uses_the_papers_geometry(views):
-    text = takeaway_markdown(_findings(views, _objects(np.random.default_rng(6))), unfinished=["SFT"], tied=["SFT"])
-    assert "Our ICoT model uses the paper's geometry" in text
-    assert "a Minkowski sum" in text and "not a pure sum" in text  # ICoT's head 0 vs SFT's head 1
-    assert "**form the paper's pentagonal prism**" in text and "do not form" in text
-    assert "where noise scores 0.56" in text and "fit the frequencies {0, 1, 2, 5}" in text
-    assert "no verdict" not in text  # every view here has structure to judge
-    assert "snapshot of a run still in training" in text and "same matrix" in text
-    assert "The frequencies that matter for it: k=2" in text
-    # The rules are stated from the constants the verdicts use.
-    assert f"at least {MIN_FULL:.0%} of its variance" in text and f"more than {PRISM_SHARE:.0%}" in text
-    assert f"at least {MATTERS_RATIO:g}× the share noise would give it" in text
-    fewer = takeaway_markdown(_findings(views, _objects(np.random.default_rng(6)), frequencies=(0, 1, 2)))
-    assert "fit the frequencies {0, 1, 2} with" in fewer and "where noise scores 0.44" in fewer
-
-
-def test_takeaway_gives_no_verdict_without_structure(views):
-    rng = np.random.default_rng(9)
-    digits = _digits(rng, 400)
-    noise = _view(rng, digits, rng.normal(size=(400, 5)), head=3)
-    variance = variance_frame({"ICoT": [*views, noise]})
-    findings = geometry_findings(variance, table1_frame({}), spectrum_frame({}), {}, {"ICoT": view_label(noise)})
-    text = takeaway_markdown(findings)
-    assert f"no verdict: every cell together explains less than {MIN_FULL:.0%}" in text
-    assert "additive attention outputs in 1 of the 1 views with enough structure to judge" in text
-    assert "(1 of the 2 views measured had too little)" in text
-
-
-def test_takeaway_caveats_and_no_models(views):
-    findings = _findings(views, _objects(np.random.default_rng(6)), prism_model="SFT")
-    text = takeaway_markdown(findings, cot_tokens={"ICoT": 46}, missing=["`models/aux` (SFT + aux loss)"])
-    assert "46 chain-of-thought tokens" in text and "cannot yet say" in text
-    assert "Not measured yet: `models/aux` (SFT + aux loss)." in text
-    partial = takeaway_markdown(findings)
-    assert "only part of the paper's geometry" in partial and "no pentagonal prism" in partial
-    only_sft = takeaway_markdown(findings.drop(index="ICoT"))
-    assert "cannot be said yet" in only_sft
-    assert "No model was available" in takeaway_markdown(pd.DataFrame(), missing=["x"])
-    assert set(PAPER_GEOMETRY) == {"minkowski", "prism", "table1"} and PAPER_PAIRS[2] == ("a1", "b1")
-
-
 # --------------------------------------------------------------------------- the widget
 
 
@@ -405,6 +468,7 @@ def test_geometry_explorer_redraws():
         image, text = widget.children[3], widget.children[4]
         assert site_box.value == (0, 1) and image.value[:4] == b"\x89PNG"
         assert "b1 alone explains" in text.value and "Best-organising pair" in text.value
+        assert widget.children[2].value == KERNEL_HINT and "Needs a running kernel" in KERNEL_HINT
         first = image.value
         colour_box.value = "c2"
         assert image.value != first and "alone explains" not in text.value

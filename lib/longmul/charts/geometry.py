@@ -1,5 +1,5 @@
-"""Charts, tables and the generated takeaway of the chapter "Geometry: Minkowski sums in attention
-heads, and digits in a Fourier basis" (paper Figs. 5 and 6 and Table 1, FACTS §5.4–5.5).
+"""Charts, tables and the numbers behind the chapter "Geometry" (Minkowski sums in layer-1 attention
+heads, digits in a Fourier basis: the paper's Figs. 5 and 6 and Table 1, FACTS §5.4–5.5).
 
 The inputs are the results of :mod:`longmul.analysis.geometry` (:class:`ActivationView` from
 :func:`minkowski_views`) and :mod:`longmul.analysis.fourier` (the digit-indexed objects of
@@ -8,7 +8,12 @@ them into tidy ``pandas.DataFrame`` objects; the altair charts' interaction (vie
 linked brushing across pairs of principal components, hover) runs in the browser, so it works on the
 book's static site without a kernel. :func:`longmul.charts.geometry_explorer.geometry_explorer` is the
 Jupyter-only counterpart: an ipywidget that recomputes the PCA for any layer, head, position and
-colouring digit.
+colouring digit. :func:`geometry_findings` gathers the numbers the chapter's prose and its checks use;
+the prose itself is written in the chapter.
+
+Every chart colours a digit's *value* (0–9) with :data:`DIGIT_VALUE_COLORS`, in altair and matplotlib
+alike, fits the book's text column (:data:`longmul.charts.accuracy.COLUMN_WIDTH`, legends included)
+and draws no text under 11 px (:func:`longmul.charts.accuracy.readable`).
 
 Layers are counted from 1 in every label, as in the paper (``blocks.0`` is "layer 1"); heads keep the
 code's index from 0, as in :func:`longmul.charts.evidence.site_label`.
@@ -16,7 +21,6 @@ code's index from 0, as in :func:`longmul.charts.evidence.site_label`.
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -33,6 +37,7 @@ from longmul.analysis.fourier import (
     pooled_r2,
 )
 from longmul.analysis.geometry import ActivationView
+from longmul.charts.accuracy import readable
 from longmul.charts.frames import round_floats
 from longmul.charts.heatmap import annotated_heatmap
 
@@ -40,25 +45,6 @@ from longmul.charts.heatmap import annotated_heatmap
 # output coloured by b1, then a1). At c0 the paper colours by b0 only; pairing it with a0 (c0 = a0·b0 mod 10,
 # so a0 is its partner) is the book's choice.
 PAPER_PAIRS: dict[int, tuple[str, str]] = {0: ("a0", "b0"), 2: ("a1", "b1")}
-
-# The paper's findings, in words: its figures are published as pictures and its Table 1's numbers are not
-# in its code release (FACTS §5.4–5.5).
-PAPER_GEOMETRY: dict[str, str] = {
-    "minkowski": (
-        "PCA(3) of its ICoT model's layer-1 attention output at the position predicting c0 shows clusters by "
-        "b0, and one layer-1 head's output at the position predicting c2 shows clusters by b1 that contain "
-        "sub-clusters by a1: a Minkowski sum of an a_i-set and a b_j-set (5,000 problems, a picture, no number)"
-    ),
-    "prism": (
-        "the per-digit centroids of its ICoT model's final hidden state at the position predicting c2 form a "
-        "pentagonal prism: two pentagons (cos/sin 2πn/5, k=2) joined along a parity axis ((−1)^n, k=5)"
-    ),
-    "table1": (
-        "its Table 1 fits embeddings, unembeddings, layer-2 MLP output weights times digit embeddings and final "
-        "hidden states times unembeddings with {1, cos/sin 2πn/10, cos/sin 2πn/5, (−1)^n} and reports the median "
-        "R² and the cumulative R² as frequencies are added; its numbers are not known to us"
-    ),
-}
 
 OPERAND_DIGITS = [f"a{i}" for i in range(4)] + [f"b{j}" for j in range(4)]
 # additive / full (adjusted shares) from which we call a view's (a_i, b_j) structure a Minkowski sum
@@ -78,14 +64,30 @@ MEASURES = {
     "full": "every (a_i, b_j) cell",
 }
 MEASURE_COLORS = ["#9ecae9", "#f58518", "#4c78a8", "#bab0ac"]
-OBJECT_LABELS = {
+OBJECT_LABELS = {  # short enough for a heatmap's row labels within the text column
     "embedding": "embeddings W_E",
     "unembedding": "unembeddings W_U",
-    "mlp_out_embedding": "layer-2 MLP output weights · W_E",
-    "final_hidden": "final hidden state (per-digit mean at c2)",
-    "final_hidden_unembedding": "final hidden state · W_U",
+    "mlp_out_embedding": "layer-2 MLP out · W_E",
+    "final_hidden": "final hidden (mean at c2)",
+    "final_hidden_unembedding": "final hidden · W_U",
 }
-PARITY_COLORS = {"even": "#4c78a8", "odd": "#e45756"}
+# One colour per digit value 0–9 (vega's "tableau10" written out, so that the altair charts and the
+# matplotlib figures draw digit n in the same colour). Output *positions* c0 … c7 have their own colours
+# (longmul.charts.dynamics.DIGIT_COLORS): a value and a position are different things.
+DIGIT_VALUE_COLORS = [
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
+]
+# The prism's two pentagons are drawn in greys, so that colour stays with the digits' values.
+PARITY_COLORS = {"even": "#404040", "odd": "#a0a0a0"}
 # Digits in the order of their angle at frequency k=2 (2πn/5): the pentagon of the even and of the odd
 # digits; digits n and n+5 share that angle and differ in parity: the prism's rungs.
 PENTAGONS = {"even": [0, 6, 2, 8, 4], "odd": [5, 1, 7, 3, 9]}
@@ -125,6 +127,185 @@ def head_for_pair(views: Sequence[ActivationView], k: int, pair: tuple[str, str]
     if not heads:
         raise ValueError(f"no per-head view at position {k}")
     return max(heads, key=lambda v: min(pair_variance(v, pair)["a"], pair_variance(v, pair)["b"]))
+
+
+def digit_value_scale() -> alt.Scale:
+    """The altair colour scale of digit values "0" … "9" (:data:`DIGIT_VALUE_COLORS`); the values are
+    strings, as a nominal field parsed from CSV is."""
+    return alt.Scale(domain=[str(d) for d in range(N_DIGITS)], range=DIGIT_VALUE_COLORS)
+
+
+def digit_value_cmap():
+    """The matplotlib colormap of the same colours: draw with ``vmin=-0.5, vmax=9.5`` so that value n
+    falls in the n-th colour."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(DIGIT_VALUE_COLORS, name="longmul_digits")
+
+
+def _scaled(coords: np.ndarray, top: int = 999) -> np.ndarray:
+    """PCA coordinates (N, 3) as integers in ``-top … top``, one factor for all three components (their
+    relative spread is kept): the chart only needs their shape, and integers keep the page light."""
+    peak = float(np.abs(coords).max()) if coords.size else 0.0
+    return np.rint(coords * (top / peak if peak > 0 else 0.0)).astype(int)
+
+
+def csv_data(df: pd.DataFrame, numbers: Sequence[str] = ()) -> alt.InlineData:
+    """``df`` as inline CSV for a chart: a third of the bytes of altair's JSON rows, for charts of many
+    points. Columns in ``numbers`` are parsed as numbers in the browser, the others stay strings."""
+    return alt.InlineData(
+        values=df.to_csv(index=False, lineterminator="\n"),
+        format=alt.CsvDataFormat(type="csv", parse={c: "number" for c in numbers} or alt.Undefined),
+    )
+
+
+# --------------------------------------------------------------------------- the hero: nested clusters
+
+
+def minkowski_frame(
+    views: Mapping[str, Mapping[int, ActivationView]],
+    pairs: Mapping[int, tuple[str, str]] = PAPER_PAIRS,
+    *,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The points of each model's view at each position (``views``: model → {k: view}), coloured by that
+    position's pair (:data:`PAPER_PAIRS`: a0·b0 at c0, a1·b1 at c2): one row per drawn problem with
+    ``model, k, x, y, z`` (the view's first three principal components, as :func:`_scaled` integers),
+    ``a, b`` (the pair's two digits), and the view's label and share of variance per component ``view,
+    ev1 … ev3``. At most ``max_points`` problems per view, the same random subset for every view."""
+    frames = []
+    for model, by_k in views.items():
+        for k, view in by_k.items():
+            a_digit, b_digit = pairs[k]
+            n = len(view.coords)
+            keep = np.sort(np.random.default_rng(seed).permutation(n)[: min(max_points, n)])
+            xyz = _scaled(view.coords[keep, :3])  # (points, 3)
+            part = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+            part["a"], part["b"] = view.digits[a_digit][keep].astype(int), view.digits[b_digit][keep].astype(int)
+            part.insert(0, "k", int(k))
+            part.insert(0, "model", model)
+            part["view"] = view_label(view)
+            for i, r in enumerate(view.explained_variance_ratio[:3]):
+                part[f"ev{i + 1}"] = float(r)
+            frames.append(part)
+    columns = ["model", "k", "x", "y", "z", "a", "b", "view", "ev1", "ev2", "ev3"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def minkowski_chart(
+    df: pd.DataFrame,
+    pairs: Mapping[int, tuple[str, str]] = PAPER_PAIRS,
+    *,
+    default_k: int = 2,
+    size: int = 180,
+    point_size: float = 9,
+) -> alt.VConcatChart:
+    """The nesting the paper's Fig. 5 shows, as three projections of one view: PC1–PC2, PC1–PC3 and
+    PC2–PC3, the top row coloured by the b digit of the position's pair (the clusters), the bottom row
+    the same points coloured by its a digit (the sub-clusters inside each). Drop-downs pick the model and
+    the position; dragging a rectangle in any panel keeps the same problems lit in all six (double-click
+    clears). One line above the panels names the view and its components' shares of variance.
+
+    ``df``: :func:`minkowski_frame`. The points travel as CSV (:func:`csv_data`): thousands of them per view
+    stay light on the page."""
+    models = list(dict.fromkeys(df["model"])) if len(df) else []
+    ks = sorted({int(k) for k in df["k"]}, key=lambda k: (k != default_k, k)) if len(df) else [default_k]
+    codes = {m: i for i, m in enumerate(models)}
+    points = df[["model", "k", "x", "y", "z", "a", "b"]].copy()
+    points["v"] = points.pop("model").map(codes) * 10 + points.pop("k")  # one column names the view: 10·model + k
+    points = points[["v", "x", "y", "z", "a", "b"]]
+
+    model = alt.param(
+        name="model",
+        value=0,
+        bind=alt.binding_select(
+            options=list(range(len(models))) or [0], labels=models or ["(no model)"], name="model: "
+        ),
+    )
+    position = alt.param(
+        name="position",
+        value=ks[0],
+        bind=alt.binding_select(
+            options=ks,
+            labels=[f"predicting c{k}, coloured by {' and '.join(reversed(pairs[k]))}" for k in ks],
+            name="position: ",
+        ),
+    )
+    chosen = alt.datum.v == model * 10 + position
+    panels_of = {("x", "y"): "pc12", ("x", "z"): "pc13", ("y", "z"): "pc23"}
+    titles = {"x": "PC1", "y": "PC2", "z": "PC3"}
+    names = [f"{name}{digit}" for digit in ("b", "a") for name in panels_of.values()]
+    brush = alt.TopLevelSelectionParameter(
+        name="brush", select=alt.IntervalSelectionConfig(type="interval", resolve="global"), views=names
+    )
+    lit = alt.when({"param": "brush"}).then(alt.value(0.7)).otherwise(alt.value(0.04))
+
+    def row(digit: str) -> alt.HConcatChart:
+        panels = []
+        for (x, y), name in panels_of.items():
+            panels.append(
+                alt.Chart(name=f"{name}{digit}")
+                .mark_circle(size=point_size)
+                .encode(
+                    x=alt.X(f"{x}:Q", title=titles[x], axis=alt.Axis(labels=False, ticks=False, titleFontSize=11)),
+                    y=alt.Y(f"{y}:Q", title=titles[y], axis=alt.Axis(labels=False, ticks=False, titleFontSize=11)),
+                    color=alt.Color(
+                        f"{digit}:N",
+                        scale=digit_value_scale(),
+                        title="digit",
+                        legend=alt.Legend(orient="right", labelFontSize=11, titleFontSize=11),
+                    ),
+                    opacity=lit,
+                    tooltip=[alt.Tooltip("a:N", title="a digit"), alt.Tooltip("b:N", title="b digit")],
+                )
+                .properties(width=size, height=size)
+            )
+        return alt.hconcat(*panels, spacing=8).transform_filter(chosen)
+
+    summary = (
+        df.groupby(["model", "k"], sort=False)[["view", "ev1", "ev2", "ev3"]].first().reset_index()
+        if len(df)
+        else pd.DataFrame(columns=["model", "k", "view", "ev1", "ev2", "ev3"])
+    )
+    summary["v"] = summary["model"].map(codes) * 10 + summary["k"]
+    summary["caption"] = [
+        f"{r.model}, {r.view}: PC1 {r.ev1:.0%}, PC2 {r.ev2:.0%}, PC3 {r.ev3:.0%} of its variance"
+        for r in summary.itertuples()
+    ]
+    summary["top"] = [f"coloured by {pairs[int(k)][1]}" for k in summary["k"]]
+    summary["bottom"] = [f"the same points, coloured by {pairs[int(k)][0]}" for k in summary["k"]]
+    summary = summary[["v", "caption", "top", "bottom"]]
+
+    def heading(field: str, weight: str) -> alt.Chart:
+        return (
+            alt.Chart(summary)
+            .mark_text(align="left", baseline="middle", fontSize=12, fontWeight=weight)
+            .encode(x=alt.value(0), y=alt.value(8), text=f"{field}:N")
+            .transform_filter(chosen)
+            .properties(width=3 * size + 16, height=16, view=alt.ViewBackground(stroke=None))
+        )
+
+    chart = alt.vconcat(
+        heading("caption", "normal"),
+        heading("top", "bold"),
+        row("b"),
+        heading("bottom", "bold"),
+        row("a"),
+        spacing=4,
+        data=csv_data(points, numbers=["v", "x", "y", "z"]),
+    )
+    chart = chart.add_params(model, position).resolve_scale(color="shared")
+    chart.params = [*chart.params, brush]
+    return readable(
+        chart.properties(
+            title=alt.Title(
+                "Layer-1 attention outputs on their first three principal components",
+                subtitle="drag in any panel to light the same problems in all six; double-click to clear",
+                anchor="start",
+            )
+        )
+    )
 
 
 # --------------------------------------------------------------------------- PCA scatter with brushing
@@ -170,8 +351,12 @@ def pca_brush_chart(
         default_colour = colours[0]
     default = codes.get(default_view, 0)
     points = df[["view", "pc1", "pc2", "pc3", *[c for c in colours if c in df.columns]]].copy()
-    points["v"] = points.pop("view").map(codes)
-    points = round_floats(points, 3)
+    xyz = points[["pc1", "pc2", "pc3"]].to_numpy(float)  # (rows, 3)
+    scaled = np.zeros(xyz.shape, dtype=int)
+    for rows in points.groupby("view", sort=False).indices.values():  # integers per view, as the hero chart's
+        scaled[rows] = _scaled(xyz[rows])
+    points[["pc1", "pc2", "pc3"]] = scaled
+    points.insert(0, "v", points.pop("view").map(codes))
 
     view = alt.param(
         name="view",
@@ -190,26 +375,24 @@ def pca_brush_chart(
         views=list(names.values()),
     )
     digit_colour = alt.Color(
-        "digit:N",
-        scale=alt.Scale(domain=[str(d) for d in range(10)], scheme="tableau10"),
-        title="digit",
-        legend=alt.Legend(orient="right"),
+        "digit:N", scale=digit_value_scale(), title="digit", legend=alt.Legend(orient="right", labelFontSize=11)
     )
     panels = []
     for (x, y), name in names.items():
         panels.append(
             alt.Chart(name=name)
-            .mark_circle(size=12, opacity=0.7)
+            .mark_circle(size=14)
             .encode(
-                x=alt.X(f"{x}:Q", title=x.upper(), axis=alt.Axis(labels=False, ticks=False)),
-                y=alt.Y(f"{y}:Q", title=y.upper(), axis=alt.Axis(labels=False, ticks=False)),
-                color=alt.when({"param": "brush"}).then(digit_colour).otherwise(alt.value("#d9d9d9")),
-                tooltip=[alt.Tooltip("digit:N", title="colouring digit"), *[alt.Tooltip(f"{c}:Q") for c in colours]],
+                x=alt.X(f"{x}:Q", title=x.upper(), axis=alt.Axis(labels=False, ticks=False, titleFontSize=11)),
+                y=alt.Y(f"{y}:Q", title=y.upper(), axis=alt.Axis(labels=False, ticks=False, titleFontSize=11)),
+                color=digit_colour,
+                opacity=alt.when({"param": "brush"}).then(alt.value(0.75)).otherwise(alt.value(0.05)),
+                tooltip=[alt.Tooltip("digit:N", title="colouring digit"), *[alt.Tooltip(f"{c}:N") for c in colours]],
             )
             .properties(width=size, height=size)
         )
     scatter = (
-        alt.hconcat(*panels, data=points)
+        alt.hconcat(*panels, data=csv_data(points, numbers=["v", "pc1", "pc2", "pc3"]))
         .transform_filter(alt.datum.v == view)
         .transform_calculate(digit=f"toString(datum[{colour.name}])")
     )
@@ -226,7 +409,7 @@ def pca_brush_chart(
             .mark_text(align="left", baseline="middle", fontSize=11)
             .encode(x=alt.value(0), y=alt.value(8), text="text:N")
             .transform_filter(alt.datum.v == view)
-            .properties(width=3 * size, height=16)
+            .properties(width=3 * size, height=16, view=alt.ViewBackground(stroke=None))
         )
         chart = alt.vconcat(caption, scatter)
     else:
@@ -237,33 +420,37 @@ def pca_brush_chart(
         )
     )
     chart.params = [*chart.params, brush]
-    return chart
+    return readable(chart)
 
 
 def nesting_figure(
     views: Mapping[str, ActivationView],
     pair: tuple[str, str],
     *,
-    max_points: int = 600,
+    max_points: int = 5000,
     seed: int = 0,
-    size: float = 3.2,
+    width: float = 7.4,
+    point_size: float = 9,
 ):
-    """A static matplotlib figure of the nesting the paper describes: one row per view (``views``: label →
-    view), its points on their first three principal components twice, coloured by the b digit of ``pair``
-    (the clusters) and by its a digit (the sub-clusters inside each). Axes give each component and its
-    share of the view's variance. At most ``max_points`` problems per view (as :func:`pca_frame`)."""
+    """A static matplotlib figure of the nesting the paper's Fig. 5 shows: one row per view (``views``:
+    label → view), its points on their first three principal components twice, coloured by the b digit of
+    ``pair`` (the clusters) and by its a digit (the sub-clusters inside each), in the book's digit colours
+    (:data:`DIGIT_VALUE_COLORS`). ``width`` in inches: 7.4 draws 740 px at 100 dpi, the text column. Axes
+    give each component and its share of the view's variance. At most ``max_points`` problems per view
+    (the same subset as :func:`pca_frame` and :func:`minkowski_frame` draw)."""
     from matplotlib.figure import Figure
 
     a_digit, b_digit = pair
     labels = list(views)
     n = max(1, len(labels))
-    fig = Figure(figsize=(2 * size + 0.6, size * n))
-    fig.subplots_adjust(left=0.0, right=0.88, bottom=0.02, top=0.94, wspace=0.05, hspace=0.15)
+    fig = Figure(figsize=(width, 0.5 * width * n))
+    fig.subplots_adjust(left=0.0, right=0.88, bottom=0.0, top=1 - 0.1 / n, wspace=0.05, hspace=0.1)
+    cmap = digit_value_cmap()
     points = None
     for row, label in enumerate(labels or [None]):
         for column, digit in enumerate((b_digit, a_digit)):
             ax = fig.add_subplot(n, 2, 2 * row + column + 1, projection="3d")
-            ax.set_box_aspect(None, zoom=0.85)
+            ax.set_box_aspect(None, zoom=0.95)
             if label is None:
                 ax.text2D(0.5, 0.5, "no view", ha="center", transform=ax.transAxes)
                 continue
@@ -271,19 +458,28 @@ def nesting_figure(
             keep = np.sort(np.random.default_rng(seed).permutation(len(view.coords))[:max_points])
             xyz = view.coords[keep, :3]  # (points, 3)
             points = ax.scatter(
-                *xyz.T, c=view.digits[digit][keep], cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.7, linewidths=0
+                *xyz.T,
+                c=view.digits[digit][keep],
+                cmap=cmap,
+                vmin=-0.5,
+                vmax=9.5,
+                s=point_size,
+                alpha=0.75,
+                linewidths=0,
+                depthshade=False,
             )
             for i, axis in enumerate((ax.xaxis, ax.yaxis, ax.zaxis)):
-                axis.set_label_text(f"PC{i + 1} ({view.explained_variance_ratio[i]:.0%})", fontsize=7)
-                axis.labelpad = -12
+                axis.set_label_text(f"PC{i + 1} ({view.explained_variance_ratio[i]:.0%})", fontsize=10)
+                axis.labelpad = -10
             ax.set_xticklabels([])
             ax.set_yticklabels([])
             ax.set_zticklabels([])
-            ax.set_title(f"{label}\ncoloured by {digit}", fontsize=8)
+            ax.set_title(f"{label}\ncoloured by {digit}", fontsize=11, pad=0)
             ax.view_init(elev=20, azim=-60)
     if points is not None:
-        bar = fig.colorbar(points, ax=fig.axes, ticks=range(10), shrink=0.5, fraction=0.04)
-        bar.set_label("digit", fontsize=8)
+        bar = fig.colorbar(points, ax=fig.axes, ticks=range(10), shrink=0.7, fraction=0.035, pad=0.05)
+        bar.set_label("digit", fontsize=11)
+        bar.ax.tick_params(labelsize=10)
     return fig
 
 
@@ -376,7 +572,7 @@ def variance_chart(
         ),
     )
     labels = list(MEASURES.values())
-    return (
+    return readable(
         alt.Chart(data)
         .transform_filter(alt.datum.pair == pick)
         .transform_fold(labels, as_=["measure", "share"])
@@ -481,19 +677,21 @@ def prism_chart(
     pcas: Mapping[str, CentroidPCA],
     *,
     title: str = "Digit centroids of the final hidden state at c2, on their principal components",
-    size: int = 125,
+    size: int = 150,
 ) -> alt.VConcatChart:
-    """One row per model, three panels (PC1–PC2, PC1–PC3, PC2–PC3) of the ten digit centroids (labelled
-    by digit, coloured by parity) with the edges of the pentagonal prism the paper describes drawn
-    between them: each parity's pentagon (its colour) and the rungs joining n and n+5 (dashed). If the
-    centroids form the prism, one panel shows the pentagons and the others show them side by side.
-    Axes are named by the Fourier basis functions that carry each component (:func:`basis_axis_titles`)."""
+    """One row per model, three panels (PC1–PC2, PC1–PC3, PC2–PC3) of the ten digit centroids (each in
+    its digit's colour, :data:`DIGIT_VALUE_COLORS`, and labelled) with the edges of the pentagonal prism
+    the paper describes drawn between them: each parity's pentagon (dark: even, light: odd) and the rungs
+    joining n and n+5 (dashed). If the centroids form the prism, one panel shows the pentagons and the
+    others show them side by side. Axes are named by the Fourier basis functions that carry each
+    component (:func:`basis_axis_titles`)."""
     points = prism_frame(pcas)
+    points["value"] = points["digit"].astype(str)
     edges = prism_edges(points)
-    parity_colour = alt.Color(
+    pentagon_stroke = alt.Stroke(
         "parity:N",
         scale=alt.Scale(domain=list(PARITY_COLORS), range=list(PARITY_COLORS.values())),
-        legend=alt.Legend(title="digit", orient="bottom"),
+        legend=alt.Legend(title="pentagon", orient="bottom", labelFontSize=11, titleFontSize=11),
     )
     rows = []
     for model, result in pcas.items():
@@ -501,13 +699,14 @@ def prism_chart(
         panels = []
         for x, y in ((0, 1), (0, 2), (1, 2)):
             fx, fy = f"pc{x + 1}", f"pc{y + 1}"
-            ex = alt.X(f"{fx}:Q", title=titles[x], axis=alt.Axis(labels=False, ticks=False, titleFontSize=10))
-            ey = alt.Y(f"{fy}:Q", title=titles[y], axis=alt.Axis(labels=False, ticks=False, titleFontSize=10))
+            axis = {"labels": False, "ticks": False, "titleFontSize": 11, "titleFontWeight": "normal"}
+            ex = alt.X(f"{fx}:Q", title=titles[x], axis=alt.Axis(**axis))
+            ey = alt.Y(f"{fy}:Q", title=titles[y], axis=alt.Axis(**axis))
             mine = round_floats(edges[edges["model"] == model])
             pentagons = (
                 alt.Chart(mine[mine["kind"] == "pentagon"])
-                .mark_line(strokeWidth=1.2, opacity=0.55)
-                .encode(x=ex, y=ey, detail="edge:N", order="end:O", color=parity_colour)
+                .mark_line(strokeWidth=1.4)
+                .encode(x=ex, y=ey, detail="edge:N", order="end:O", stroke=pentagon_stroke)
             )
             rungs = (
                 alt.Chart(mine[mine["kind"] == "rung"])
@@ -515,8 +714,8 @@ def prism_chart(
                 .encode(x=ex, y=ey, detail="edge:N", order="end:O")
             )
             dots = alt.Chart(round_floats(points[points["model"] == model])).encode(x=ex, y=ey)
-            circles = dots.mark_circle(size=60, opacity=0.9).encode(
-                color=parity_colour,
+            circles = dots.mark_circle(size=70, opacity=1).encode(
+                color=alt.Color("value:N", scale=digit_value_scale(), legend=None),
                 tooltip=[
                     alt.Tooltip("digit:O"),
                     alt.Tooltip("parity:N"),
@@ -524,29 +723,33 @@ def prism_chart(
                     alt.Tooltip(f"{fy}:Q", format=".2f"),
                 ],
             )
-            labels = dots.mark_text(dx=7, dy=-7, fontSize=10).encode(text="digit:O")
+            labels = dots.mark_text(dx=8, dy=-8, fontSize=11).encode(text="digit:O")
             panels.append(alt.layer(pentagons, rungs, circles, labels).properties(width=size, height=size))
         rows.append(alt.hconcat(*panels).properties(title=alt.Title(model, anchor="start", fontSize=13)))
     if not rows:
         empty = alt.Chart(pd.DataFrame({"text": ["no model to show"]})).mark_text().encode(text="text:N")
-        return alt.vconcat(empty).properties(title=title)
+        return readable(alt.vconcat(empty).properties(title=title))
     subtitle = "lines: each parity's pentagon, digits in the order of their k=2 angle; dashed: the rungs n – n+5"
-    return alt.vconcat(*rows).resolve_scale(color="shared").properties(title=alt.Title(title, subtitle=subtitle))
+    return readable(alt.vconcat(*rows).properties(title=alt.Title(title, subtitle=subtitle, anchor="start")))
 
 
-def prism_figure(pcas: Mapping[str, CentroidPCA], size: float = 2.9):
+def prism_figure(pcas: Mapping[str, CentroidPCA], *, width: float = 7.4, columns: int = 2):
     """A static matplotlib 3-D view of each model's digit centroids on their first three principal
-    components, with the prism's edges (each parity's pentagon in its colour, rungs dashed) and axes
-    named by basis functions."""
+    components, ``columns`` panels per row (``width`` in inches: 7.4 draws 740 px at 100 dpi, the text
+    column), with the prism's edges (each parity's pentagon, dark for even and light for odd; the rungs
+    dashed), each centroid in its digit's colour and labelled, and axes named by basis functions."""
     from matplotlib.figure import Figure
 
     models = list(pcas)
     n = max(1, len(models))
-    fig = Figure(figsize=(size, 0.85 * size * n))
-    fig.subplots_adjust(left=0.0, right=0.95, bottom=0.0, top=0.97, hspace=0.02)
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    panel = width / columns
+    fig = Figure(figsize=(width, 0.9 * panel * rows))
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.02, top=1 - 0.06 / rows, wspace=0.05, hspace=0.1)
     for i, model in enumerate(models or [None]):
-        ax = fig.add_subplot(n, 1, i + 1, projection="3d")
-        ax.set_box_aspect(None, zoom=0.88)
+        ax = fig.add_subplot(rows, columns, i + 1, projection="3d")
+        ax.set_box_aspect(None, zoom=0.85)
         if model is None:
             ax.text2D(0.5, 0.5, "no model", ha="center", transform=ax.transAxes)
             continue
@@ -554,51 +757,35 @@ def prism_figure(pcas: Mapping[str, CentroidPCA], size: float = 2.9):
         xyz = result.coords[:, :3]
         for parity, ring in PENTAGONS.items():
             loop = [*ring, ring[0]]
-            ax.plot(*xyz[loop].T, "-", color=PARITY_COLORS[parity], lw=0.9, alpha=0.6)
+            ax.plot(*xyz[loop].T, "-", color=PARITY_COLORS[parity], lw=1.3)
         for n_, m in RUNGS:
-            ax.plot(*xyz[[n_, m]].T, "--", color="#999", lw=0.8)
-        colours = [PARITY_COLORS["even" if d % 2 == 0 else "odd"] for d in range(N_DIGITS)]
-        ax.scatter(*xyz.T, c=colours, s=22, depthshade=False)
+            ax.plot(*xyz[[n_, m]].T, "--", color="#999", lw=1)
+        ax.scatter(*xyz.T, c=DIGIT_VALUE_COLORS, s=60, depthshade=False, edgecolors="white", linewidths=0.5)
         for d in range(N_DIGITS):
-            ax.text(*xyz[d], f" {d}", fontsize=8)
+            ax.text(*xyz[d], f"  {d}", fontsize=11)
         titles = basis_axis_titles(result)
         for axis, text in zip((ax.xaxis, ax.yaxis, ax.zaxis), titles):
-            axis.set_label_text(text, fontsize=6)
-            axis.labelpad = -12
+            axis.set_label_text(text, fontsize=9)
+            axis.labelpad = -10
         ax.set_xticklabels([])
         ax.set_yticklabels([])
         ax.set_zticklabels([])
-        ax.set_title(model, fontsize=9)
+        ax.set_title(model, fontsize=12, pad=0)
         ax.view_init(elev=20, azim=-60)
     return fig
 
 
-def png_bytes(fig, dpi: int = 90) -> bytes:
-    """A matplotlib figure as PNG bytes."""
+def png_bytes(fig, dpi: int = 100) -> bytes:
+    """A matplotlib figure as PNG bytes, in at most 256 colours: these figures use a handful of colours
+    (and their blends), and a palette image is a third of the size of a full-colour one on the page."""
+    from PIL import Image as PILImage
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
-def side_by_side(*items) -> str:
-    """HTML that puts altair charts and matplotlib figures next to each other (wrapping on a narrow
-    page); display it with ``IPython.display.HTML``."""
-    from longmul.charts.render import chart_html
-
-    parts = []
-    for item in items:
-        if isinstance(item, alt.TopLevelMixin):
-            parts.append(f"<div>{chart_html(item)}</div>")
-        else:
-            data = base64.b64encode(png_bytes(item)).decode("ascii")
-            parts.append(
-                f'<div><img src="data:image/png;base64,{data}" alt="static 3-D view" style="max-width: 100%;"></div>'
-            )
-    return (
-        '<div class="longmul-side-by-side" style="display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start;">'
-        + "".join(parts)
-        + "</div>"
-    )
+    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    image = PILImage.open(buffer).convert("RGB").quantize(colors=256, method=PILImage.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 # --------------------------------------------------------------------------- Table 1
@@ -690,7 +877,7 @@ def table1_chart(
         .encode(x=x, y="chance_r2:Q", detail="model:N")
         .transform_filter(alt.datum.object == (objects[0] if objects else ""))
     )
-    return (
+    return readable(
         alt.layer(chance, lines, data=round_floats(data))
         .properties(width=width, height=170)
         .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
@@ -723,9 +910,10 @@ def spectrum_frame(
 
 
 def spectrum_heatmap(
-    df: pd.DataFrame, *, title: str = "Share of each object's variance at each frequency", step: int = 38
+    df: pd.DataFrame, *, title: str = "Share of each object's variance at each frequency", step: int = 52
 ) -> alt.FacetChart:
-    """Rows objects, columns frequencies k = 1 … 5, one panel per model: the share of the object's variance
+    """Rows objects, columns frequencies k = 1 … 5, one panel per model (stacked, so that the chart fits
+    the text column): the share of the object's variance
     across digits at that frequency (:func:`spectrum_frame`); hover for the chance share beside it."""
     data = df.copy()
     data["object"] = data["object"].map(lambda o: OBJECT_LABELS.get(o, o))
@@ -746,7 +934,7 @@ def spectrum_heatmap(
         domain=[0, 1],
         color_title="share of variance",
         legend=alt.Legend(orient="bottom", format="%"),
-        font_size=9,
+        font_size=11,
         tooltip=[
             alt.Tooltip("model:N"),
             alt.Tooltip("object:N"),
@@ -756,9 +944,17 @@ def spectrum_heatmap(
             alt.Tooltip("above_chance:Q", title="× chance", format=".1f"),
         ],
     )
-    return (
-        layers.properties(width=alt.Step(step), height=alt.Step(20))
-        .facet(column=alt.Column("model:N", sort=models, title=None, header=alt.Header(labelFontSize=13)))
+    return readable(
+        layers.properties(width=alt.Step(step), height=alt.Step(22))
+        .facet(
+            row=alt.Row(
+                "model:N",
+                sort=models,
+                title=None,
+                header=alt.Header(labelFontSize=13, labelAngle=0, labelAlign="right"),
+            ),
+            spacing=8,
+        )
         .properties(
             title=alt.Title(
                 title,
@@ -855,177 +1051,28 @@ def geometry_findings(
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _freq(k: int) -> str:
-    return "parity (k=5)" if 2 * k == N_DIGITS else f"k={k}"
-
-
-def _freqs(ks: Iterable[int]) -> str:
-    ks = list(ks)
-    return ", ".join(_freq(k) for k in ks) if ks else "none"
-
-
-def _pct(x: float) -> str:
-    return f"{x:.0%}"
-
-
-def _view_sentence(row: pd.Series, prefix: str, a: str, b: str, threshold: float, floor: float) -> str:
-    share, full = row[f"{prefix}_additive_share"], row[f"{prefix}_full"]
-    verdict = additive_verdict(share, full, threshold=threshold, floor=floor)
-    if verdict is None:
-        verdict_text = f"no verdict: every cell together explains less than {_pct(floor)}"
-    elif verdict:
-        verdict_text = "a Minkowski sum"
-    else:
-        verdict_text = f"not a pure sum: their interaction adds {_pct(full - row[f'{prefix}_additive'])}"
-    return (
-        f"in the {row[f'{prefix}_view']}, f({a}) + g({b}) explains {_pct(row[f'{prefix}_additive'])} of the variance "
-        f"({a} alone {_pct(row[f'{prefix}_a'])}, {b} alone {_pct(row[f'{prefix}_b'])}, every ({a}, {b}) cell "
-        f"{_pct(full)}, all adjusted for the parameters each fits; additive / full = {share:.2f}, {verdict_text})"
-    )
-
-
-def _frequency_set(ks: Iterable[int]) -> str:
-    return "{" + ", ".join(str(k) for k in ks) + "}"
-
-
-def takeaway_markdown(
-    findings: pd.DataFrame,
-    *,
-    cot_tokens: Mapping[str, int] | None = None,
-    unfinished: Sequence[str] = (),
-    missing: Sequence[str] = (),
-    tied: Sequence[str] = (),
-    n_problems: int | None = None,
-    icot: str = "ICoT",
-    threshold: float = ADDITIVE_SHARE,
-    floor: float = MIN_FULL,
-    margin: float = MATTERS_RATIO,
-) -> str:
-    """The chapter's takeaway as MyST markdown (the chapter puts it in an admonition), phrased from
-    :func:`geometry_findings` whatever the numbers are: one bullet per model, then whether our ICoT model
-    uses the paper's geometry and which frequencies matter. ``cot_tokens``: model → chain-of-thought tokens
-    it still writes; ``unfinished``: models measured from snapshots; ``missing``: models not available;
-    ``tied``: models whose unembedding is their embedding; ``threshold``, ``floor``, ``margin``: the rules
-    the verdicts use (:data:`ADDITIVE_SHARE`, :data:`MIN_FULL`, :data:`MATTERS_RATIO`; ``margin`` must be
-    the one the findings were computed with)."""
-    cot_tokens = dict(cot_tokens or {})
-    if findings.empty:
-        return "No model was available to measure, so this chapter shows no geometry yet." + (
-            " Not available: " + ", ".join(missing) + "." if missing else ""
-        )
-    lines = [f"What our measurements show{f' ({n_problems:,} problems per model)' if n_problems else ''}:", ""]
-    for model, row in findings.iterrows():
-        parts = []
-        if pd.notna(row.get("c0_full", np.nan)):
-            parts.append(_view_sentence(row, "c0", "a0", "b0", threshold, floor))
-        if pd.notna(row.get("c2_full", np.nan)):
-            parts.append(_view_sentence(row, "c2", "a1", "b1", threshold, floor))
-        if pd.notna(row.get("r2_min", np.nan)):
-            parts.append(
-                f"its digit-indexed objects fit the frequencies {_frequency_set(row['frequencies'])} with median R² "
-                f"from {row['r2_min']:.2f} to {row['r2_max']:.2f}, where noise scores {row['chance']:.2f}"
-            )
-        if isinstance(row.get("matter"), list):
-            parts.append(
-                f"on average over those objects, {_freq(row['top_k'])} carries the most variance ({_pct(row['top_share'])}); "
-                f"at least {margin:g}× their chance share: {_freqs(row['matter'])}"
-            )
-        if isinstance(row.get("prism_freqs"), list):
-            carried = ", ".join(f"{_freq(k)} ({_pct(s)})" for k, s in zip(row["prism_freqs"], row["prism_shares"]))
-            parts.append(
-                "the centroids of its final hidden state "
-                + (
-                    "**form the paper's pentagonal prism**"
-                    if row["prism"]
-                    else "do not form the paper's pentagonal prism"
-                )
-                + f" (their first three components are carried most by {carried})"
-            )
-        notes = []
-        if cot_tokens.get(model, 0) > 0:
-            notes.append(
-                f"it still writes {cot_tokens[model]} chain-of-thought tokens, which spell out the partial products "
-                "and running sums, so at the answer positions it need not use this geometry at all"
-            )
-        if model in unfinished:
-            notes.append("measured on a snapshot of a run still in training")
-        if model in tied:
-            notes.append(
-                "its embeddings are tied, so its embedding and unembedding rows are the same matrix "
-                "(counted once in the average over objects)"
-            )
-        sentence = f"- **{model}**: " + "; ".join(parts) + "."
-        if notes:
-            sentence += " Caveat: " + "; ".join(notes) + "."
-        lines.append(sentence)
-    lines += ["", _verdict(findings, cot_tokens, icot, threshold, floor, margin)]
-    if missing:
-        lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
-    return "\n".join(lines)
-
-
-def _verdict(
-    findings: pd.DataFrame, cot_tokens: Mapping[str, int], icot: str, threshold: float, floor: float, margin: float
-) -> str:
-    rule = (
-        f"Here a view gets a verdict only when every (a_i, b_j) cell together explains at least {floor:.0%} of its "
-        f"variance, and counts as a Minkowski sum when the additive model then explains at least {threshold:.0%} of "
-        "what the cells explain (both shares adjusted for the parameters each model fits); the centroids count as "
-        f"the paper's prism when two of their first three components have more than {PRISM_SHARE:.0%} of their "
-        f"variance at k=2 and one more than {PRISM_SHARE:.0%} at parity; a frequency matters when its mean share "
-        f"over the objects is at least {margin:g}× the share noise would give it."
-    )
-    if icot not in findings.index:
-        return f"Whether our {icot} model uses the paper's geometry cannot be said yet: it is not available. {rule}"
-    row = findings.loc[icot]
-    measured = [p for p in ("c0", "c2") if pd.notna(row.get(f"{p}_full", np.nan))]
-    verdicts = {
-        p: additive_verdict(row[f"{p}_additive_share"], row[f"{p}_full"], threshold=threshold, floor=floor)
-        for p in measured
-    }
-    judged = [p for p, v in verdicts.items() if v is not None]
-    additive = [p for p, v in verdicts.items() if v]
-    prism = bool(row.get("prism", False))
-    if cot_tokens.get(icot, 0) > 0:
-        opening = (
-            f"So these measurements cannot yet say whether our {icot} model uses the paper's geometry: it has not "
-            "internalised its chain of thought, and can read the answer's ingredients off it."
-        )
-    elif measured and len(additive) == len(measured) and prism:
-        opening = f"Our {icot} model uses the paper's geometry: additive (Minkowski-sum) attention outputs and a pentagonal prism of digits."
-    else:
-        if not measured:
-            views = "no attention view measured"
-        else:
-            views = f"additive attention outputs in {len(additive)} of the {len(judged)} views with enough structure to judge"
-            if len(judged) < len(measured):
-                views += f" ({len(measured) - len(judged)} of the {len(measured)} views measured had too little)"
-        found = [views, "the pentagonal prism" if prism else "no pentagonal prism"]
-        opening = f"Our {icot} model shows only part of the paper's geometry: {', '.join(found)}."
-    if isinstance(row.get("matter"), list):
-        opening += (
-            f" The frequencies that matter for it: {_freqs(row['matter'])} (at least {margin:g}× their chance share)."
-        )
-    return f"{opening} {rule}"
-
-
 __all__ = [
     "ADDITIVE_SHARE",
+    "DIGIT_VALUE_COLORS",
     "MATTERS_RATIO",
     "MEASURES",
     "MIN_FULL",
     "OBJECT_LABELS",
     "OPERAND_DIGITS",
-    "PAPER_GEOMETRY",
     "PAPER_PAIRS",
     "PRISM_SHARE",
     "additive_verdict",
     "basis_axis_titles",
+    "csv_data",
+    "digit_value_cmap",
+    "digit_value_scale",
     "dominant_frequencies",
     "geometry_findings",
     "head_for_pair",
     "ideal_prism",
     "is_pentagonal_prism",
+    "minkowski_chart",
+    "minkowski_frame",
     "nesting_figure",
     "pair_variance",
     "paper_pairs",
@@ -1036,13 +1083,11 @@ __all__ = [
     "prism_edges",
     "prism_figure",
     "prism_frame",
-    "side_by_side",
     "spectrum_frame",
     "spectrum_heatmap",
     "table1",
     "table1_chart",
     "table1_frame",
-    "takeaway_markdown",
     "variance_chart",
     "variance_frame",
     "variance_table",

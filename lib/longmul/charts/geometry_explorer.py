@@ -11,18 +11,25 @@ from html import escape
 
 import numpy as np
 
-from longmul.charts.geometry import OPERAND_DIGITS, png_bytes
+from longmul.charts.geometry import OPERAND_DIGITS, digit_value_cmap, png_bytes
+
+# What the widget says above its picture: on the book's static page its controls do nothing.
+KERNEL_HINT = (
+    "<small><b>Needs a running kernel</b>: open this chapter as a notebook in Jupyter to use these controls. "
+    "On the static page they do nothing and the picture stays as the chapter was executed; the charts "
+    "above (drop-downs, dragging) work on the page.</small>"
+)
 
 
 def _scatter_figure(coords: np.ndarray, colour: np.ndarray, colour_name: str, title: str, ratio: np.ndarray):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.6, 3.3), layout="constrained")
+    fig = Figure(figsize=(7.4, 2.7), layout="constrained")  # 740 px at 100 dpi: the book's text column
     axes = fig.subplots(1, 3)
-    cmap = "tab10"
+    cmap = digit_value_cmap()  # the book's digit colours
     for ax, (x, y) in zip(axes, ((0, 1), (0, 2), (1, 2))):
         points = ax.scatter(
-            coords[:, x], coords[:, y], c=colour, cmap=cmap, vmin=-0.5, vmax=9.5, s=5, alpha=0.7, linewidths=0
+            coords[:, x], coords[:, y], c=colour, cmap=cmap, vmin=-0.5, vmax=9.5, s=8, alpha=0.7, linewidths=0
         )
         ax.set_xlabel(f"PC{x + 1} ({ratio[x]:.0%})")
         ax.set_ylabel(f"PC{y + 1} ({ratio[y]:.0%})")
@@ -128,7 +135,7 @@ def geometry_explorer(
         what = "attention output" if head_ < 0 else f"head {head_}"
         title = f"{name}: layer {layer_ + 1} {what} at the position predicting c{k_}, {len(X):,} problems"
         image.value = png_bytes(
-            _scatter_figure(coords, digit_cache[name][colour_box.value], colour_box.value, title, ratio), dpi=80
+            _scatter_figure(coords, digit_cache[name][colour_box.value], colour_box.value, title, ratio), dpi=100
         )
         note = ""
         if cot_tokens_of(net) > 0:
@@ -141,5 +148,5 @@ def geometry_explorer(
     for box in (model_box, site_box, k_box, colour_box):
         box.observe(update, "value")
     update()
-    hint = widgets.HTML("<small>Pick a model, an attention output, a position and a digit to colour by.</small>")
+    hint = widgets.HTML(KERNEL_HINT)
     return widgets.VBox([widgets.HBox([model_box, site_box]), widgets.HBox([k_box, colour_box]), hint, image, text])
