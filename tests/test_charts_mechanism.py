@@ -17,33 +17,26 @@ from longmul.analysis.attention import (
     AttentionPatterns,
     EdgeEffect,
     TeacherForcedScores,
-    attention_graph,
     find_important_edges,
     mean_attention,
 )
 from longmul.charts.mechanism import (
-    IMPORTANT_ACCURACY_DROP,
-    PAPER_MECHANISM,
-    ROLES,
+    HEAD_COLORS,
     attention_chart,
     broad_heads,
     broad_knockout_frame,
     broad_knockouts,
     cache_pairs,
     cot_attention,
-    cot_markdown,
     edge_frame,
     edge_role,
     edge_table,
-    graph_chart,
-    graph_frame,
     head_name,
     important_effects,
     key_kind,
     knockout_frame,
     knockout_heatmap,
     layer_name,
-    mechanism_findings,
     operand_reads,
     pair_knockouts,
     pairs_table,
@@ -52,10 +45,9 @@ from longmul.charts.mechanism import (
     pick_edges,
     query_name,
     reads_table,
-    takeaway_markdown,
-    tree_digits_needed,
+    tree_chart,
+    tree_frame,
     tree_paths,
-    verdict_markdown,
     widest_reads,
 )
 from longmul.charts.mechanism_explorer import attention_row_html, knockout_table_html, mechanism_explorer
@@ -159,8 +151,6 @@ def test_edge_roles():
     assert edge_role(1, 14, 14, "c3") == "own position"
     assert edge_role(1, 14, 9, "||") == "sink" and edge_role(0, 10, 4, "*") == "sink"
     assert edge_role(1, 60, 42, "cot32") == "chain of thought"
-    assert set(ROLES) >= {"cache", "retrieve", "sink", "chain of thought", "own position"}
-    assert set(PAPER_MECHANISM) == {"ICoT", "SFT + aux loss"}
 
 
 def test_pick_edges_shares_the_budget_between_layers_and_sinks():
@@ -369,98 +359,6 @@ def test_broad_knockout_frame_scores_each_head_at_its_own_digit(frames):
     assert empty.empty and "used" in empty.columns
 
 
-# --------------------------------------------------------------------------- findings and takeaway
-
-
-def _findings(frames, positions=(2, 3, 4, 5, 6), edges=None, candidates=None):
-    patterns, _, frame_edges = frames
-    df = pattern_frame(patterns)
-    edges = frame_edges if edges is None else edges
-    return mechanism_findings(edges, cache_pairs(patterns), broad_heads(df), ["ICoT"], positions=positions, candidates=candidates)
-
-
-def test_findings_count_what_was_found(frames):
-    row = _findings(frames, candidates={"ICoT": 40}).loc["ICoT"]
-    assert (row["tested"], row["important"], row["cache"], row["retrieve"], row["sink"], row["cot"]) == (6, 5, 2, 1, 1, 0)
-    assert row["candidates"] == 40 and np.isnan(_findings(frames).loc["ICoT", "candidates"])
-    assert row["tree_digits"] == [4] and row["paths"] == 2
-    assert row["top_edges"].startswith("L2H1 c3←c1 (retrieve): c4 accuracy −40.0 points, logit −3.00")
-    assert row["n_top"] == 3 and row["top_edges"].count(";") == 2  # the three costliest non-sink edges
-    assert row["top_sink"].startswith("L2H2 c3←|| (sink)") and row["top_sink_layer"] == 1
-    assert row["pairs"] == "(a1, b1) at c1" and (row["n_pairs"], row["pairs_confirmed"]) == (1, 1)
-    assert row["broad"] == "L2H3 for c2, c3, c4, c5, c6, c7" and row["n_broad"] == 6
-    assert not row["broad_tested"] and row["n_broad_used"] == 0 and row["broad_costs"] == ""
-
-
-def test_findings_and_takeaway_report_the_broad_heads_group_knockout(frames):
-    patterns, _, edges = frames
-    row = mechanism_findings(edges, cache_pairs(patterns), _broad_tested(frames), ["SFT + aux loss"]).iloc[0]
-    assert row["broad_tested"] and (row["n_broad_used"], row["n_broad"]) == (0, 0)  # the rows are ICoT's
-    findings = mechanism_findings(edges, cache_pairs(patterns), _broad_tested(frames), ["ICoT"])
-    row = findings.loc["ICoT"]
-    assert row["broad_tested"] and (row["n_broad_used"], row["n_broad"]) == (1, 6)
-    assert row["broad_costs"] == "L2H3 at c2 (→c3): c3 accuracy −40.0 points, logit −2.50"
-    text = takeaway_markdown(findings)
-    assert "matters in 1 of these 6 (head, position) cases (costliest: L2H3 at c2 (→c3)" in text
-    aux = findings.rename(index={"ICoT": "SFT + aux loss"})
-    assert "6 (head, position) reads most needed digits at once, 1 of them used by the answer" in verdict_markdown(aux)
-    none_used = mechanism_findings(edges, cache_pairs(patterns), _broad_tested(frames, cost_at_c3=(0.0, 0.0)), ["ICoT"])
-    assert "matters in 0 of these 6 (head, position) cases." in takeaway_markdown(none_used)
-
-
-def test_takeaway_names_edges_and_sinks_and_the_verdict(frames):
-    text = takeaway_markdown(
-        _findings(frames, positions=(4,), candidates={"ICoT": 40}), n_problems=150, positions=(4,)
-    )
-    assert "**ICoT**: 5 of 6 tested edges (of 40 candidates) matter (2 cache, 1 retrieve, 1 sink edges)" in text
-    assert "The costliest 3 non-sink: L2H1 c3←c1 (retrieve)" in text
-    assert "Costliest sink edge (a renormalisation effect, or information layer-1 heads wrote" in text  # a layer-2 sink
-    assert "for 1 of these 1 (head, position) cases both edges were knocked out and found important" in text
-    assert "Cache→retrieve paths reach 1 of the middle digits c4–c4 (c4; 2 paths in all)" in text
-    assert "has a tree-like graph" in text
-    assert f"≥ {100 * IMPORTANT_ACCURACY_DROP:g} points" in text and "over 150 problems" in text
-    assert "an untested edge may matter too" in text and "into at least 1 of the 1 middle digits c4–c4" in text
-    assert "No SFT + aux loss" not in text and "the paper's main claim is not tested" not in text
-    strict = takeaway_markdown(_findings(frames))
-    assert "do not find the paper's tree" in strict and "reach 1 of the middle digits c2–c6" in strict
-    assert f"into at least {tree_digits_needed(5)} of the 5 middle digits c2–c6" in strict and tree_digits_needed(5) == 3
-    assert verdict_markdown(_findings(frames)) in strict
-
-
-def test_takeaway_reads_a_layer_1_sink_edge_as_renormalisation(frames):
-    patterns, effects, _ = frames
-    layer1_sink = _effect(0, 2, "c3", "||", k=4, acc=0.10, logit=0.8)
-    edges = edge_frame({"ICoT": [*effects["ICoT"][:3], layer1_sink]}, patterns)
-    text = takeaway_markdown(_findings(frames, edges=edges))
-    assert "Costliest sink edge (at layer 1 || and * are the same in every problem, so this is a renormalisation" in text
-
-
-def test_takeaway_caveats(frames):
-    findings = _findings(frames)
-    cot = pd.DataFrame(
-        {"share": [0.2, 0.734], "uniform": [0.49, 0.49]}, index=pd.MultiIndex.from_tuples([("ICoT", 0), ("ICoT", 1)])
-    )
-    text = takeaway_markdown(
-        findings, cot_tokens={"ICoT": 46}, cot=cot, unfinished=["ICoT"], missing=["`models/sft` (SFT)"]
-    )
-    measured = (
-        "its layer-1 heads give the chain-of-thought tokens 20% of their attention and its layer-2 heads 73%, on average over heads and "
-        "answer positions (uniform attention would give them 49%)"
-    )
-    assert f"still writes 46 chain-of-thought tokens, and {measured}" in text
-    assert "not a tree over the operands" not in text  # measured, not asserted
-    assert f"cannot be looked for in our ICoT model yet: it has not internalised its chain of thought ({measured})" in text
-    assert "snapshot of a run still in training" in text
-    assert text.endswith("Not measured yet: `models/sft` (SFT).")
-    aux = findings.rename(index={"ICoT": "SFT + aux loss"})
-    assert "the same tree plus one such head" in takeaway_markdown(aux)
-    assert "No ICoT model was measured" in takeaway_markdown(aux)
-    assert takeaway_markdown(findings.iloc[:0], missing=["`models/icot` (ICoT)"]) == (
-        "No model was available to measure, so this chapter shows no evidence either way yet. "
-        "Not measured yet: `models/icot` (ICoT)."
-    )
-
-
 def _cot_patterns() -> AttentionPatterns:
     """A model that still writes two chain-of-thought tokens: uniform attention, except head 0 of layer 2,
     which reads cot0 only at every answer position."""
@@ -485,14 +383,6 @@ def test_cot_attention_measures_the_share_on_chain_of_thought_keys(frames):
     layer2 = (3 * uniform + 1.0) / 4  # 3 uniform heads, 1 on cot0
     assert cot.loc[("ICoT", 1), "share"] == pytest.approx(layer2, abs=1e-3)
     assert (cot.loc["SFT", "share"] == 0).all() and (cot.loc["SFT", "uniform"] == 0).all()
-    text = cot_markdown({"ICoT": 2, "SFT": 0}, cot)
-    assert text.startswith("**ICoT still writes a chain of thought** (2 tokens between `||` and `####`).")
-    assert (
-        f"At the answer positions its layer-1 heads give the chain-of-thought tokens {uniform:.0%} of their attention and its layer-2 heads "
-        f"{layer2:.0%}, on average over heads and answer positions (uniform attention would give them {uniform:.0%})."
-    ) in text
-    assert "SFT still" not in text and "cannot confirm or refute it yet" in text
-    assert cot_markdown({"SFT": 0}, cot).startswith("No loaded model writes a chain of thought")
 
 
 # --------------------------------------------------------------------------- charts
@@ -511,44 +401,62 @@ def test_attention_chart_has_its_selectors_and_lookups(frames):
     assert sum("lookup" in t for t in spec["vconcat"][0]["transform"]) == 2
 
 
-def test_knockout_heatmap_one_panel_per_model_and_a_measure_switch(frames):
+def test_knockout_heatmap_shows_one_model_its_costliest_edges_and_a_slider_for_more(frames):
     patterns, effects, _ = frames
     df = knockout_frame({"ICoT": effects["ICoT"], "SFT": effects["ICoT"][:2]}, {"ICoT": patterns["ICoT"], "SFT": patterns["ICoT"]})
-    spec = _compiles(knockout_heatmap(df))
-    assert [panel["title"]["text"] for panel in spec["vconcat"]] == ["ICoT", "SFT"]
-    measure = next(p for p in spec["params"] if p["name"] == "measure")
-    assert measure["bind"]["options"] == ["accuracy", "logit"]
-    labels = {row["label"] for row in spec["datasets"][spec["vconcat"][0]["data"]["name"]]}
+    spec = _compiles(knockout_heatmap(df, default_model="SFT", top=3))
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["heatmap_model"]["value"] == "SFT" and params["heatmap_model"]["bind"]["options"] == ["ICoT", "SFT"]
+    assert params["heatmap_top"]["value"] == 3 and params["heatmap_top"]["bind"]["max"] == 6  # up to every edge
+    assert params["measure"]["bind"]["options"] == ["accuracy", "logit"]
+    first = spec["transform"][0]["filter"]
+    assert "heatmap_model" in first and "heatmap_top" in first  # one model, its costliest edges
+    labels = {row["label"] for row in spec["datasets"][spec["data"]["name"]]}
     assert "L2H2 c3←|| [sink]" in labels
-    scale = spec["vconcat"][0]["encoding"]["color"]["scale"]
+    scale = spec["encoding"]["color"]["scale"]
     assert scale["domainMid"] == 0 and "domainMin" not in scale and not scale.get("clamp")  # a knockout that helps shows
+    assert knockout_heatmap(df, default_model="nobody").to_dict()["params"][0]["value"] == "ICoT"
 
 
-def test_graph_frame_lays_out_arcs_above_and_below(frames):
-    patterns, effects, _ = frames
-    p = patterns["ICoT"]
-    graph = attention_graph(important_effects(effects["ICoT"]), p.labels, p.answer_positions)
-    df = graph_frame({"ICoT": graph}, {"ICoT": p.labels}, points=8)
+def test_tree_frame_lays_out_each_digits_costliest_tree_edges_by_layer(frames):
+    patterns, _, edges = frames
+    df = tree_frame(edges, patterns["ICoT"], "ICoT", top=2)
     nodes = df[df["part"] == "node"]
-    assert list(nodes["label"]) == LABELS[:-1]  # every position but <eos>
-    arcs = df[df["part"] == "arc"]
-    assert arcs["edge"].nunique() == 5 and len(arcs) == 5 * 9
-    cache = arcs[arcs["label"] == "L1H0 c1←a1"]
-    assert (cache["y"] >= 0).all() and cache["x"].iloc[0] == POS["a1"] and cache["x"].iloc[-1] == pytest.approx(POS["c1"])
-    retrieve = arcs[arcs["label"] == "L2H1 c3←c1"]
-    assert (retrieve["y"] <= 0).all() and retrieve["role"].iloc[0] == "retrieve"
-    loop = arcs[arcs["label"] == "L2H1 c3←c3"]
-    assert loop["x"].between(POS["c3"] - 0.31, POS["c3"] + 0.31).all()
-    spec = _compiles(graph_chart(df))
-    assert len(spec["vconcat"]) == 1
+    assert len(nodes) == 24 and sorted(set(nodes["x"])) == [0.0, 1.0, 2.0]
+    operands = nodes[nodes["x"] == 0.0]
+    assert list(operands["text"]) == ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"] and list(operands["y"]) == list(map(float, range(8)))
+    assert list(nodes[nodes["x"] == 1.0]["text"]) == ["####"] + [f"c{k}" for k in range(7)]
+    assert list(nodes[nodes["x"] == 2.0]["digit"]) == [f"c{k}" for k in range(8)]
+    drawn = df[df["part"] == "edge"]
+    assert list(drawn["edge"]) == ["L2H1 c3←c1", "L1H0 c1←a1"]  # c4's two costliest; no sink, no own-position edge
+    assert set(drawn["digit"]) == {"c4"} and list(drawn["accuracy"]) == [40.0, 30.0]
+    retrieve, cache = drawn.iloc[0], drawn.iloc[1]
+    assert (retrieve["x"], retrieve["y"], retrieve["x2"], retrieve["y2"]) == (1.0, 2.0, 2.0, 4.0)  # c1 at layer 1 → c3 (→c4) at layer 2
+    assert (cache["x"], cache["y"], cache["x2"], cache["y2"]) == (0.0, 1.0, 1.0, 2.0)  # a1 → c1 (→c2)
+    assert len(tree_frame(edges, patterns["ICoT"], "ICoT")[lambda d: d["part"] == "edge"]) == 3
+    assert tree_frame(edges, patterns["ICoT"], "SFT")["part"].eq("node").all()  # no edges of that model
+
+
+def test_tree_chart_focuses_a_clicked_digit_and_colours_heads_not_positions(frames):
+    patterns, _, edges = frames
+    spec = _compiles(tree_chart(tree_frame(edges, patterns["ICoT"], "ICoT"), default_digit="c4"))
+    layers = spec["layer"]
     (pick,) = spec["params"]
-    assert pick["name"] == "head_pick" and pick["bind"] == "legend" and len(pick["views"]) == 1
+    assert pick["name"] == "digit_pick" and pick["select"]["on"] == "click" and pick["value"] == [{"digit": "c4"}]
+    assert pick["views"] == [layers[3]["name"]]  # the digits on the right are what a reader clicks
+    drawn = layers[1]
+    assert drawn["encoding"]["color"]["field"] == "head_name"
+    assert drawn["encoding"]["color"]["scale"]["range"] == HEAD_COLORS
+    assert drawn["encoding"]["opacity"]["condition"][0]["param"] == "digit_pick"
+    assert all("field" not in layer["encoding"].get("color", {}) for layer in layers if layer is not drawn)  # nodes: greys
+    assert set(HEAD_COLORS).isdisjoint({"#4c78a8", "#e45756", "#54a24b"})  # not a model's colour
+    assert "value" not in tree_chart(tree_frame(edges, patterns["ICoT"], "ICoT"), default_digit=None).to_dict()["params"][0]
+    _compiles(tree_chart(tree_frame(edge_frame({}, {}), patterns["ICoT"], "ICoT")))
 
 
 def test_charts_accept_no_rows():
     _compiles(attention_chart(pattern_frame({})))
     _compiles(knockout_heatmap(knockout_frame({}, {})))
-    _compiles(graph_chart(graph_frame({}, {})))
     assert edge_frame({}, {}).empty and tree_paths(edge_frame({}, {})).empty
     assert paths_table(tree_paths(edge_frame({}, {}))).empty and pairs_table(cache_pairs({}), edge_frame({}, {})).empty
     assert cot_attention(pattern_frame({})).empty

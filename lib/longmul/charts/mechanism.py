@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 
 from longmul.analysis.attention import (
-    AttentionGraph,
     AttentionPatterns,
     EdgeEffect,
     effects_table,
@@ -59,35 +58,15 @@ BROAD_MIN_K = 2  # … at the position predicting c_k, k ≥ this (c0 and c1 nee
 TREE_SHARE = 0.5  # the tree verdict: cache→retrieve paths into at least this share of the middle digits
 CHART_MIN_WEIGHT = 0.01  # the attention chart leaves out cells with less mean attention than this
 
-# The paper's account (FACTS §5.3), in words: it released no script, and which heads it means is unknown.
-PAPER_MECHANISM: dict[str, str] = {
-    "ICoT": (
-        "layer-1 heads at earlier positions attend to pairs of operand digits (a_i, b_j) and cache their "
-        "products there; layer-2 heads at the position that predicts c_k attend back to those positions to "
-        "retrieve them: a sparse, binary-tree-like directed acyclic graph, its edges tested by attention "
-        "knockout"
-    ),
-    "SFT + aux loss": "the same tree, plus one head that attends to all the digit pairs it needs at once",
-}
-
-# What an edge does, from its layer and the kinds of its query and key (see edge_role).
-ROLES: dict[str, str] = {
-    "cache": (
-        "layer 1 reads an operand digit into the query position (the paper's cache step; a cache proper when a "
-        "later position retrieves it)"
-    ),
-    "retrieve": "layer 2 reads an earlier answer position (retrieves what layer 1 put there)",
-    "operand (layer 2)": "layer 2 reads an operand digit directly",
-    "answer token": "layer 1 reads an earlier answer token",
-    "own position": "the head reads its own position",
-    "sink": (
-        "the key is || or *, where heads may park attention: at layer 1 the same in every problem, so a knockout "
-        "only renormalises the row; at layer 2 it also holds what layer-1 heads wrote there"
-    ),
-    "chain of thought": "the key is a chain-of-thought token the model still writes",
-    "other": "any other edge",
-}
-_KIND_COLORS = {"a": "#4c78a8", "b": "#f58518", "answer": "#54a24b", "cot": "#e45756", "symbol": "#bab0ac"}
+# Positions are told apart by greys (and by their place on an axis); colour is kept for heads (HEAD_COLORS),
+# models and digits, so that no colour means two things on one page.
+_KIND_COLORS = {"a": "#252525", "b": "#737373", "answer": "#a6a6a6", "cot": "#c9b79c", "symbol": "#d9d9d9"}
+# One colour per head, L1H0 … L1H3 then L2H0 … L2H3: ColorBrewer "Dark2", none of which is a model's or a
+# digit's colour elsewhere in the book (longmul.charts.accuracy.SERIES_COLORS, charts.dynamics.DIGIT_COLORS).
+HEAD_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#a6761d", "#e6ab02", "#666666", "#66a61e"]
+TREE_ROLES = ("cache", "retrieve", "operand (layer 2)")  # the edges the tree drawing lays out by layer
+TREE_TOP = 4  # edges drawn per output digit in the tree
+HEATMAP_TOP = 12  # edges per model the knockout heatmap shows before the reader asks for more
 _KIND_NAMES = {"a": "operand a", "b": "operand b", "answer": "answer position", "cot": "chain of thought", "symbol": "|| or *"}
 
 
@@ -282,39 +261,6 @@ def cot_attention(attention: pd.DataFrame) -> pd.DataFrame:
         share=("cot_weight", "sum"), uniform=("cot", "mean")
     )
     return per_row.groupby(["model", "layer"], sort=False).mean().reindex(columns=["share", "uniform"])
-
-
-def cot_share_text(cot: pd.DataFrame | None, model: str) -> str:
-    """``"its layer-1 heads give the chain-of-thought tokens 20% of their attention and its layer-2 heads 80%, on average …"``:
-    a model's :func:`cot_attention` in words, or "" when ``cot`` does not have the model."""
-    if cot is None or model not in cot.index.get_level_values(0):
-        return ""
-    part = cot.loc[model]  # indexed by layer
-    (first, first_share), *rest = part["share"].items()
-    return (
-        f"its layer-{int(first) + 1} heads give the chain-of-thought tokens {first_share:.0%} of their attention"
-        + "".join(f" and its layer-{int(layer) + 1} heads {share:.0%}" for layer, share in rest)
-        + f", on average over heads and answer positions (uniform attention would give them {part['uniform'].mean():.0%})"
-    )
-
-
-def cot_markdown(cot_tokens: Mapping[str, int], cot: pd.DataFrame) -> str:
-    """A paragraph on each model that still writes a chain of thought, with how much its heads attend to
-    it at the answer positions (``cot``: a :func:`cot_attention`)."""
-    parts = []
-    for label, n in cot_tokens.items():
-        if n <= 0:
-            continue
-        text = f"**{label} still writes a chain of thought** ({n} tokens between `||` and `####`)."
-        measured = cot_share_text(cot, label)
-        if measured:
-            text += f" At the answer positions {measured}."
-        text += (
-            " The paper's tree is a claim about the model after its chain of thought is gone, so this model "
-            "cannot confirm or refute it yet."
-        )
-        parts.append(text)
-    return " ".join(parts) or "No loaded model writes a chain of thought: each answers from the operands alone."
 
 
 def _is_important(e: EdgeEffect, accuracy: float, logit: float) -> bool:
@@ -634,228 +580,9 @@ def broad_knockout_frame(
     return pd.concat([out, costs], axis=1)
 
 
-def mechanism_findings(
-    edges: pd.DataFrame,
-    pairs: pd.DataFrame,
-    broad: pd.DataFrame,
-    models: Sequence[str],
-    *,
-    candidates: Mapping[str, int] | None = None,
-    positions: Sequence[int] = MIDDLE,
-    top: int = 3,
-) -> pd.DataFrame:
-    """The numbers the takeaway is phrased from, one row per model: ``candidates`` (edges with enough
-    attention to be knocked out, when given), ``tested`` and ``important`` edges, how many of the
-    important ones are ``cache``, ``retrieve``, ``sink`` and ``cot`` (chain-of-thought) edges,
-    ``top_edges`` (the ``top`` costliest non-sink ones, named with their costs; ``n_top`` of them),
-    ``top_sink`` (the costliest sink edge) and ``top_sink_layer``, ``pairs`` (operand pairs layer-1 heads
-    read together, :func:`cache_pairs`), ``pairs_confirmed`` (how many of those (head, position) rows had
-    both edges knocked out and found important), ``tree_digits`` (the c_k, k in ``positions``, reached by
-    a cache→retrieve path, :func:`tree_paths`), ``broad`` (broad heads, :func:`broad_heads`), and, when
-    ``broad`` went through :func:`broad_knockout_frame` (``broad_tested``), ``n_broad_used`` (how many of
-    them the answer uses) and ``broad_costs`` (the ``top`` costliest of those)."""
-    paths = tree_paths(edges)
-    checked = pair_knockouts(pairs, edges)
-    rows = {}
-    for model in models:
-        part = edges[edges["model"] == model]
-        imp = part[part["important"].astype(bool)]
-        roles = imp["role"].value_counts()
-        plain = imp[~imp["sink"].astype(bool)].head(top)
-        sink = imp[imp["sink"].astype(bool)]
-        here = paths[paths["model"] == model]
-        reached = sorted({int(k) for k in here["predicts"].dropna() if int(k) in positions})
-        model_pairs = pairs[pairs["model"] == model].sort_values("predicts", kind="stable")
-        model_broad = broad[broad["model"] == model]
-        rows[model] = {
-            "candidates": candidates.get(model, np.nan) if candidates is not None else np.nan,
-            "tested": len(part),
-            "important": len(imp),
-            "cache": int(roles.get("cache", 0)),
-            "retrieve": int(roles.get("retrieve", 0)),
-            "sink": int(roles.get("sink", 0)),
-            "cot": int(roles.get("chain of thought", 0)),
-            "top_edges": "; ".join(_edge_cost(r) for _, r in plain.iterrows()),
-            "n_top": len(plain),
-            "top_sink": _edge_cost(sink.iloc[0]) if len(sink) else "",
-            "top_sink_layer": int(sink["layer"].iloc[0]) if len(sink) else -1,
-            "pairs": "; ".join(
-                f"{pair} at {_join(dict.fromkeys(g['position']))}" for pair, g in model_pairs.groupby("pair", sort=False)
-            ),
-            "n_pairs": len(model_pairs),
-            "pairs_confirmed": int(checked[checked["model"] == model]["both_important"].sum()),
-            "tree_digits": reached,
-            "positions": len(positions),
-            "paths": len(here),
-            "broad": "; ".join(
-                f"{head} for {_join('c' + g['predicts'].astype(str))}" for head, g in model_broad.groupby("head_name", sort=False)
-            ),
-            "n_broad": len(model_broad),
-            "broad_tested": "used" in broad.columns,
-            "n_broad_used": int(model_broad["used"].sum()) if "used" in broad.columns else 0,
-            "broad_costs": "; ".join(
-                f"{r['head_name']} at {r['position']}: c{int(r['predicts'])} accuracy −{100 * r['accuracy_drop']:.1f} "
-                f"points, logit −{r['logit_drop']:.2f}"
-                for _, r in model_broad[model_broad["used"]].sort_values("accuracy_drop", ascending=False).head(top).iterrows()
-            )
-            if "used" in broad.columns
-            else "",
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _join(items) -> str:
-    return ", ".join(str(x) for x in items)
-
-
-def _edge_cost(r: pd.Series) -> str:
-    return (
-        f"{r['edge']} ({r['role']}): c{int(r['worst'])} accuracy −{100 * r['accuracy_drop']:.1f} points, "
-        f"logit −{r['logit_drop']:.2f}"
-    )
-
-
 def tree_digits_needed(n_positions: int = len(MIDDLE)) -> int:
     """How many of the ``n_positions`` middle digits cache→retrieve paths must reach for the tree verdict."""
     return math.ceil(TREE_SHARE * n_positions)
-
-
-def _has_tree(row: pd.Series, cot_tokens: int) -> bool:
-    return cot_tokens == 0 and len(row["tree_digits"]) >= tree_digits_needed(int(row["positions"]))
-
-
-def _sink_note(layer: int) -> str:
-    if layer == 0:
-        return "at layer 1 || and * are the same in every problem, so this is a renormalisation effect, not information flow"
-    return "a renormalisation effect, or information layer-1 heads wrote at that position"
-
-
-def takeaway_markdown(
-    findings: pd.DataFrame,
-    *,
-    cot_tokens: Mapping[str, int] | None = None,
-    cot: pd.DataFrame | None = None,
-    unfinished: Sequence[str] = (),
-    missing: Sequence[str] = (),
-    n_problems: int | None = None,
-    icot: str = "ICoT",
-    aux: str = "SFT + aux loss",
-    sft: str = "SFT",
-    positions: Sequence[int] = MIDDLE,
-) -> str:
-    """The chapter's takeaway, phrased from :func:`mechanism_findings` whatever the numbers are (MyST
-    markdown, for a ``glue:md`` inside the chapter's admonition). ``cot``: how much each model attends to
-    its chain-of-thought tokens at the answer positions (:func:`cot_attention`)."""
-    cot_tokens = dict(cot_tokens or {})
-    if findings.empty:
-        return "No model was available to measure, so this chapter shows no evidence either way yet." + (
-            " Not measured yet: " + ", ".join(missing) + "." if missing else ""
-        )
-    span = f"c{positions[0]}–c{positions[-1]}"
-    rule = (
-        f"An edge counts as important when knocking it out costs some digit ≥ {100 * IMPORTANT_ACCURACY_DROP:g} "
-        f"points of teacher-forced accuracy or ≥ {IMPORTANT_LOGIT_DROP:g} of its correct logit"
-        + (f" over {n_problems:,} problems" if n_problems else "")
-        + "; only the candidates with the most attention are knocked out, so an untested edge may matter too. "
-        f"A cache→retrieve path into c_k needs both of its edges to cost c_k itself by that test, and the tree "
-        f"needs such paths into at least {tree_digits_needed(len(positions))} of the {len(positions)} middle digits "
-        f"{span}."
-    )
-    bullets = []
-    for model, row in findings.iterrows():
-        of_candidates = f" (of {int(row['candidates'])} candidates)" if pd.notna(row.get("candidates", np.nan)) else ""
-        text = f"**{model}**: {int(row['important'])} of {int(row['tested'])} tested edges{of_candidates} matter"
-        if row["important"]:
-            text += (
-                f" ({int(row['cache'])} cache, {int(row['retrieve'])} retrieve, {int(row['sink'])} sink"
-                + (f", {int(row['cot'])} chain-of-thought" if row["cot"] else "")
-                + " edges)"
-            )
-        text += "."
-        if row["top_edges"]:
-            text += f" The costliest {int(row['n_top'])} non-sink: {row['top_edges']}."
-        if row["top_sink"]:
-            text += f" Costliest sink edge ({_sink_note(int(row['top_sink_layer']))}): {row['top_sink']}."
-        if row["n_pairs"]:
-            text += (
-                f" Layer-1 heads read operand pairs together: {row['pairs']}; for {int(row['pairs_confirmed'])} of "
-                f"these {int(row['n_pairs'])} (head, position) cases both edges were knocked out and found important."
-            )
-        reached = list(row["tree_digits"])
-        text += (
-            f" Cache→retrieve paths reach {len(reached)} of the middle digits {span} "
-            f"({', '.join(f'c{k}' for k in reached)}; {int(row['paths'])} paths in all)."
-            if reached
-            else f" No cache→retrieve path reaches the middle digits {span}"
-            + (f" ({int(row['paths'])} reach other digits)." if row["paths"] else ".")
-        )
-        if row["n_broad"]:
-            text += f" Heads that read most of the operand digits a digit c_k needs at once: {row['broad']}."
-            if row["broad_tested"]:
-                text += (
-                    f" Knocking out each one's attention to all those digits at once matters in "
-                    f"{int(row['n_broad_used'])} of these {int(row['n_broad'])} (head, position) cases"
-                    + (f" (costliest: {row['broad_costs']})." if row["n_broad_used"] else ".")
-                )
-        notes = []
-        if cot_tokens.get(model, 0) > 0:
-            measured = cot_share_text(cot, model)
-            notes.append(f"it still writes {cot_tokens[model]} chain-of-thought tokens" + (f", and {measured}" if measured else ""))
-        if model in unfinished:
-            notes.append("measured on a snapshot of a run still in training")
-        if notes:
-            text += " Caveat: " + "; ".join(notes) + "."
-        bullets.append(f"- {text}")
-    verdict = verdict_markdown(findings, cot_tokens=cot_tokens, cot=cot, icot=icot, aux=aux, sft=sft)
-    lines = ["What our knockouts show:", "", *bullets, "", verdict, "", rule]
-    if missing:
-        lines += ["", "Not measured yet: " + ", ".join(missing) + "."]
-    return "\n".join(lines)
-
-
-def verdict_markdown(
-    findings: pd.DataFrame,
-    *,
-    cot_tokens: Mapping[str, int] | None = None,
-    cot: pd.DataFrame | None = None,
-    icot: str = "ICoT",
-    aux: str = "SFT + aux loss",
-    sft: str = "SFT",
-) -> str:
-    """The takeaway's verdict in a few sentences: is the paper's tree in each model (by the rule of
-    :func:`takeaway_markdown`), and does the aux model have a head that reads every pair at once?"""
-    cot_tokens = dict(cot_tokens or {})
-    tree = {model: _has_tree(row, cot_tokens.get(model, 0)) for model, row in findings.iterrows()}
-    parts = []
-    if icot in findings.index:
-        if cot_tokens.get(icot, 0) > 0:
-            measured = cot_share_text(cot, icot)
-            share = f" ({measured})" if measured else ""
-            parts.append(
-                f"The paper's tree cannot be looked for in our {icot} model yet: it has not internalised its chain "
-                f"of thought{share}."
-            )
-        elif tree[icot]:
-            parts.append(f"Our {icot} model has a tree-like graph of cache→retrieve edges, as the paper reports.")
-        else:
-            parts.append(f"We do not find the paper's tree in our {icot} model by this test.")
-    else:
-        parts.append(f"No {icot} model was measured, so the paper's main claim is not tested here.")
-    if aux in findings.index:
-        row = findings.loc[aux]
-        has_tree = "has" if tree[aux] else "does not have"
-        used = (
-            f", {int(row['n_broad_used'])} of them used by the answer (group knockout)" if row["broad_tested"] else ""
-        )
-        broad = (
-            f"and {int(row['n_broad'])} (head, position) reads most needed digits at once{used}"
-            if row["n_broad"]
-            else "and no head reads most needed digits at once"
-        )
-        parts.append(f"Our {aux} model {has_tree} such a tree, {broad} (the paper: the same tree plus one such head).")
-    if sft in findings.index:
-        parts.append(f"Our {sft} model {'has' if tree[sft] else 'has no'} such tree.")
-    return " ".join(parts)
 
 
 # --------------------------------------------------------------------------- charts
@@ -928,7 +655,7 @@ def attention_chart(
         "key_label:N",
         sort=alt.EncodingSortField(field="key", op="min"),
         title="key position (what the head reads)",
-        axis=alt.Axis(labelAngle=-90, labelFontSize=9),
+        axis=alt.Axis(labelAngle=-90, labelFontSize=11),
     )
     tooltip = [
         alt.Tooltip("query_name:N", title="query position"),
@@ -943,7 +670,7 @@ def attention_chart(
         stroke=alt.when(alt.datum.k == k).then(alt.value("#d1495b")).otherwise(alt.value(None)),
         strokeWidth=alt.when(alt.datum.k == k).then(alt.value(1.5)).otherwise(alt.value(0)),
         tooltip=tooltip,
-    ).properties(width=alt.Step(11), height=alt.Step(14))
+    ).properties(width=alt.Step(12), height=alt.Step(16))
     kinds = list(_KIND_NAMES.values())
     bars = (
         base.transform_filter(alt.datum.k == k)
@@ -959,7 +686,7 @@ def attention_chart(
             ),
             tooltip=tooltip,
         )
-        .properties(width=alt.Step(11), height=120, title="the selected position's row (outlined above)")
+        .properties(width=alt.Step(12), height=120, title="the selected position's row (outlined above)")
     )
     return (
         alt.vconcat(heat, bars)
@@ -975,21 +702,39 @@ def _nothing(text: str) -> alt.Chart:
 
 
 def knockout_heatmap(
-    df: pd.DataFrame, *, title: str = "What knocking out one attention edge costs, digit by digit"
-) -> alt.VConcatChart:
-    """For each model, rows: its knocked-out edges (costliest first), columns: the output digits c0 … c7,
-    colour: the drop in teacher-forced accuracy (points) or in the correct logit, picked under the chart,
-    on one scale for all models, diverging at 0 so that a knockout that helps a digit (a negative drop)
-    shows in its own colour. Edges that do not pass the importance test are faded; sink edges are marked
-    "[sink]". Data: a :func:`knockout_frame`."""
+    df: pd.DataFrame,
+    *,
+    default_model: str | None = None,
+    top: int = HEATMAP_TOP,
+    title: str = "What knocking out one attention edge costs, digit by digit",
+) -> alt.Chart:
+    """One model's knocked-out edges (rows, costliest first) against the output digits c0 … c7
+    (columns), coloured by the drop in teacher-forced accuracy (points) or in the correct logit, diverging
+    at 0 so that a knockout that helps a digit (a negative drop) shows in its own colour. Under the chart:
+    the model, how many edges to show (the ``top`` costliest at first, a slider up to all of them) and
+    the measure. Edges that do not pass the importance test are faded; sink edges are marked "[sink]".
+    Data: a :func:`knockout_frame`."""
     data = df.copy()
     data["digit"] = "c" + data["k"].astype(int).astype(str)
     data["accuracy"] = (100 * data["accuracy_drop"]).round(2)
     data["logit"] = data["logit_drop"].round(3)
     data["label"] = data["edge"] + np.where(data["role"] == "sink", " [sink]", "")
     data = data[["model", "label", "role", "rank", "weight", "important", "digit", "k", "accuracy", "logit"]]
+    if data.empty:
+        return _nothing("no knocked-out edge to show")
     models = list(dict.fromkeys(data["model"]))
-    n_c = int(data["k"].max()) + 1 if len(data) else 8
+    n_rows = int(data.groupby("model")["rank"].max().max()) + 1
+    n_c = int(data["k"].max()) + 1
+    model = alt.param(
+        name="heatmap_model",
+        value=default_model if default_model in models else models[0],
+        bind=alt.binding_select(options=models, name="model: "),
+    )
+    shown = alt.param(
+        name="heatmap_top",
+        value=min(top, n_rows),
+        bind=alt.binding_range(min=1, max=n_rows, step=1, name="edges shown (costliest first): "),
+    )
     measure = alt.param(
         name="measure",
         value="accuracy",
@@ -997,182 +742,192 @@ def knockout_heatmap(
             options=["accuracy", "logit"], labels=["accuracy drop (points)", "correct-logit drop"], name="colour: "
         ),
     )
-
-    def panel(model: str, first: bool) -> alt.Chart:
-        return (
-            alt.Chart(data[data["model"] == model], title=alt.Title(model, anchor="start", fontSize=13))
-            .transform_fold(["accuracy", "logit"], as_=["measure_name", "value"])
-            .transform_filter(alt.datum.measure_name == measure)
-            .mark_rect(stroke="white", strokeWidth=0.5)
-            .encode(
-                x=alt.X(
-                    "digit:N",
-                    sort=[f"c{k}" for k in range(n_c)],
-                    title="output digit" if first else None,
-                    axis=alt.Axis(orient="top", labelAngle=0),
-                ),
-                y=alt.Y("label:N", sort=alt.EncodingSortField(field="rank", op="min"), title=None, axis=alt.Axis(labelLimit=260)),
-                color=alt.Color(
-                    "value:Q",
-                    scale=alt.Scale(range=["#f1a340", "#f7f7f7", "#08519c"], domainMid=0),
-                    title="drop (< 0: the knockout helps)",
-                ),
-                opacity=alt.when(alt.datum.important).then(alt.value(1.0)).otherwise(alt.value(0.35)),
-                tooltip=[
-                    alt.Tooltip("model:N"),
-                    alt.Tooltip("label:N", title="edge"),
-                    alt.Tooltip("role:N"),
-                    alt.Tooltip("weight:Q", title="mean attention", format=".2f"),
-                    alt.Tooltip("digit:N"),
-                    alt.Tooltip("accuracy:Q", title="accuracy drop (points)", format=".1f"),
-                    alt.Tooltip("logit:Q", title="correct-logit drop", format=".2f"),
-                    alt.Tooltip("important:N"),
-                ],
-            )
-            .properties(width=alt.Step(22), height=alt.Step(12))
-        )
-
-    panels = [panel(m, i == 0) for i, m in enumerate(models)] or [_nothing("no knocked-out edge to show")]
     return (
-        alt.vconcat(*panels)
-        .add_params(measure)
-        .resolve_scale(color="shared")
-        .properties(title=alt.Title(title, subtitle="faded: edges below the importance threshold; [sink]: key is || or *; orange: the knockout helps"))
+        alt.Chart(data)
+        .transform_filter((alt.datum.model == model) & (alt.datum["rank"] < shown))
+        .transform_fold(["accuracy", "logit"], as_=["measure_name", "value"])
+        .transform_filter(alt.datum.measure_name == measure)
+        .mark_rect(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=alt.X("digit:N", sort=[f"c{k}" for k in range(n_c)], title="output digit", axis=alt.Axis(orient="top", labelAngle=0)),
+            y=alt.Y("label:N", sort=alt.EncodingSortField(field="rank", op="min"), title=None, axis=alt.Axis(labelLimit=220)),
+            color=alt.Color(
+                "value:Q",
+                scale=alt.Scale(range=["#f1a340", "#f7f7f7", "#08519c"], domainMid=0),
+                title=["drop", "(< 0: the", "knockout helps)"],
+            ),
+            opacity=alt.when(alt.datum.important).then(alt.value(1.0)).otherwise(alt.value(0.35)),
+            tooltip=[
+                alt.Tooltip("model:N"),
+                alt.Tooltip("label:N", title="edge"),
+                alt.Tooltip("role:N"),
+                alt.Tooltip("weight:Q", title="mean attention", format=".2f"),
+                alt.Tooltip("digit:N"),
+                alt.Tooltip("accuracy:Q", title="accuracy drop (points)", format=".1f"),
+                alt.Tooltip("logit:Q", title="correct-logit drop", format=".2f"),
+                alt.Tooltip("important:N"),
+            ],
+        )
+        .add_params(model, shown, measure)
+        .properties(
+            width=alt.Step(36),
+            height=alt.Step(18),
+            title=alt.Title(title, subtitle="faded: below the importance threshold; [sink]: the key is || or *; orange: the knockout helps"),
+        )
     )
 
 
-def graph_frame(
-    graphs: Mapping[str, AttentionGraph],
-    labels: Mapping[str, Sequence[str]],
+# --------------------------------------------------------------------------- the tree, laid out by layer
+
+
+def tree_frame(
+    edges: pd.DataFrame,
+    patterns: AttentionPatterns,
+    model: str,
     *,
-    points: int = 16,
+    top: int = TREE_TOP,
+    min_accuracy_drop: float = IMPORTANT_ACCURACY_DROP,
+    min_logit_drop: float = IMPORTANT_LOGIT_DROP,
 ) -> pd.DataFrame:
-    """The important edges of each model (an :func:`attention_graph`) as arcs over the sequence, laid out
-    left to right: ``part`` "node" rows (x, label, text, kind) for every operand digit, ``*``, ``||``,
-    ``####``, answer digit and any chain-of-thought position an edge touches (its text is its index); ``part`` "arc" rows (x, y, step, per
-    ``edge``) tracing a half-ellipse from key to query, above the line for layer-1 edges and below it
-    for layer-2 edges; a head's edge onto its own position is a small loop."""
-    columns = [
-        "model", "part", "x", "y", "step", "edge", "label", "text", "kind", "layer", "layer_name", "head", "role", "effect",
-    ]  # fmt: skip
-    rows = []
-    for model, graph in graphs.items():
-        lab = list(labels[model])
-        used = {n.position for n in graph.nodes}
-        shown = [p for p, name in enumerate(lab) if (key_kind(name) != "cot" and name != "<eos>") or p in used]
-        x_of = {p: i for i, p in enumerate(shown)}
-        for p in shown:
-            kind = key_kind(lab[p])
+    """The edges of ``model`` that make its cache→retrieve tree, laid out by layer for :func:`tree_chart`:
+    three columns, the operand digits (``x`` 0), the answer positions where layer 1 writes (``x`` 1) and
+    the same positions at layer 2 (``x`` 2), each answer position at ``y`` = the k of the digit it
+    predicts, the operand digits spread over the same height.
+
+    For each output digit c_k, the ``top`` important edges of the roles in :data:`TREE_ROLES` whose
+    knockout costs c_k itself (the importance test at c_k), costliest for c_k first; an edge that costs
+    several digits appears once per digit. ``part`` "edge" rows: digit ("c3"), k, edge, head_name, role,
+    x, y, x2, y2, accuracy (the drop at c_k in points), logit (at c_k). ``part`` "node" rows: x, y, text and
+    digit (the digit a layer-2 node predicts, "" elsewhere). ``edges``: an :func:`edge_frame`."""
+    columns = ["model", "part", "digit", "k", "edge", "head_name", "role", "x", "y", "x2", "y2", "accuracy", "logit", "text"]
+    labels, answers = patterns.labels, list(patterns.answer_positions)
+    row_of = {p: float(k) for k, p in enumerate(answers)}
+    operands = [p for p, label in enumerate(labels) if key_kind(label) in ("a", "b")]
+    spread = (len(answers) - 1) / max(len(operands) - 1, 1)
+    row_of_operand = {p: i * spread for i, p in enumerate(operands)}
+    rows = [
+        {"model": model, "part": "node", "x": 0.0, "y": row_of_operand[p], "text": labels[p], "digit": ""} for p in operands
+    ]
+    for k, p in enumerate(answers):
+        rows.append({"model": model, "part": "node", "x": 1.0, "y": float(k), "text": labels[p], "digit": ""})
+        rows.append({"model": model, "part": "node", "x": 2.0, "y": float(k), "text": f"→ c{k}", "digit": f"c{k}"})
+    part = edges[(edges["model"] == model) & edges["important"].astype(bool) & edges["role"].isin(TREE_ROLES)]
+    for k in range(len(answers)):
+        costs = [
+            (e["accuracy_drops"][k], e["logit_drops"][k], e)
+            for _, e in part.iterrows()
+            if _costs_digit(e, k, min_accuracy_drop, min_logit_drop)
+        ]
+        costs.sort(key=lambda c: (-c[0], -c[1]))
+        for accuracy, logit, e in costs[:top]:
+            if e["role"] == "cache":
+                start, end = (0.0, row_of_operand[e["key"]]), (1.0, row_of[e["query"]])
+            elif e["role"] == "retrieve":
+                start, end = (1.0, row_of[e["key"]]), (2.0, row_of[e["query"]])
+            else:  # layer 2 reading an operand digit directly
+                start, end = (0.0, row_of_operand[e["key"]]), (2.0, row_of[e["query"]])
             rows.append(
                 {
                     "model": model,
-                    "part": "node",
-                    "x": x_of[p],
-                    "y": 0.0,
-                    "label": lab[p],
-                    "text": lab[p][3:] if kind == "cot" else lab[p],  # "cot41" → "41", coloured as chain of thought
-                    "kind": _KIND_NAMES[kind],
+                    "part": "edge",
+                    "digit": f"c{k}",
+                    "k": k,
+                    "edge": e["edge"],
+                    "head_name": e["head_name"],
+                    "role": e["role"],
+                    "x": start[0],
+                    "y": start[1],
+                    "x2": end[0],
+                    "y2": end[1],
+                    "accuracy": round(100 * float(accuracy), 1),
+                    "logit": round(float(logit), 2),
                 }
             )
-        for n, e in enumerate(graph.edges):
-            x0, x1 = x_of[e.src], x_of[e.dst]
-            sign = 1.0 if e.layer == 0 else -1.0
-            name = edge_name(e.layer, e.head, lab[e.dst], lab[e.src])
-            common = {
-                "model": model,
-                "part": "arc",
-                "edge": f"{n}: {name}",
-                "label": name,
-                "layer": e.layer,
-                "layer_name": layer_name(e.layer),
-                "head": f"head {e.head}",
-                "role": edge_role(e.layer, e.dst, e.src, lab[e.src]),
-                "effect": round(100 * e.effect, 2),
-            }
-            for s in range(points + 1):
-                t = math.pi * s / points
-                if x0 == x1:  # a loop onto the head's own position
-                    x, y = x0 + 0.3 * math.sin(2 * t), sign * (0.55 - 0.3 * math.cos(2 * t))
-                else:  # starting just off the token line, so as not to cross the labels
-                    half = (x1 - x0) / 2
-                    x = x0 + half - half * math.cos(t)
-                    y = sign * (0.25 + (0.4 + 0.45 * abs(half)) * math.sin(t))
-                rows.append({**common, "x": round(x, 3), "y": round(y, 3), "step": s})
     return pd.DataFrame(rows, columns=columns)
 
 
-def graph_chart(df: pd.DataFrame, *, title: str = "The attention edges the answer depends on", width: int = 560) -> alt.VConcatChart:
-    """The important edges of each model drawn as a graph: positions left to right, layer-1 edges as arcs
-    above the line, layer-2 edges below, coloured by head, thicker for a larger accuracy cost, dashed
-    for sink edges. Click a head in the legend to highlight its edges; hover an arc for the edge.
-    Data: a :func:`graph_frame`."""
-    data = df.copy()
-    data["sink"] = data["role"] == "sink"
-    models = list(dict.fromkeys(data["model"]))
-    heads = sorted(h for h in dict.fromkeys(data["head"].dropna())) or ["head 0"]
-    pick = alt.selection_point(name="head_pick", fields=["head"], bind="legend")
-
-    def panel(model: str, first: bool) -> alt.LayerChart:
-        part = data[data["model"] == model]
-        arcs = part[part["part"] == "arc"]
-        x = alt.X("x:Q", axis=None, scale=alt.Scale(nice=False, padding=12))
-        y = alt.Y("y:Q", axis=None, scale=alt.Scale(nice=False, padding=10))
-        lines = (
-            alt.Chart(arcs)
-            .mark_line(interpolate="monotone")
-            .encode(
-                x=x,
-                y=y,
-                detail="edge:N",
-                order="step:Q",
-                stroke=alt.Stroke("head:N", scale=alt.Scale(domain=heads, scheme="category10"), title="head (click)"),
-                strokeWidth=alt.StrokeWidth(
-                    "effect:Q", scale=alt.Scale(range=[1, 5], domainMin=0), title="accuracy cost (points)"
-                ),
-                strokeDash=alt.StrokeDash(
-                    "sink:N", scale=alt.Scale(domain=[False, True], range=[[1, 0], [4, 3]]), legend=None
-                ),
-                opacity=alt.when(pick).then(alt.value(0.9)).otherwise(alt.value(0.1)),
-                tooltip=[
-                    alt.Tooltip("model:N"),
-                    alt.Tooltip("label:N", title="edge (query←key)"),
-                    alt.Tooltip("layer_name:N", title="layer"),
-                    alt.Tooltip("role:N"),
-                    alt.Tooltip("effect:Q", title="largest accuracy drop (points)", format=".1f"),
-                ],
+def tree_chart(
+    df: pd.DataFrame,
+    *,
+    default_digit: str | None = "c4",
+    n_heads: int = 4,
+    width: int = 480,
+    title: str = "The cache→retrieve tree, digit by digit",
+) -> alt.LayerChart:
+    """A :func:`tree_frame` drawn as a layered graph: operand digits on the left, layer-1 positions in the
+    middle, layer-2 positions on the right (a faint line joins a position to itself across the layers: the
+    residual stream). Edges are coloured by head (:data:`HEAD_COLORS`), wider for a larger accuracy cost.
+    Click a digit on the right to keep only its edges in view (double-click to show every digit's);
+    ``default_digit`` is the one in view at first (``None``: all). Works on a static page."""
+    heads = [head_name(layer, h) for layer in (0, 1) for h in range(n_heads)]
+    nodes = df[df["part"] == "node"]
+    lines = df[df["part"] == "edge"]
+    digits = list(dict.fromkeys(nodes.loc[nodes["digit"] != "", "digit"]))
+    if nodes.empty:
+        return _nothing("no model to draw")
+    n_rows = int(nodes["y"].max()) + 1
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[-0.25, 2.25]))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[-1.2, n_rows - 0.5], reverse=True))
+    start = {"value": [{"digit": default_digit}]} if default_digit in digits else {}
+    pick = alt.selection_point(name="digit_pick", fields=["digit"], on="click", clear="dblclick", empty=True, **start)
+    residual = (
+        alt.Chart(pd.DataFrame({"x": 1.08, "x2": 1.92, "y": [float(r) for r in range(n_rows)]}))
+        .mark_rule(color="#d9d9d9", strokeDash=[3, 3])
+        .encode(x=x, x2="x2:Q", y=y)
+    )
+    drawn = (
+        alt.Chart(lines)
+        .transform_calculate(x0="datum.x + 0.09", x1="datum.x2 - 0.09")  # stop short of the labels
+        .mark_rule(strokeCap="round")
+        .encode(
+            x=alt.X("x0:Q", axis=None, scale=alt.Scale(domain=[-0.25, 2.25])),
+            y=y,
+            x2="x1:Q",
+            y2="y2:Q",
+            color=alt.Color(
+                "head_name:N", scale=alt.Scale(domain=heads, range=HEAD_COLORS[: len(heads)]), title="head"
+            ),
+            strokeWidth=alt.StrokeWidth(
+                "accuracy:Q", scale=alt.Scale(domain=[0, 100], range=[1, 7]), title=["accuracy cost", "at the digit (points)"]
+            ),
+            opacity=alt.when(pick).then(alt.value(0.9)).otherwise(alt.value(0.04)),
+            tooltip=[
+                alt.Tooltip("digit:N", title="costs digit"),
+                alt.Tooltip("edge:N", title="edge (head query←key)"),
+                alt.Tooltip("role:N"),
+                alt.Tooltip("accuracy:Q", title="accuracy cost at the digit (points)", format=".1f"),
+                alt.Tooltip("logit:Q", title="correct-logit drop at the digit", format=".2f"),
+            ],
+        )
+    )
+    labels = (
+        alt.Chart(nodes[nodes["digit"] == ""])
+        .mark_text(fontSize=12, color="#525252")
+        .encode(x=x, y=y, text="text:N")
+    )
+    targets = (
+        alt.Chart(nodes[nodes["digit"] != ""])
+        .mark_text(fontSize=13, fontWeight="bold", align="left", dx=-6, cursor="pointer")
+        .encode(
+            x=x,
+            y=y,
+            text="text:N",
+            color=alt.when(pick).then(alt.value("#000000")).otherwise(alt.value("#a6a6a6")),
+            tooltip=[alt.Tooltip("digit:N", title="click to show the edges of")],
+        )
+        .add_params(pick)
+    )
+    headers = (
+        alt.Chart(
+            pd.DataFrame(
+                {"x": [0.0, 1.0, 2.0], "y": -1.0, "text": ["operand digits", "layer 1 writes at", "layer 2 reads into"]}
             )
         )
-        if first:  # a selection is defined once; the other panels use it too
-            lines = lines.add_params(pick)
-        nodes = (
-            alt.Chart(part[part["part"] == "node"])
-            .mark_text(fontSize=9, fontWeight="bold")
-            .encode(
-                x=x,
-                y=y,
-                text="text:N",
-                tooltip=[alt.Tooltip("label:N", title="position")],
-                fill=alt.Fill(
-                    "kind:N",
-                    scale=alt.Scale(domain=list(_KIND_NAMES.values()), range=list(_KIND_COLORS.values())),
-                    title="position",
-                ),
-            )
-        )
-        note = "" if len(arcs) else " (no important edge)"
-        n_nodes = int((part["part"] == "node").sum())
-        return alt.layer(lines, nodes).properties(
-            width=max(width, 16 * n_nodes), height=150, title=alt.Title(model + note, anchor="start", fontSize=13)
-        )
-
-    panels = [panel(m, i == 0) for i, m in enumerate(models)] or [_nothing("no important edge to draw")]
-    return (
-        alt.vconcat(*panels)
-        .resolve_scale(stroke="shared", strokeWidth="shared", fill="shared", strokeDash="shared")
-        .properties(
-            title=alt.Title(
-                title,
-                subtitle="above the tokens: layer-1 edges (cache); below: layer-2 edges (retrieve); dashed: sink edges",
-            )
-        )
+        .mark_text(fontSize=12, fontStyle="italic", color="#525252")
+        .encode(x=x, y=y, text="text:N")
+    )
+    return alt.layer(residual, drawn, labels, targets, headers).properties(
+        width=width,
+        height=28 * (n_rows + 1),
+        title=alt.Title(title, subtitle="click a digit on the right (double-click: every digit); hover an edge for its cost"),
     )
