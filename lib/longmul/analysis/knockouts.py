@@ -111,8 +111,8 @@ def _finish(block, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
 
 
 class _CleanLayers:
-    """Per layer, from the clean residual stream: queries, keys and values (B, H, T, d_head), scores and
-    weights (B, H, T, T); computed once, when first needed."""
+    """Per layer, from the clean residual stream: queries, keys, values and per-head outputs z
+    (B, H, T, d_head), scores and weights (B, H, T, T); computed once, when first needed."""
 
     def __init__(self, model: GPT2LMHeadModel, resid_pre: Sequence[torch.Tensor]):
         self.blocks, self.resid_pre, self.n_heads = model.transformer.h, resid_pre, model.config.n_head
@@ -126,7 +126,16 @@ class _CleanLayers:
             T = scores.shape[-1]
             future = torch.ones(T, T, dtype=torch.bool, device=scores.device).triu(1)  # (T, T)
             weights = _softmax(scores, future)
-            self.layers[layer] = {"q": q, "k": k, "v": v, "scores": scores, "weights": weights, "future": future}
+            z = torch.matmul(weights, v)  # (B, H, T, d_head)
+            self.layers[layer] = {
+                "q": q,
+                "k": k,
+                "v": v,
+                "z": z,
+                "scores": scores,
+                "weights": weights,
+                "future": future,
+            }
         return self.layers[layer]
 
 
@@ -142,22 +151,27 @@ def _knock_group(
     """Residual streams leaving the last layer at positions ``query … row_end - 1`` (only ``query`` when
     ``layer`` is the last) for each of ``knockouts`` (all at ``layer``, ``query``): (m, B, R, d).
 
-    Every attention product runs over all T queries and keys, as in the whole forward pass, though only
-    some rows are new: a matrix product of one row rounds differently from the same row inside a T-row
-    product, and with the same shapes the result equals the hooked forward's bit for bit. The
-    projections, layer norms and MLP, which treat rows independently, run on the new rows only."""
+    Each attention product that has a new row runs over all T queries and keys, as in the whole forward
+    pass (for the knocked-out head alone at ``layer``): a matrix product of one row rounds differently
+    from the same row inside a T-row product, and with the same shapes the result equals the hooked
+    forward's bit for bit. The projections, layer norms and MLP, which treat rows independently, run on
+    the new rows only."""
     blocks, n_heads = model.transformer.h, model.config.n_head
     m = len(knockouts)
     block, c = blocks[layer], clean(layer)
-    _, H, T, _ = c["scores"].shape
-    # Layer `layer`: only row `query` changes: its clean scores with the knocked-out keys blocked.
-    blocked = c["future"][query].expand(m, 1, H, T).clone()  # (m, 1, H, T)
+    B, H, T, d_head = c["z"].shape
+    # Layer `layer`: only row `query` of head `knockout.head` changes: its clean scores with the
+    # knocked-out keys blocked. The other heads' outputs there are the clean ones.
+    heads = torch.tensor([k.head for k in knockouts], device=c["z"].device)  # (m,)
+    blocked = c["future"][query].expand(m, T).clone()  # (m, T)
     for i, knockout in enumerate(knockouts):
-        blocked[i, 0, knockout.head, _keys_of(knockout)] = True
-    row = _softmax(c["scores"][:, :, query], blocked)  # (m, B, H, T)
-    weights = c["weights"].expand(m, -1, -1, -1, -1).clone()  # (m, B, H, T, T)
-    weights[:, :, :, query] = row
-    z = torch.matmul(weights, c["v"])[:, :, :, query : query + 1]  # (m, B, H, 1, d_head)
+        blocked[i, _keys_of(knockout)] = True
+    row = _softmax(c["scores"][:, heads, query].transpose(0, 1), blocked[:, None])  # (m, B, T)
+    weights = c["weights"][:, heads].transpose(0, 1)  # (m, B, T, T), a copy (indexing by a tensor)
+    weights[:, :, query] = row
+    z_head = torch.matmul(weights, c["v"][:, heads].transpose(0, 1))[:, :, query]  # (m, B, d_head)
+    z = c["z"][:, :, query : query + 1].expand(m, B, H, 1, d_head).clone()  # (m, B, H, 1, d_head)
+    z[torch.arange(m), :, heads, 0] = z_head
     x = resid_pre[layer][:, query : query + 1]  # (B, 1, d)
     rows = _finish(block, x, _project(block, z))  # (m, B, 1, d)
     if layer + 1 == len(blocks):
@@ -224,7 +238,7 @@ def knocked_logits(
             row_end = query + 1 if last else max(positions[j] for j in wanted) + 1
             R = row_end - query
             # per stacked knockout, float32: the new rows' MLP hidden and q/k/v/out, the spliced
-            # q/k/v, and two (H, T, T) score/weight matrices
+            # q/k/v, and two (H, T, T) score/weight matrices of the later layers
             per_knockout = 4 * B * (R * (n_inner + 5 * d) + 3 * T * d + 2 * model.config.n_head * T * T)
             step = max(1, CHUNK_BYTES // per_knockout)
             rel = torch.tensor([positions[j] - query for j in wanted], device=resid_pre[0].device)  # (W,)
