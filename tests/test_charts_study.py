@@ -84,3 +84,17 @@ def test_icot_curves_follow_each_evaluation_and_say_what_is_still_written(tmp_pa
     ]
     svg = vl_convert.vegalite_to_svg(json.dumps(icot_curves_chart(frame).to_dict()))
     assert "2×2" in svg and "validation exact match" in svg
+
+
+def test_the_hero_fits_the_column_for_every_size_with_readable_text():
+    import re
+
+    from longmul.charts.accuracy import COLUMN_WIDTH, LABEL_SIZE
+
+    longest = {"dropout": 0.1, "lr": 1e-4, "seed": 1, "width": 256}
+    rows = [row(n, "icot", [0.5] * (2 * n), 0.1, schedule="gated", **longest) for n in (2, 3, 4, 5)]
+    svg = vl_convert.vegalite_to_svg(json.dumps(digits_table_chart(digits_frame(rows)).to_dict()))
+    width = float(re.search(r'<svg[^>]*? width="([\d.]+)"', svg).group(1))
+    sizes = [float(x) for x in re.findall(r'font-size="([\d.]+)px"', svg)]
+    assert width <= COLUMN_WIDTH, f"the study's hero is {width:.0f} px wide, over {COLUMN_WIDTH}"
+    assert min(sizes) >= LABEL_SIZE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from longmul.charts.accuracy import COLUMN_WIDTH, readable
 from longmul.charts.heatmap import annotated_heatmap
 from longmul.dynamics import RunHistory, describe_cot_span
 from longmul.task import chain_of_thought_roles
@@ -45,14 +46,20 @@ def digits_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["n", "cell", "label", "column", "accuracy", "at_chance", "text"])
 
 
+# px the digit columns of one panel may take: the column less the cell labels and the colour legend
+HEATMAP_WIDTH = COLUMN_WIDTH - 300
+
+
 def digits_table_chart(frame: pd.DataFrame, *, column_width: int = 60, row_height: int = 24) -> alt.VConcatChart:
     """The study's hero figure: for each n, one line per cell and one column per output digit
     (units first) and for exact match, coloured and labelled by accuracy in percent; a dot marks a
-    digit whose best validation accuracy never left chance."""
+    digit whose best validation accuracy never left chance. Columns narrow for large n so that every
+    panel fits the book's text column."""
     panels = []
     for n, part in frame.groupby("n", sort=True):
         labels = list(dict.fromkeys(part["label"]))
         columns = [f"c{k}" for k in range(2 * int(n))] + [EXACT]
+        width = min(column_width, HEATMAP_WIDTH // len(columns))
         panel = annotated_heatmap(
             part,
             x="column:N",
@@ -72,12 +79,12 @@ def digits_table_chart(frame: pd.DataFrame, *, column_width: int = 60, row_heigh
                 alt.Tooltip("accuracy:Q", format=".1%"),
             ],
         ).properties(
-            title=f"{n}×{n}: accuracy of each output digit (units first) on fresh problems, %",
-            width=column_width * len(columns),
+            title=f"{n}×{n}: accuracy per output digit (units first), %",
+            width=width * len(columns),
             height=row_height * len(labels),
         )
         panels.append(panel)
-    return alt.vconcat(*panels).resolve_scale(color="shared")
+    return readable(alt.vconcat(*panels).resolve_scale(color="shared"))
 
 
 def icot_curves_frame(runs: dict[str, RunHistory], rows: list[dict]) -> pd.DataFrame:
