@@ -165,6 +165,7 @@ def test_pca_frame_draws_a_subset(views):
 def test_pca_brush_chart_has_selectors_and_linked_brushing(views):
     df = pca_frame({"M · a": views[0], "M · b": views[1]}, max_points=40)
     spec = _compiles(pca_brush_chart(df, default_view="M · b", default_colour="a1"))
+    assert spec["usermeta"]["embedOptions"]["renderer"] == "canvas"
     params = {p["name"]: p for p in spec["params"]}
     assert params["view"]["value"] == 1 and params["view"]["bind"]["labels"] == ["M · a", "M · b"]
     assert params["colour_by"]["value"] == "a1" and params["colour_by"]["bind"]["options"] == OPERAND_DIGITS
@@ -253,6 +254,7 @@ def test_minkowski_frame_and_chart(views):
     assert minkowski_frame({}).empty
 
     spec = _compiles(minkowski_chart(df))
+    assert spec["usermeta"] == {"embedOptions": {"renderer": "canvas"}}  # thousands of points: a canvas
     params = {p["name"]: p for p in spec["params"]}
     assert params["model"]["bind"]["labels"] == ["M", "N"] and params["position"]["value"] == 2
     assert params["position"]["bind"]["options"] == [2, 0]

@@ -129,6 +129,12 @@ def head_for_pair(views: Sequence[ActivationView], k: int, pair: tuple[str, str]
     return max(heads, key=lambda v: min(pair_variance(v, pair)["a"], pair_variance(v, pair)["b"]))
 
 
+# vega-embed options a chart carries in its own spec (``usermeta.embedOptions``, which vega-embed merges
+# into the page's): charts of thousands of points draw on a canvas, not as thousands of SVG nodes, so the
+# page loads and brushing stays quick.
+MANY_POINTS = {"embedOptions": {"renderer": "canvas"}}
+
+
 def digit_value_scale() -> alt.Scale:
     """The altair colour scale of digit values "0" … "9" (:data:`DIGIT_VALUE_COLORS`); the values are
     strings, as a nominal field parsed from CSV is."""
@@ -199,7 +205,7 @@ def minkowski_chart(
     *,
     default_k: int = 2,
     size: int = 180,
-    point_size: float = 9,
+    point_size: float = 14,
 ) -> alt.VConcatChart:
     """The nesting the paper's Fig. 5 shows, as three projections of one view: PC1–PC2, PC1–PC3 and
     PC2–PC3, the top row coloured by the b digit of the position's pair (the clusters), the bottom row
@@ -299,11 +305,12 @@ def minkowski_chart(
     chart.params = [*chart.params, brush]
     return readable(
         chart.properties(
+            usermeta=MANY_POINTS,
             title=alt.Title(
                 "Layer-1 attention outputs on their first three principal components",
                 subtitle="drag in any panel to light the same problems in all six; double-click to clear",
                 anchor="start",
-            )
+            ),
         )
     )
 
@@ -415,9 +422,10 @@ def pca_brush_chart(
     else:
         chart = alt.vconcat(scatter)
     chart = chart.add_params(view, colour).properties(
+        usermeta=MANY_POINTS,
         title=alt.Title(
             title, subtitle="drag in any panel to highlight the same problems in all three; double-click to clear"
-        )
+        ),
     )
     chart.params = [*chart.params, brush]
     return readable(chart)
