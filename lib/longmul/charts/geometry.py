@@ -1011,7 +1011,7 @@ def geometry_findings(
     tied: Iterable[str] = (),
     margin: float = MATTERS_RATIO,
 ) -> pd.DataFrame:
-    """The numbers the takeaway is phrased from, one row per model:
+    """The numbers the chapter's prose is checked against, one row per model:
 
     * ``c0_*`` (``a, b, additive, full, additive_share``): the layer-1 attention output at c0, pair a0·b0;
     * ``c2_*``: the chosen head (``chosen_heads``: model → view label) at c2, pair a1·b1, ``c2_view``;
