@@ -78,7 +78,7 @@ def test_icot_curves_follow_each_evaluation_and_say_what_is_still_written(tmp_pa
     frame = icot_curves_frame(runs, [ROWS[1], ROWS[0]])  # the SFT row has no curve
     assert list(frame["removed"]) == [0, 5, 8]
     assert list(frame["format"]) == [
-        "partial product 0, digits 0–2; +; partial product 1, digits 0–3",
+        "partial product 0, digits 0–2; a plus sign; partial product 1, digits 0–3",
         "partial product 1, digits 1–3",
         "no chain of thought",
     ]

@@ -522,7 +522,9 @@ def test_the_papers_description_is_that_of_facts_section_4():
 
 def test_a_span_of_the_chain_of_thought_is_described_by_role():
     # Tokens 32-39 are what the 8-token runs removed to enter their stalled stage (40 removed).
-    assert dyn.describe_cot_span(32, 40) == "running total 0–2, digits 3–6; ); +; partial product 3, digits 0–1"
+    assert dyn.describe_cot_span(32, 40) == (
+        "running total 0–2, digits 3–6; a closing bracket; a plus sign; partial product 3, digits 0–1"
+    )
     assert dyn.describe_cot_span(32, 33) == "running total 0–2, digit 3"
     assert dyn.describe_cot_span(0, 0) == ""
 

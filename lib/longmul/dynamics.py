@@ -618,9 +618,14 @@ def cot_gone_step(run: RunHistory) -> int | None:
     return next((s["step"] for s in run.stages if s["removed"] >= cot_len), None)
 
 
+# the chain of thought's separator tokens, as a sentence names them
+_SEPARATOR_NAMES = {"(": "an opening bracket", ")": "a closing bracket", "+": "a plus sign"}
+
+
 def describe_cot_span(start: int, stop: int, n_digits: int = 4) -> str:
     """The chain-of-thought tokens ``start`` … ``stop - 1`` by role, runs of digits of one number
-    grouped: ``"running total 0–2, digits 3–6; ); +; partial product 3, digits 0–1"``."""
+    grouped and separators named in words: ``"running total 0–2, digits 3–6; a closing bracket; a
+    plus sign; partial product 3, digits 0–1"``."""
     from longmul.task import chain_of_thought_roles
 
     parts: list[tuple[str, list[int]]] = []  # (number or separator, its digits in the span)
@@ -633,7 +638,7 @@ def describe_cot_span(start: int, stop: int, n_digits: int = 4) -> str:
 
     def text(number: str, digits: list[int]) -> str:
         if not digits:
-            return number
+            return _SEPARATOR_NAMES.get(number, number)
         if len(digits) == 1:
             return f"{number}, digit {digits[0]}"
         return f"{number}, digits {digits[0]}–{digits[-1]}"
