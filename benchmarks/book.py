@@ -16,7 +16,7 @@ rule: mean attention at least 0.2 at an answer position), once with ``method="fu
 pass per edge) and once with ``method="cached"``, on one torch thread as the chapter runs it; it also
 reports the largest difference between the two sweeps' logit drops and whether the accuracy drops agree.
 
-``--profile DIR`` runs each chapter's cells under cProfile (stats in ``DIR/<chapter>-<fast|full>.prof``,
+``--profile DIR`` runs each chapter's cells under cProfile, timed in CPU seconds (stats in ``DIR/<chapter>-<fast|full>.prof``,
 read them with ``python -m pstats``); the profiled run is slower and its outputs gain two cells.
 
 ``--save-outputs DIR`` writes every executed chapter's text outputs (glued values, printed tables,
@@ -97,7 +97,10 @@ def run_chapter(path: Path, fast: bool, profile: Path | None = None) -> tuple[fl
 
     notebook = jupytext.read(path)
     if profile is not None:
-        start_code = "import cProfile as _cp\n_profile = _cp.Profile()\n_profile.enable()"
+        # CPU time, not wall time: on a shared core the wall clock mostly measures the other processes
+        start_code = (
+            "import cProfile as _cp, time as _time\n_profile = _cp.Profile(_time.process_time)\n_profile.enable()"
+        )
         stop_code = f"_profile.disable()\n_profile.dump_stats({str(profile)!r})"
         notebook.cells = [nbformat.v4.new_code_cell(start_code), *notebook.cells, nbformat.v4.new_code_cell(stop_code)]
     # the shipped models by absolute path, so that a copy of a chapter outside book/ finds them too
