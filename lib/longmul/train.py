@@ -579,6 +579,17 @@ def one_recipe_file(sessions: list[dict]) -> dict | None:
     return files[0]
 
 
+def _state_to_resume(out_dir: Path) -> dict:
+    """The checked ``state.json`` of the latest checkpoint of the run in ``out_dir``, or a ValueError
+    saying there is nothing to resume."""
+    found = find_checkpoint(out_dir / "checkpoint")
+    if found is None:
+        raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
+    state = read_json_object(found / "state.json")
+    check_state(state, found / "state.json")
+    return state
+
+
 def start_session(
     config: TrainConfig,
     out_dir: Path,
@@ -592,11 +603,7 @@ def start_session(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     if resume:
-        found = find_checkpoint(out_dir / "checkpoint")
-        if found is None:
-            raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
-        state = read_json_object(found / "state.json")
-        check_state(state, found / "state.json")
+        state = _state_to_resume(out_dir)
         saved = TrainConfig.from_dict(state["config"])
         differing = [f.name for f in fields(TrainConfig) if f.name not in RESUME_MUTABLE and getattr(saved, f.name) != getattr(config, f.name)]
         if differing:
@@ -668,11 +675,7 @@ def train_recipe_file(
     command = command or " ".join(sys.argv)
     done = 0
     if resume:
-        found = find_checkpoint(out_dir / "checkpoint")
-        if found is None:
-            raise ValueError(f"nothing to resume: no checkpoint in {out_dir}")
-        state = read_json_object(found / "state.json")
-        check_state(state, found / "state.json")
+        state = _state_to_resume(out_dir)
         done = state["step"]
         if done > plan.max_steps:
             raise ValueError(f"cannot resume {out_dir} with {plan.path}: its checkpoint is at step {done:,}, past the plan's end ({plan.max_steps:,})")

@@ -132,6 +132,18 @@ def _one_hot(codes: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _samples_and_labels(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X`` as float64 (N, d) (a vector becomes one column) and the digit labels ``a``, ``b`` as (N,)
+    arrays, or a ValueError naming the shapes."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    a, b = np.asarray(a), np.asarray(b)
+    if X.ndim != 2 or a.shape != (len(X),) or b.shape != (len(X),):
+        raise ValueError(f"expected X of shape (N, d) and labels of shape (N,), got {X.shape}, {a.shape}, {b.shape}")
+    return X, a, b
+
+
 def variance_explained(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> VarianceExplained:
     """Decompose the variance of ``X`` (N, d) — or (N,) — by two integer labels ``a``, ``b`` (N,):
     shares explained by ``a`` alone, ``b`` alone, the additive model ``μ + f(a) + g(b)`` and the full
@@ -142,12 +154,7 @@ def variance_explained(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> VarianceE
     Every model is constant within a cell, so each is fitted to the cell means weighted by the cell
     counts: exactly the least-squares fit to ``X`` (its residual is the within-cell scatter plus the
     weighted misfit of the cell means), at the cost of a (cells, d) problem instead of an (N, d) one."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[:, None]
-    a, b = np.asarray(a), np.asarray(b)
-    if X.ndim != 2 or a.shape != (len(X),) or b.shape != (len(X),):
-        raise ValueError(f"expected X of shape (N, d) and labels of shape (N,), got {X.shape}, {a.shape}, {b.shape}")
+    X, a, b = _samples_and_labels(X, a, b)
     _, a_codes = np.unique(a, return_inverse=True)
     _, b_codes = np.unique(b, return_inverse=True)
     n_a, n_b = int(a_codes.max()) + 1, int(b_codes.max()) + 1
@@ -219,12 +226,7 @@ def main_effects(X: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarra
     with each value of ``a`` minus the overall mean, and ``g`` (n_b, d) the same for ``b`` (rows in the
     order of the sorted values). For independent, uniform digits they are the ``f`` and ``g`` of the
     additive model ``μ + f(a) + g(b)``: the two sets of points whose Minkowski sum the cloud is."""
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[:, None]
-    a, b = np.asarray(a), np.asarray(b)
-    if X.ndim != 2 or a.shape != (len(X),) or b.shape != (len(X),):
-        raise ValueError(f"expected X of shape (N, d) and labels of shape (N,), got {X.shape}, {a.shape}, {b.shape}")
+    X, a, b = _samples_and_labels(X, a, b)
     mean = X.mean(0)  # (d,)
     f = np.stack([X[a == value].mean(0) - mean for value in np.unique(a)])  # (n_a, d)
     g = np.stack([X[b == value].mean(0) - mean for value in np.unique(b)])  # (n_b, d)
