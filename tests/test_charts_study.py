@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import vl_convert
 
 from longmul.charts.study import EXACT, cell_label, digits_frame, digits_table_chart
@@ -97,4 +98,24 @@ def test_the_hero_fits_the_column_for_every_size_with_readable_text():
     width = float(re.search(r'<svg[^>]*? width="([\d.]+)"', svg).group(1))
     sizes = [float(x) for x in re.findall(r'font-size="([\d.]+)px"', svg)]
     assert width <= COLUMN_WIDTH, f"the study's hero is {width:.0f} px wide, over {COLUMN_WIDTH}"
+    assert min(sizes) >= LABEL_SIZE
+
+
+def test_the_icot_curves_fit_the_column_with_readable_text(tmp_path):
+    import re
+
+    from longmul.charts.accuracy import COLUMN_WIDTH, LABEL_SIZE
+    from longmul.charts.study import icot_curves_chart
+
+    frame = pd.DataFrame(
+        [
+            {"label": f"ICoT {s}, w256, dropout 0.1, lr 0.0001, seed 1", "n": n, "examples": e, "val_exact_match": 0.5,
+             "removed": 3, "format": "partial product 0, digits 0–2"}
+            for n in (2, 3) for s in ("paced", "gated") for e in (1000, 2000)
+        ]
+    )  # fmt: skip
+    svg = vl_convert.vegalite_to_svg(json.dumps(icot_curves_chart(frame).to_dict()))
+    width = float(re.search(r'<svg[^>]*? width="([\d.]+)"', svg).group(1))
+    sizes = [float(x) for x in re.findall(r'font-size="([\d.]+)px"', svg)]
+    assert width <= COLUMN_WIDTH, f"the ICoT curves are {width:.0f} px wide, over {COLUMN_WIDTH}"
     assert min(sizes) >= LABEL_SIZE

@@ -110,12 +110,13 @@ def icot_curves_frame(runs: dict[str, RunHistory], rows: list[dict]) -> pd.DataF
     return pd.DataFrame(out, columns=["n", "label", "examples", "val_exact_match", "removed", "format"])
 
 
-def icot_curves_chart(frame: pd.DataFrame, *, width: int = 260, height: int = 150) -> alt.FacetChart:
-    """ICoT cells over training, one panel per n: validation exact match (line) and the
-    chain-of-thought tokens removed so far (dashed, right axis, out of the full length)."""
+def icot_curves_chart(frame: pd.DataFrame, *, width: int = 440, height: int = 150) -> alt.FacetChart:
+    """ICoT cells over training, one panel per n, stacked so that they fit the text column: validation
+    exact match (line) and the chain-of-thought tokens removed so far (dashed, right axis, out of the
+    full length); the cells' legend under the panels."""
     base = alt.Chart(frame).encode(
         x=alt.X("examples:Q", title="training examples", axis=alt.Axis(format="~s")),
-        color=alt.Color("label:N", title="cell"),
+        color=alt.Color("label:N", title="cell", legend=alt.Legend(orient="bottom", columns=2)),
         tooltip=[
             alt.Tooltip("label:N", title="cell"),
             alt.Tooltip("examples:Q", format=","),
@@ -135,12 +136,12 @@ def icot_curves_chart(frame: pd.DataFrame, *, width: int = 260, height: int = 15
     removed = base.mark_line(strokeDash=[4, 3], opacity=0.6).encode(
         y=alt.Y("removed:Q", title="CoT tokens removed (dashed)")
     )
-    return (
+    return readable(
         alt.layer(accuracy, removed)
         .resolve_scale(y="independent")
         .properties(width=width, height=height)
         .facet(
-            column=alt.Column(
+            row=alt.Row(
                 "n:O", title=None, header=alt.Header(labelExpr="datum.value + '×' + datum.value", labelFontSize=12)
             )
         )
