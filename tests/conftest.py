@@ -41,9 +41,9 @@ def tiny_config(**overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def train_until_killed(config: TrainConfig, out, step: int, monkeypatch) -> None:
-    """Start a run and kill it (an exception, as when a session ends) when it reaches ``step``; its
-    last checkpoint stays behind. ``Trainer.train_step`` is restored afterwards."""
+def kill_training_at(monkeypatch, step: int):
+    """Make the next training stop with an exception ("simulated kill", as when a session ends) when
+    it reaches ``step``; returns the function that restores ``Trainer.train_step``."""
     original = Trainer.train_step
 
     def dies_at_step(self, log):
@@ -52,9 +52,16 @@ def train_until_killed(config: TrainConfig, out, step: int, monkeypatch) -> None
         return original(self, log)
 
     monkeypatch.setattr(Trainer, "train_step", dies_at_step)
+    return lambda: monkeypatch.setattr(Trainer, "train_step", original)
+
+
+def train_until_killed(config: TrainConfig, out, step: int, monkeypatch) -> None:
+    """Start a run and kill it (an exception, as when a session ends) when it reaches ``step``; its
+    last checkpoint stays behind. ``Trainer.train_step`` is restored afterwards."""
+    restore = kill_training_at(monkeypatch, step)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train(config, out, command="pytest")
-    monkeypatch.setattr(Trainer, "train_step", original)
+    restore()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import kill_training_at, tiny_config
 from longmul.recipe_file import (
     Change,
     attach_recipe_file,
@@ -24,7 +24,7 @@ from longmul.recipe_file import (
     sha256_of,
 )
 from longmul.saved import MANIFEST, load_model, read_history, sha256_file
-from longmul.train import Trainer, train, train_recipe_file
+from longmul.train import train, train_recipe_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["sft", "aux"]
@@ -89,19 +89,6 @@ def _weights(out: Path) -> dict:
 def _same_weights(a: Path, b: Path) -> bool:
     wa, wb = _weights(a), _weights(b)
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
-def _kill_at(monkeypatch, step: int):
-    """Make the next training stop with an exception when it reaches ``step`` (a session ending)."""
-    original = Trainer.train_step
-
-    def dies(self, log):
-        if self.step == step:
-            raise RuntimeError("simulated kill")
-        return original(self, log)
-
-    monkeypatch.setattr(Trainer, "train_step", dies)
-    return lambda: monkeypatch.setattr(Trainer, "train_step", original)
 
 
 # ---------------------------------------------------------------------------- reading and checking
@@ -200,7 +187,7 @@ def test_a_plan_runs_as_kills_and_resumes_with_the_new_settings_at_each_step(rec
     for number, (_, last, config) in enumerate(stretches):
         config = replace(config, progress=False)
         if number < len(stretches) - 1:
-            restore = _kill_at(monkeypatch, last)  # checkpoint_minutes = 0: a checkpoint after every step
+            restore = kill_training_at(monkeypatch, last)  # checkpoint_minutes = 0: a checkpoint after every step
             with pytest.raises(RuntimeError, match="simulated kill"):
                 train(config, by_hand, resume=number > 0, command="pytest")
             restore()
@@ -225,7 +212,7 @@ def test_a_plan_runs_as_kills_and_resumes_with_the_new_settings_at_each_step(rec
 def test_a_killed_plan_resumes_to_the_same_model(killed_at, tmp_path, monkeypatch):
     plan = read_recipe_file(_write(tmp_path, TINY.format(recipe="sft")))
     whole = train_recipe_file(plan, tmp_path / "whole", command="pytest", progress=False)
-    restore = _kill_at(monkeypatch, killed_at)
+    restore = kill_training_at(monkeypatch, killed_at)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_recipe_file(plan, tmp_path / "killed", command="pytest", progress=False)
     restore()
@@ -242,12 +229,12 @@ def test_a_plan_does_not_resume_a_run_past_its_end(tmp_path):
 
 def test_a_plan_killed_after_its_resume_row_writes_it_once(tmp_path, monkeypatch):
     plan = read_recipe_file(_write(tmp_path, TINY.format(recipe="sft")))
-    restore = _kill_at(monkeypatch, 4)
+    restore = kill_training_at(monkeypatch, 4)
     with pytest.raises(RuntimeError):
         train_recipe_file(plan, tmp_path / "run", command="pytest", progress=False)
     restore()
     # it died on the first step after the change, after its resume row; so does the next session
-    restore = _kill_at(monkeypatch, 4)
+    restore = kill_training_at(monkeypatch, 4)
     with pytest.raises(RuntimeError):
         train_recipe_file(plan, tmp_path / "run", resume=True, command="pytest", progress=False)
     restore()
