@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import altair as alt
 import yaml
 

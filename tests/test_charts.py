@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("ipywidgets", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("pandas", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("vl_convert", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import altair as alt
 import numpy as np
 import pandas as pd
-import pytest
 import vl_convert
 from hypothesis import given, settings
 from hypothesis import strategies as st

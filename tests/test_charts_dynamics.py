@@ -7,6 +7,11 @@ import json
 import re
 
 import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("pandas", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("vl_convert", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import vl_convert
 
 from longmul import dynamics as dyn

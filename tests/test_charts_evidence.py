@@ -3,9 +3,15 @@ charts, the numbers its sentences rest on) and of its widget, longmul.charts.evi
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("ipywidgets", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("pandas", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("vl_convert", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 import vl_convert
 from hypothesis import given, settings

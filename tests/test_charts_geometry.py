@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("pandas", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("vl_convert", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import numpy as np
 import pandas as pd
-import pytest
 import vl_convert
 
 from longmul.analysis.fourier import CentroidPCA, basis_shares, centroid_pca, fourier_basis, fourier_table

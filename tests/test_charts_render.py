@@ -8,9 +8,13 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("pandas", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import altair as alt
 import pandas as pd
-import pytest
 
 from longmul import charts
 from longmul.charts.render import (

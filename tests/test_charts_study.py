@@ -2,6 +2,12 @@
 
 import json
 
+import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("pandas", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("vl_convert", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 import pandas as pd
 import vl_convert
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import html
 
 import pytest
+
+pytest.importorskip("altair", reason="needs the 'book' extra: pip install -e '.[book]'")
+pytest.importorskip("ipywidgets", reason="needs the 'book' extra: pip install -e '.[book]'")
+
 from hypothesis import given
 from hypothesis import strategies as st
 
