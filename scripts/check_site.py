@@ -8,7 +8,9 @@ Serves the site on 127.0.0.1 and, for every page:
   request that leaves the machine (every asset must be served by the site itself; such requests are
   blocked, so the check never touches the network);
 * waits for every altair chart (``.longmul-chart``, see ``longmul.charts.render``) to draw, for the
-  math to typeset (MathJax), and for the embedded ipywidgets to render;
+  math to typeset (MathJax), for the embedded ipywidgets to render and for every in-browser explorable
+  (``longmul.explorables``) to answer with the models it runs; pages with explorables are opened
+  from ``file://`` too, where they must answer with no request beyond the site's files;
 * switches the theme to dark mode and checks the charts draw again;
 * saves full-page screenshots, light and dark, to the screenshots folder;
 * measures how a reader meets the page: its height in screens (1280×900, folds closed), the charts
@@ -28,9 +30,9 @@ Needs Chromium (Debian package ``chromium``, or ``--chromium PATH``) and the ``p
 from __future__ import annotations
 
 import argparse
-import re
 import functools
 import http.server
+import re
 import shutil
 import sys
 import threading
@@ -160,9 +162,20 @@ def wait_for_content(page: Page, name: str, problems: Problems) -> dict:
             charts: document.querySelectorAll('.longmul-chart').length,
             math: document.querySelectorAll('.math').length,
             widgets: document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+            explorables: document.querySelectorAll('.longmul-explorable').length,
         })"""
     )
     checks = []
+    if found["explorables"]:
+        # an explorable loads its models when it comes near the viewport: bring each there
+        for explorable in page.locator(".longmul-explorable").all():
+            explorable.scroll_into_view_if_needed()
+        checks.append(
+            (
+                "explorables answered",
+                """() => [...document.querySelectorAll('.longmul-explorable')].every(el => el.dataset.state === 'ready')""",
+            )
+        )
     if found["charts"]:
         checks.append(
             (
@@ -195,10 +208,31 @@ def wait_for_content(page: Page, name: str, problems: Problems) -> dict:
             page.wait_for_function(predicate, timeout=TIMEOUT_MS)
         except Exception:  # noqa: BLE001 - playwright's TimeoutError; report and go on
             errors = page.evaluate(
-                "() => [...document.querySelectorAll('[data-longmul-chart=error]')].map(el => el.textContent)"
+                """() => [...document.querySelectorAll('[data-longmul-chart=error], .longmul-explorable .lm-message')]
+                        .map(el => el.textContent).filter(Boolean)"""
             )
             problems.add(name, f"not all {label} within {TIMEOUT_MS / 1000:.0f} s {errors or ''}")
     return found
+
+
+def check_explorables_from_file(context, site: Path, names: list[str], problems: Problems) -> None:
+    """Open each page with an explorable from file://, as a reader who opens ``_build/html`` does: its
+    explorables must answer with no error and no request beyond the site's files."""
+    for name in names:
+        page = context.new_page()
+        watch(page, f"{name} (file://)", "file://", problems)
+        page.goto((site / name).resolve().as_uri(), wait_until="load")
+        for explorable in page.locator(".longmul-explorable").all():
+            explorable.scroll_into_view_if_needed()
+        try:
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.longmul-explorable')].every(el => el.dataset.state === 'ready')",
+                timeout=TIMEOUT_MS,
+            )
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; report and go on
+            messages = page.evaluate("() => [...document.querySelectorAll('.lm-message')].map(el => el.textContent)")
+            problems.add(f"{name} (file://)", f"explorables did not answer within {TIMEOUT_MS / 1000:.0f} s {messages}")
+        page.close()
 
 
 def set_dark(page: Page) -> None:
@@ -301,12 +335,13 @@ def check_search(page: Page, origin: str, problems: Problems) -> None:
 def layout_table(summary: list[tuple[str, dict]]) -> str:
     """One row per page: what a reader meets at 1280×900 (a markdown table, to paste into notes)."""
     rows = [
-        "| page | screens | charts | math | widgets | wider than column | raw math |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| page | screens | charts | math | widgets | explorables | wider than column | raw math |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, found in summary:
         rows.append(
             f"| {name} | {found['screens']:.1f} | {found['charts']} | {found['math']} | {found['widgets']} "
+            f"| {found.get('explorables', 0)} "
             f"| {found['wide']} | {found['raw_math']} |"
         )
     return "\n".join(rows)
@@ -350,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
                     problems.add(name, f"{found['screens']:.1f} screens, over the {args.max_screens:g} allowed")
                 summary.append((name, found))
                 page.close()
+            with_explorables = [name for name, found in summary if found.get("explorables")]
+            if not with_explorables:
+                problems.add("site", "no page has an in-browser explorable (longmul.explorables)")
+            check_explorables_from_file(context, args.site, with_explorables, problems)
             page = context.new_page()
             watch(page, "search.html", origin, problems)
             check_search(page, origin, problems)

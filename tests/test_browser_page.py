@@ -2,15 +2,13 @@
 local HTTP server answer as Python does, for a few problems per model and one knockout, with no
 console error and no request leaving the page's own files."""
 
-import functools
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser_support import CHROMIUM, NEEDS_CHROMIUM, serve, watch
 from longmul.browser_assets import write_model_script
 from longmul.evaluate import answer_digits, predict
 from longmul.hooks import Knockout
@@ -22,9 +20,7 @@ from longmul.task import problem_from_strings
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEMS = [("2365", "4347"), ("9999", "9999"), ("1000", "1000"), ("4821", "7305")]
 KNOCKOUT = Knockout(layer=0, head=1, query=12, key=[2, 7])  # changes the aux model's c2 and c3 of 2365 x 4347
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NEEDS_CHROMIUM)
 
 
 @pytest.fixture(scope="module")
@@ -58,32 +54,18 @@ def expected():
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    handler.log_message = lambda *args: None
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve(site) as url:
+        yield url
 
 
-def answers_in_chromium(url: str, local: tuple[str, ...], requests: list[dict]) -> tuple[list[dict], list[str]]:
+def answers_in_chromium(url: str, requests: list[dict]) -> tuple[list[dict], list[str]]:
     from playwright.sync_api import sync_playwright
 
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page()
-
-        def on_route(route):
-            if route.request.url.startswith(local):
-                route.continue_()
-            else:
-                problems.append(f"request leaves the page's files: {route.request.url}")
-                route.abort()
-
-        page.route("**/*", on_route)
-        page.on("pageerror", lambda err: problems.append(f"uncaught JS error: {err}"))
-        page.on("console", lambda msg: msg.type == "error" and problems.append(f"console error: {msg.text}"))
+        watch(page, url, problems)
         page.goto(url)
         page.wait_for_function("document.getElementById('status').textContent !== 'loading'", timeout=120_000)
         status = page.text_content("#status")
@@ -96,11 +78,8 @@ def answers_in_chromium(url: str, local: tuple[str, ...], requests: list[dict]) 
 @pytest.mark.parametrize("scheme", ["file", "http"])
 def test_the_page_answers_as_python(site, server, expected, scheme):
     requests, digits = expected
-    if scheme == "file":
-        url, local = (site / "index.html").as_uri(), ("file://", "blob:", "data:")
-    else:
-        url, local = f"{server}/index.html", (server, "blob:", "data:")
-    answers, problems = answers_in_chromium(url, local, requests)
+    url = (site / "index.html").as_uri() if scheme == "file" else f"{server}/index.html"
+    answers, problems = answers_in_chromium(url, requests)
     assert not problems, problems
     assert [a.get("digits", a) for a in answers] == digits
     per_model = len(PROBLEMS) + 1

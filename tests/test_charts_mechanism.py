@@ -46,6 +46,7 @@ from longmul.charts.mechanism import (
     operand_reads,
     pair_knockouts,
     pairs_table,
+    path_knockouts,
     paths_table,
     pattern_frame,
     pick_edges,
@@ -298,6 +299,13 @@ def test_tree_paths_recover_the_two_hops_of_a_hand_set_model():
         "a0", "L1H0", "####", "L2H0", "c0", 1,
     )  # fmt: skip
     assert path.cache_drop == 1.0 and path.retrieve_drop == 1.0
+    # the path's two edges, as the knockouts that remove them: the cache edge '####' ← a0 in layer 1,
+    # then the retrieve edge c0 ← '####' in layer 2 (what chapter 3's explorable preset knocks out)
+    labels = patterns["two hops"].labels
+    cache, retrieve = path_knockouts(tree_paths(edges), "two hops", 1)
+    assert (cache.layer, labels[cache.query], labels[cache.key]) == (0, "####", "a0")
+    assert (retrieve.layer, labels[retrieve.query], labels[retrieve.key]) == (1, "c0", "####")
+    assert path_knockouts(tree_paths(edges), "two hops", 2) == []
 
 
 def test_broad_heads_find_the_head_that_reads_everything(frames):

@@ -55,9 +55,9 @@ def test_prose_without_dollars_or_backslashes_is_never_raw_math(text):
 
 
 def test_the_layout_table_has_one_row_per_page():
-    found = {"screens": 12.34, "charts": 2, "math": 5, "widgets": 1, "wide": 1, "raw_math": 0}
+    found = {"screens": 12.34, "charts": 2, "math": 5, "widgets": 1, "explorables": 2, "wide": 1, "raw_math": 0}
     table = check_site.layout_table([("book/a.html", found), ("book/b.html", found | {"screens": 3.0})])
     lines = table.splitlines()
     assert len(lines) == 4
-    assert lines[2] == "| book/a.html | 12.3 | 2 | 5 | 1 | 1 | 0 |"
+    assert lines[2] == "| book/a.html | 12.3 | 2 | 5 | 1 | 2 | 1 | 0 |"
     assert lines[3].startswith("| book/b.html | 3.0 |")

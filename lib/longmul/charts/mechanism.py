@@ -411,10 +411,11 @@ def tree_paths(
     ``min_accuracy_drop`` accuracy or ``min_logit_drop`` of its correct logit (an edge that is important
     for another digit only does not make a path into c_k). Columns: model, operand, cache_head, via (p's
     label), retrieve_head, target (label), predicts (k), cache_drop and cache_logit_drop (the cache
-    edge's accuracy and logit drops at c_k), retrieve_drop and retrieve_logit_drop (the retrieve edge's)."""
+    edge's accuracy and logit drops at c_k), retrieve_drop and retrieve_logit_drop (the retrieve edge's),
+    cache_edge and retrieve_edge (each edge as the :class:`~longmul.hooks.Knockout` that removes it)."""
     columns = [
         "model", "operand", "cache_head", "via", "retrieve_head", "target", "predicts", "cache_drop", "cache_logit_drop",
-        "retrieve_drop", "retrieve_logit_drop",
+        "retrieve_drop", "retrieve_logit_drop", "cache_edge", "retrieve_edge",
     ]  # fmt: skip
     important = edges[edges["important"].astype(bool)]
     rows = []
@@ -442,9 +443,23 @@ def tree_paths(
                         "cache_logit_drop": c["logit_drops"][k],
                         "retrieve_drop": r["accuracy_drops"][k],
                         "retrieve_logit_drop": r["logit_drops"][k],
+                        "cache_edge": _edge_knockout(c),
+                        "retrieve_edge": _edge_knockout(r),
                     }
                 )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _edge_knockout(edge: pd.Series) -> Knockout:
+    return Knockout(int(edge["layer"]), int(edge["head"]), int(edge["query"]), int(edge["key"]))
+
+
+def path_knockouts(paths: pd.DataFrame, model: str, digit: int) -> list[Knockout]:
+    """Every edge of ``model``'s :func:`tree_paths` into ``c_digit`` (cache and retrieve edges, each once):
+    what chapter 3's "remove the tree's edges" button knocks out."""
+    part = paths[(paths["model"] == model) & (paths["predicts"] == digit)]
+    edges = [*part["cache_edge"], *part["retrieve_edge"]]
+    return list(dict.fromkeys(edges))  # Knockout is a frozen dataclass: dedupe, keep order
 
 
 def paths_table(paths: pd.DataFrame) -> pd.DataFrame:
