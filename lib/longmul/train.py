@@ -17,6 +17,11 @@ A whole plan with its schedule of changes by step can come from a recipe file (:
 Runs checkpoint every ``checkpoint_minutes`` and resume bit-for-bit (``resume=True``). Every
 ``log_every`` steps a row goes to ``history.jsonl``: loss, per-output-digit loss and the gradient norm
 of each digit's loss; every ``eval_every`` steps, validation exact match.
+
+Under torchrun the same loop runs on every rank, data-parallel (:mod:`longmul.distributed` says how
+the ranks share a batch and why they train the model one process trains): each rank trains on its
+rows of the global batch, rank 0 evaluates, logs and checkpoints, and a checkpoint written by any
+number of ranks resumes on any number.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from . import __version__
 from .checkpoint import find_checkpoint, load_checkpoint, load_optimizer_tensors, save_checkpoint
 from .config import RECIPES, RESUME_MUTABLE, TrainConfig
 from .datasets import evaluation_problems, icot_problems
+from .distributed import SINGLE, Ranks, process_group
 from .evaluate import evaluate_pairs
 from .files import FileWarning, read_json_object, read_jsonl
 from .hooks import capture
@@ -72,6 +78,15 @@ def hardware_description(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def session_hardware(device: torch.device, ranks: Ranks) -> dict:
+    """A session's hardware record: its process's machine; on several ranks, rank 0's, with the world
+    size, the backend and every rank's own record (``ranks``, in rank order)."""
+    info = hardware_description(device)
+    if ranks.distributed:
+        info.update(world_size=ranks.world_size, backend=ranks.backend, ranks=ranks.gather_objects(info))
     return info
 
 
@@ -105,16 +120,32 @@ def aux_input_dim(config: TrainConfig, model_config: ModelConfig) -> int:
     return model_config.d_model
 
 
+class TrainedModules(torch.nn.Module):
+    """The model and (aux recipe) its probe as one module, which DistributedDataParallel wraps to average
+    the gradients of both across ranks. Its forward runs the model; a training step applies the probe
+    to the activation it captured."""
+
+    def __init__(self, model: GPT2LMHeadModel, probe: AuxProbe | None):
+        super().__init__()
+        self.model = model
+        self.probe = probe
+
+    def forward(self, **inputs):
+        return self.model(**inputs)
+
+
 def make_optimizer(params, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay)
 
 
-def per_digit_grad_norms(digit_loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[float]:
-    """‖∂ loss(c_k) / ∂θ‖ for each output digit k (the training-dynamics figure)."""
+def per_digit_grad_norms(digit_loss: torch.Tensor, params: list[torch.nn.Parameter], ranks: Ranks = SINGLE) -> list[float]:
+    """‖∂ loss(c_k) / ∂θ‖ for each output digit k (the training-dynamics figure). On several ranks each
+    holds the loss of its rows: the gradient of the global batch's is the mean of theirs."""
     norms = []
     for k in range(digit_loss.shape[0]):
         grads = torch.autograd.grad(digit_loss[k], params, retain_graph=True, allow_unused=True)
-        norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
+        grads = ranks.mean_tensors([g for g in grads if g is not None])
+        norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads))))
     return norms
 
 
@@ -150,12 +181,14 @@ def stop_on_signals():
 class Trainer:
     """Holds the state of one run; :meth:`run` trains to ``max_steps`` from wherever the state is."""
 
-    def __init__(self, config: TrainConfig, out_dir: Path, command: str):
+    def __init__(self, config: TrainConfig, out_dir: Path, command: str, ranks: Ranks = SINGLE):
         config.validate()
         self.config = config
         self.out_dir = out_dir
         self.command = command
-        self.device = pick_device(config.device)
+        self.ranks = ranks
+        ranks.rows(config.batch_size)  # a batch the ranks cannot share evenly: refused before any file is written
+        self.device = ranks.device(pick_device(config.device))
         self.model_config = config.model_config()
         self.layout: Layout = self.model_config.layout
         self.model = build_model(self.model_config, seed=config.seed).to(self.device)
@@ -163,11 +196,15 @@ class Trainer:
         self.probe = None
         if config.recipe == "aux":
             self.probe = AuxProbe(aux_input_dim(config, self.model_config), self.layout.n_c).to(self.device)
+        # What a step runs forward: on several ranks under DDP, which averages the gradients in backward.
+        self.trained = ranks.wrap(TrainedModules(self.model, self.probe), self.device)
         self.optimizer = make_optimizer(self.parameters(), config)
         self.ema = self.fresh_ema()
+        # The same generators on every rank: each draws the global batch and takes its rows of it.
         self.data_rng = np.random.default_rng(config.seed)
         self.smoothing_rng = np.random.default_rng(config.seed + 1)
-        torch.manual_seed(config.seed)  # dropout
+        torch.manual_seed(ranks.dropout_seed(config.seed))  # dropout: a stream of its own on each rank
+        self.hardware = session_hardware(self.device, ranks)
         self.exclude = frozenset((p.a, p.b) for p in evaluation_problems()) if config.n_digits == 4 else frozenset()
         if config.n_digits == 4:
             val = icot_problems("valid")
@@ -231,7 +268,11 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        extra = {"torch_rng": torch.get_rng_state()}
+        """Rank 0 writes the checkpoint, with every rank's dropout generator (which each sends it)."""
+        rng_states = self.ranks.gather(torch.get_rng_state())
+        if not self.ranks.main:
+            return
+        extra = {"torch_rng": rng_states[0]} | {f"torch_rng.{r}": state for r, state in enumerate(rng_states) if r}
         if self.probe is not None:
             extra["probe.weight"] = self.probe.weight
         for i, average in enumerate(self.ema or []):
@@ -254,7 +295,7 @@ class Trainer:
         self.stages = state["stages"]
         self.elapsed_before = state["elapsed_s"]
         self.sessions = state["sessions"]
-        if truncate_history:
+        if truncate_history and self.ranks.main:
             # Drop history rows logged after the checkpoint: the resumed run logs them again.
             rows = [r for r in _read_history(self.history_path) if r["step"] <= self.step]
             _write_jsonl(self.history_path, rows)
@@ -277,7 +318,11 @@ class Trainer:
         if self.ema is not None:  # the saved average, or (switched on at this resume) the weights now
             saved = [extra.get(f"ema.{i}") for i in range(len(self.ema))]
             self.ema = [a.to(self.device) for a in saved] if all(a is not None for a in saved) else self.fresh_ema()
-        torch.set_rng_state(extra["torch_rng"])
+        saved_rng = extra.get("torch_rng" if self.ranks.main else f"torch_rng.{self.ranks.rank}")
+        if saved_rng is not None:
+            torch.set_rng_state(saved_rng)
+        else:  # a rank beyond those that wrote the checkpoint
+            torch.manual_seed(self.ranks.dropout_seed(self.config.seed, state["step"]))
         self.data_rng.bit_generator.state = state["data_rng"]
         self.smoothing_rng.bit_generator.state = state["smoothing_rng"]
 
@@ -288,7 +333,7 @@ class Trainer:
         record = {
             "started": self.session_started,
             "wall_time_s": time.monotonic() - self.session_start,
-            "hardware": hardware_description(self.device),
+            "hardware": self.hardware,
             "command": self.command,
         }
         if self.recipe_file is not None:
@@ -316,36 +361,39 @@ class Trainer:
         return lr
 
     def train_step(self, log: bool) -> dict:
-        config = self.config
+        config, ranks = self.config, self.ranks
+        # The global batch (the same on every rank), of which this rank trains on its rows: all of them in one process.
         pairs = sample_operands(self.data_rng, config.batch_size, config.n_digits, config.n_digits, self.exclude)
         removed = self.removal_counts(len(pairs)) if config.recipe == "icot" else None
         batch = make_batch(pairs, self.layout, removed, keep_position=config.icot_keep_position)
-        ids = batch.input_ids.to(self.device)  # (B, T)
-        labels = batch.labels.to(self.device)  # (B, T)
-        answer_pos = batch.answer_positions.to(self.device)  # (B, n_c)
+        n_targets = (batch.labels != IGNORE_INDEX).sum().to(self.device)  # in the global batch
+        mine = ranks.rows(len(pairs))
+        ids = batch.input_ids[mine].to(self.device)  # (B, T)
+        labels = batch.labels[mine].to(self.device)  # (B, T)
+        answer_pos = batch.answer_positions[mine].to(self.device)  # (B, n_c)
         names = [config.aux_site] if self.probe is not None else []
         with capture(self.model, names) as cache:
-            logits = self.model(
+            logits = self.trained(
                 input_ids=ids,
-                position_ids=batch.position_ids.to(self.device),
-                attention_mask=batch.attention_mask.to(self.device),
+                position_ids=batch.position_ids[mine].to(self.device),
+                attention_mask=batch.attention_mask[mine].to(self.device),
             ).logits  # (B, T, V)
         token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")  # (B, T)
-        n_targets = (labels != IGNORE_INDEX).sum()
-        loss = token_loss.sum() / n_targets
+        loss = token_loss.sum() / n_targets  # this rank's part of the mean over the global batch's targets
         digit_loss = token_loss.gather(1, answer_pos).mean(0)  # (n_c,)
-        total = loss
+        # DDP averages the ranks' gradients: scaled by the world size, their parts average to the global mean's.
+        total = loss * ranks.world_size
         aux_loss = None
         if self.probe is not None:
             features = aux_features(cache[config.aux_site], answer_pos, config.aux_heads)  # (B, n_c, d_in)
             target = torch.tensor(running_sums_batch(pairs, self.layout), dtype=torch.float32, device=self.device)
-            if config.aux_target == "shuffled":
-                target = target[torch.randperm(len(target), device=self.device)]
-            aux_loss = F.mse_loss(self.probe(features), target / config.aux_scale)
-            total = loss + config.aux_weight * aux_loss
+            if config.aux_target == "shuffled":  # one permutation of the global batch: rank 0's
+                target = target[ranks.broadcast_(torch.randperm(len(target), device=self.device))]
+            aux_loss = F.mse_loss(self.probe(features), target[mine] / config.aux_scale)
+            total = total + config.aux_weight * aux_loss
         row = {}
         if log:
-            row["digit_grad_norm"] = per_digit_grad_norms(digit_loss, list(self.model.parameters()))
+            row["digit_grad_norm"] = per_digit_grad_norms(digit_loss, list(self.model.parameters()), ranks)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters(), config.grad_clip)
@@ -358,19 +406,19 @@ class Trainer:
                     average.lerp_(p, 1.0 - config.ema_decay)
         self.step += 1
         self.examples += len(pairs)
-        if log:
+        if log:  # the global batch's losses: the parts of the mean summed, the means of equal shares averaged
             row.update(
                 kind="train",
                 step=self.step,
                 examples=self.examples,
                 elapsed_s=round(self.elapsed(), 2),
                 lr=self.lr_now(),
-                loss=float(loss.detach()),
-                digit_loss=[float(x) for x in digit_loss.detach()],
+                loss=float(ranks.sum(loss.detach())),
+                digit_loss=[float(x) for x in ranks.mean(digit_loss.detach())],
                 grad_norm=float(grad_norm),
             )
             if aux_loss is not None:
-                row["aux_loss"] = float(aux_loss.detach())
+                row["aux_loss"] = float(ranks.mean(aux_loss.detach()))
             if config.recipe == "icot":
                 row["removed"] = self.removed
         return row
@@ -390,10 +438,7 @@ class Trainer:
         if config.icot_stage_examples > 0:
             target = min(cot_len, (self.examples // config.icot_stage_examples) * config.icot_tokens_per_stage)
         elif self.step % config.icot_gate_every == 0:
-            with self.evaluated_weights():
-                accuracy = evaluate_pairs(
-                    self.model, self.gate_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
-                ).exact_match
+            accuracy = self.ranks.share(self.gate_accuracy() if self.ranks.main else None)  # rank 0 evaluates
             target = min(cot_len, self.removed + config.icot_tokens_per_stage) if accuracy >= config.icot_gate else self.removed
         else:
             return False
@@ -409,6 +454,13 @@ class Trainer:
             self.optimizer = make_optimizer(self.parameters(), config)
         self.ema = self.fresh_ema()  # average the new stage's weights only
         return True
+
+    def gate_accuracy(self) -> float:
+        """Free-running exact match on the gate's problems, in the current format."""
+        with self.evaluated_weights():
+            return evaluate_pairs(
+                self.model, self.gate_pairs, self.layout, position_skip=self.position_skip(), cot_tokens=self.cot_tokens()
+            ).exact_match
 
     def validate_now(self) -> dict:
         with self.evaluated_weights():
@@ -430,7 +482,7 @@ class Trainer:
     def run(self, until: int | None = None) -> None:
         """Train to ``max_steps``, or only to step ``until`` (a stretch of a recipe file's plan: no
         final evaluation there, as when a run is stopped with a checkpoint and resumed)."""
-        config = self.config
+        config, ranks = self.config, self.ranks
         end = config.max_steps if until is None else min(until, config.max_steps)
         last_checkpoint = time.monotonic()
         bar = tqdm(
@@ -438,13 +490,14 @@ class Trainer:
             initial=self.step,
             desc=f"train {config.recipe}",
             unit="step",
-            disable=not config.progress,
+            disable=not config.progress or not ranks.main,
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
-        with open(self.history_path, "a") as history, stop_on_signals() as stop:
+        # Rank 0 writes the history; the other ranks' rows (the same global values) go nowhere.
+        with open(self.history_path if ranks.main else os.devnull, "a") as history, stop_on_signals() as stop:
             try:
                 while self.step < end:
-                    if stop.requested:
+                    if ranks.any(stop.requested):  # torchrun passes a signal on to every rank, not all at one step
                         raise KeyboardInterrupt
                     log = (self.step + 1) % config.log_every == 0 or self.step == 0
                     row = self.train_step(log)
@@ -456,24 +509,27 @@ class Trainer:
                         history.write(json.dumps({"kind": "stage", **self.stages[-1]}) + "\n")
                         bar.set_postfix(removed=self.removed, refresh=False)
                     if self.step % config.eval_every == 0 or self.step == config.max_steps:
-                        row = self.validate_now()
-                        history.write(json.dumps(row) + "\n")
-                        bar.set_postfix(val_em=f"{row['val_exact_match']:.3f}", refresh=False)
-                        if self.reached_target(row["val_exact_match"]):
+                        row = self.validate_now() if ranks.main else None  # the others wait for its verdict
+                        if row is not None:
+                            history.write(json.dumps(row) + "\n")
+                            bar.set_postfix(val_em=f"{row['val_exact_match']:.3f}", refresh=False)
+                        if self.reached_target(ranks.share(row["val_exact_match"] if row else None)):
                             self.stopped_early = True
                             break
                     bar.update(1)
-                    if time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60:
+                    if ranks.any(time.monotonic() - last_checkpoint >= config.checkpoint_minutes * 60):
                         history.flush()
                         self.save_checkpoint()
                         last_checkpoint = time.monotonic()
             except KeyboardInterrupt:
                 history.flush()
                 self.save_checkpoint()
+                ranks.barrier()  # the others leave once rank 0's checkpoint is written
                 bar.close()
                 raise
         bar.close()
         self.save_checkpoint()
+        ranks.barrier()  # a session that follows (a recipe file's next stretch) reads this checkpoint on every rank
 
     # ------------------------------------------------------------------ final model
     def finalize(self, target: Path, keep_checkpoint: bool, snapshot: bool = False) -> Path:
@@ -596,14 +652,19 @@ def start_session(
     resume: bool,
     command: str,
     recipe_file: dict | None = None,
+    ranks: Ranks = SINGLE,
 ) -> Trainer:
-    """A trainer for one session of a run in ``out_dir``: a new run, or (``resume``) its checkpoint
-    restored, with a ``resume`` row in the history naming the settings that changed."""
+    """A trainer for one session of a run in ``out_dir`` (this rank's, under torchrun): a new run, or
+    (``resume``) its checkpoint restored, with a ``resume`` row in the history naming the settings that
+    changed, and the world size if it changed (or is not 1)."""
     changed: dict[str, list] = {}  # settings a resume changes: {name: [old, new]}
+    world_size_before = 1
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     if resume:
         state = _state_to_resume(out_dir)
+        if state["sessions"]:
+            world_size_before = state["sessions"][-1].get("hardware", {}).get("world_size", 1)
         saved = TrainConfig.from_dict(state["config"])
         differing = [f.name for f in fields(TrainConfig) if f.name not in RESUME_MUTABLE and getattr(saved, f.name) != getattr(config, f.name)]
         if differing:
@@ -622,18 +683,23 @@ def start_session(
             )
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"output directory {out_dir} is not empty; pass resume=True (--resume) or pick another")
+    ranks.barrier()  # every rank has looked at the folder before rank 0 writes to it
     config.validate()
-    trainer = Trainer(config, out_dir, command)
+    trainer = Trainer(config, out_dir, command, ranks)
     trainer.recipe_file = recipe_file
     trainer.session_start = time.monotonic()
     trainer.session_started = datetime.now(UTC).isoformat(timespec="seconds")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         trainer.restore()
         row = {"kind": "resume", "step": trainer.step, "examples": trainer.examples, "changed": changed}
+        if ranks.world_size != 1 or world_size_before != 1:
+            row["world_size"] = ranks.world_size
         # A session killed right after writing its resume row, before any checkpoint, is resumed from
         # the same checkpoint with the same change: the row is there already.
-        if changed and _last_row(trainer.history_path) != row:
+        news = changed or ranks.world_size != world_size_before
+        if news and ranks.main and _last_row(trainer.history_path) != row:
             with open(trainer.history_path, "a") as history:
                 history.write(json.dumps(row) + "\n")
     return trainer
@@ -650,10 +716,15 @@ def train(
     resume: bool = False,
     command: str | None = None,
     keep_checkpoint: bool = True,
-) -> Path:
-    """Train (or resume) a run in ``out_dir`` and save the final model there."""
-    trainer = start_session(config, Path(out_dir), resume, command or " ".join(sys.argv))
-    trainer.run()
+) -> Path | None:
+    """Train (or resume) a run in ``out_dir`` and save the final model there. Under torchrun every rank
+    calls it; rank 0 evaluates and saves the model once all have left the process group (the others do
+    not wait for that) and returns its folder, the others None."""
+    with process_group(config.device) as ranks:
+        trainer = start_session(config, Path(out_dir), resume, command or " ".join(sys.argv), ranks=ranks)
+        trainer.run()
+    if not ranks.main:
+        return None
     return trainer.finalize(Path(out_dir), keep_checkpoint)
 
 
@@ -669,7 +740,8 @@ def train_recipe_file(
     """Run the whole plan of a recipe file in ``out_dir`` (or, after a stop, the rest of it with
     ``resume``) and save the final model there. Each change of the plan is applied as a resume with
     the new settings at its step, in the same process. ``until``: stop with a checkpoint at that step
-    instead (a partial replay; nothing is saved as a model, None is returned)."""
+    instead (a partial replay; nothing is saved as a model, None is returned). Under torchrun as
+    :func:`train`: rank 0 saves the model, the others return None."""
     plan = recipe if isinstance(recipe, RecipeFile) else read_recipe_file(recipe)
     out_dir = Path(out_dir)
     command = command or " ".join(sys.argv)
@@ -683,16 +755,17 @@ def train_recipe_file(
     plan.check_devices(after=done, until=end)  # before training, not when the run gets to a GPU stretch
     trainer = None
     stretches = plan.stretches()
-    for number, (first, last, config) in enumerate(stretches):
-        finishing = number == len(stretches) - 1
-        if (last <= done and not finishing) or (trainer is not None and first >= end):
-            continue  # done before a stop, or past a partial replay's end
-        config = replace(config, progress=progress)
-        trainer = start_session(config, out_dir, resume or trainer is not None, command, plan.record())
-        trainer.run(until=min(last, end))
-        if trainer.stopped_early:
-            break
-    if until is not None and trainer.step < plan.max_steps and not trainer.stopped_early:
+    with process_group(plan.config_at(done).device) as ranks:
+        for number, (first, last, config) in enumerate(stretches):
+            finishing = number == len(stretches) - 1
+            if (last <= done and not finishing) or (trainer is not None and first >= end):
+                continue  # done before a stop, or past a partial replay's end
+            config = replace(config, progress=progress)
+            trainer = start_session(config, out_dir, resume or trainer is not None, command, plan.record(), ranks)
+            trainer.run(until=min(last, end))
+            if trainer.stopped_early:
+                break
+    if not ranks.main or (until is not None and trainer.step < plan.max_steps and not trainer.stopped_early):
         return None
     return trainer.finalize(out_dir, keep_checkpoint)
 
