@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--drop-checkpoint", action="store_true", help="delete the resumable checkpoint once the model is saved"
     )
+    train.add_argument(
+        "--nproc",
+        type=_int_in(1, 1024),
+        help="train data-parallel on N processes of this machine (runs this command under "
+        "`torchrun --standalone --nproc-per-node N -m longmul`; --batch-size is the global batch)",
+    )
     _add_train_options(train)
 
     ev = sub.add_parser(
@@ -231,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.nproc is not None:
+        from .distributed import relaunch
+
+        status = relaunch(args.nproc, sys.argv[1:])
+        if status is not None:  # this process launched the ranks; they trained
+            raise SystemExit(status)
     if args.recipe_file is not None:
         return _train_recipe_file(args)
     if args.recipe is None:
@@ -245,7 +257,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(f"--{err.option.replace('_', '-')}: {err}") from None
     command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = train(config, args.out, resume=args.resume, command=command, keep_checkpoint=not args.drop_checkpoint)
-    print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
+    if path is not None:  # None: a rank other than 0 of a torchrun session
+        print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
 
 
 def _train_recipe_file(args: argparse.Namespace) -> None:
@@ -266,7 +279,8 @@ def _train_recipe_file(args: argparse.Namespace) -> None:
         keep_checkpoint=not args.drop_checkpoint,
         progress=args.progress,
     )
-    print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
+    if path is not None:  # None: a rank other than 0 of a torchrun session
+        print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
 
 
 def _problems(args: argparse.Namespace, n_digits: int):
