@@ -22,14 +22,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from conftest import tiny_config
 from longmul import cli
-from longmul.config import TrainConfig
+from longmul.config import MAX_STEPS, MODEL_SIZE_CAPS, TrainConfig
+from longmul.cost import parameter_count
 from longmul.evaluate import evaluate, predict
-from longmul.model import model_config_of
+from longmul.model import build_model, count_parameters, model_config_of
 from longmul.saved import load_model, write_manifest
 from longmul.task import (
     MAX_PROBLEMS,
@@ -93,8 +95,13 @@ def world(tmp_path_factory):
     (pool / "stub" / "metrics.json").write_text("{}")
 
     def stub_train(config: TrainConfig, out_dir, resume=False, command=None, keep_checkpoint=True) -> Path:
-        """``train`` without the training: the options are checked as the real one checks them first."""
+        """``train`` without the training: the options are checked as the real one checks them first,
+        and the model they describe is built on the meta device (no memory is allocated), which must
+        work for any options that pass, however large, with the parameters longmul.cost counts."""
         config.validate()
+        with torch.device("meta"):
+            model = build_model(config.model_config())
+        assert count_parameters(model) == parameter_count(config.model_config())
         return pool / "stub"
 
     work = tmp_path_factory.mktemp("work")
@@ -238,6 +245,15 @@ def test_data(world, data):
 
 
 TRAIN_FLAGS = ["--out", "--resume", "--drop-checkpoint"] + [f"--{f.replace('_', '-')}" for f in TrainConfig().to_dict()]
+# The model's size and the length of the run also get sizes up to and past their caps (config.py:
+# MODEL_SIZE_CAPS, MAX_STEPS, the cap on a training step's estimated memory), widths the default heads divide.
+SIZE_FLAGS = {"--d-model", "--n-layers", "--n-heads", "--batch-size", "--max-steps"}
+EDGES = [*MODEL_SIZE_CAPS.values(), MAX_STEPS, MAX_PROBLEMS]
+SIZES = st.one_of(
+    st.integers(1, 64).map(lambda k: 128 * k),
+    st.integers(1, 20_000),
+    st.sampled_from(EDGES + [n + 1 for n in EDGES]),
+).map(str)
 
 
 @share(1.0)
@@ -253,7 +269,8 @@ def test_train_arguments(world, data):
     ]
     device = st.sampled_from(["auto", "cpu", "cuda", "cuda:1", "mps", "meta", "bogus"])
     for flag in data.draw(st.lists(st.sampled_from(TRAIN_FLAGS[3:]), max_size=4)):
-        argv += [flag, data.draw(device if flag == "--device" else VALUE)]
+        values = device if flag == "--device" else st.one_of(SIZES, VALUE) if flag in SIZE_FLAGS else VALUE
+        argv += [flag, data.draw(values)]
     check_cli("longmul train", data.draw(mutated(argv, TRAIN_FLAGS)), world)
 
 

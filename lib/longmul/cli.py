@@ -17,7 +17,7 @@ import warnings
 from dataclasses import fields
 from pathlib import Path
 
-from .config import RECIPES, OptionError, TrainConfig
+from .config import MODEL_SIZE_CAPS, RECIPES, OptionError, TrainConfig
 from .files import FileWarning
 from .task import MAX_DIGITS, MAX_PROBLEMS, MAX_SEED
 
@@ -103,12 +103,13 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                 flag, type=_bool, default=default, metavar="BOOL", action=_StoreGiven, help=f"(default {default})"
             )
         elif default is None:
+            cap = MODEL_SIZE_CAPS.get(f.name)
             parser.add_argument(
                 flag,
                 type=float if f.name == "dropout" else int,
                 default=None,
                 action=_StoreGiven,
-                help="override the preset",
+                help="override the preset" + (f" (1 to {cap:,})" if cap else ""),
             )
         else:
             parser.add_argument(

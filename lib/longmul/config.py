@@ -9,6 +9,15 @@ from typing import TYPE_CHECKING
 from .task import MAX_DIGITS, MAX_PROBLEMS, MAX_SEED
 
 MAX_THREADS = 1024
+# Caps on the model's size and on a training step, checked before anything is built: beyond them a run
+# would die deep inside torch (an allocation failure, or the kernel killing the process). They sit far
+# above what this project trains (width 128-768, 2 layers, 4 heads, batch 256, a 66-token sequence:
+# ~1 GB) and above GPT-2 XL (width 1,600, 48 layers, 25 heads). The memory cap bounds longmul.cost's
+# estimate of a training step (weights, gradients, AdamW state and activations); a machine with less
+# memory than a run needs still runs out of it.
+MODEL_SIZE_CAPS = {"d_model": 8_192, "n_layers": 128, "n_heads": 128}
+MAX_STEPS = 10**9  # about 30 years at one step a second
+MAX_TRAINING_GIB = 256  # more than one accelerator holds (an H200: 141 GB)
 
 if TYPE_CHECKING:
     from .model import ModelConfig
@@ -140,7 +149,8 @@ class TrainConfig:
 
         if self.preset not in PRESETS:
             raise OptionError("preset", f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
-        model_config = self.model_config()  # validates the overrides of the preset
+        self._check_model_size()
+        model_config = self.model_config()
         positive = (
             "batch_size",
             "max_steps",
@@ -154,9 +164,15 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise OptionError(name, f"{name} must be at least 1, got {getattr(self, name)}")
-        for name, most in (("batch_size", MAX_PROBLEMS), ("n_val", MAX_PROBLEMS), ("icot_gate_problems", MAX_PROBLEMS)):
+        for name, most in (
+            ("batch_size", MAX_PROBLEMS),
+            ("n_val", MAX_PROBLEMS),
+            ("icot_gate_problems", MAX_PROBLEMS),
+            ("max_steps", MAX_STEPS),
+        ):
             if getattr(self, name) > most:
                 raise OptionError(name, f"{name} must be at most {most:,}, got {getattr(self, name):,}")
+        self._check_training_memory(model_config)
         if not 0 <= self.final_eval_random <= MAX_PROBLEMS:
             raise OptionError(
                 "final_eval_random",
@@ -206,6 +222,44 @@ class TrainConfig:
                 )
             if self.aux_scale <= 0:
                 raise OptionError("aux_scale", "aux_scale must be positive")
+
+    def _check_model_size(self) -> None:
+        """The preset's overrides, each within its cap, and a width the heads divide (named by flag, where
+        ModelConfig.validate would not name one)."""
+        from .model import PRESETS
+
+        for name, most in MODEL_SIZE_CAPS.items():
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= most:
+                raise OptionError(name, f"{name} must be from 1 to {most:,}, got {value:,}")
+        preset = PRESETS[self.preset]
+        d_model, n_heads = self.d_model or preset.d_model, self.n_heads or preset.n_heads
+        if d_model % n_heads:
+            option = "n_heads" if self.n_heads is not None else "d_model"
+            raise OptionError(option, f"d_model ({d_model}) is not divisible by n_heads ({n_heads})")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise OptionError("dropout", f"dropout must be in [0, 1), got {self.dropout}")
+
+    def _check_training_memory(self, model_config: ModelConfig) -> None:
+        """A training step's estimated memory within :data:`MAX_TRAINING_GIB`: a model too large for it
+        names d_model; one whose activations take it over names batch_size, with the batch that fits."""
+        from .cost import training_memory
+
+        need = training_memory(model_config, self.batch_size, model_config.layout.max_len, ema=self.ema_decay > 0)
+        cap = MAX_TRAINING_GIB * 2**30
+        if need.state > cap:
+            raise OptionError(
+                "d_model",
+                f"this model's weights, gradients and optimizer state alone need an estimated "
+                f"{need.state / 2**30:,.0f} GiB, over the cap of {MAX_TRAINING_GIB} GiB: lower d_model or n_layers",
+            )
+        if need.total > cap:
+            fits = int((cap - need.state) / (need.activations / self.batch_size))
+            raise OptionError(
+                "batch_size",
+                f"a training step at batch size {self.batch_size:,} needs an estimated {need.total / 2**30:,.0f} GiB, "
+                f"over the cap of {MAX_TRAINING_GIB} GiB, which allows this model a batch of at most about {fits:,}",
+            )
 
     def _check_types(self) -> None:
         """Each option has its field's type (a config read from a file may hold anything)."""
