@@ -2,6 +2,7 @@
 
     python benchmarks/browser.py                       # models/, 20 answers and 20 knockouts
     python benchmarks/browser.py --models models --n 50 --chromium /usr/bin/chromium
+    python benchmarks/browser.py --screenshots benchmarks/screenshots   # also photograph the widgets
 
 Writes a page with both explorables (``longmul.browser_assets.write_explorable_page``), opens it from
 ``file://`` and prints:
@@ -13,6 +14,8 @@ Writes a page with both explorables (``longmul.browser_assets.write_explorable_p
   knocked out, and the teacher-forced logit change: ``longmulModels.Model.knockoutEffect``).
 
 The times are the widgets' own (``data-first-answer-ms``, ``data-last-ms``, from ``performance.now()``).
+With ``--screenshots DIR`` it then photographs both widgets in use (9999 × 9999; the knockout widget
+after a click on its first knocked-out edge) at 1000 px, and the page at a phone's 390 px.
 """
 
 from __future__ import annotations
@@ -43,7 +46,36 @@ def wait_done(page, widget: str) -> None:
         raise RuntimeError(f"{widget} ended in state {state}: {page.text_content(widget + ' .lm-message')}")
 
 
-def measure(page_url: str, chromium: str, n: int) -> dict:
+def photograph(browser, page_url: str, out: Path) -> list[Path]:
+    """Both widgets in use at 1000 px wide, and the multiply widget on a 390 px wide page."""
+    out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for width in (1000, 390):
+        page = browser.new_page(viewport={"width": width, "height": 1600})
+        page.goto(page_url)
+        wait_done(page, MULTIPLY)
+        page.fill(f"{MULTIPLY} input[name=a]", "9999")
+        page.fill(f"{MULTIPLY} input[name=b]", "9999")
+        page.click(f"{MULTIPLY} button[type=submit]")
+        wait_done(page, MULTIPLY)
+        if width == 390:
+            shots.append(out / "explorables-390px.png")
+            page.screenshot(path=str(shots[-1]), full_page=True)
+        else:
+            shots.append(out / "multiply.png")
+            page.locator(MULTIPLY).screenshot(path=str(shots[-1]))
+            wait_done(page, KNOCKOUT)
+            page.select_option(f"{KNOCKOUT} select[name=head]", "0,1")
+            page.click(f"{KNOCKOUT} .lm-token[data-position='12']")
+            page.click(f"{KNOCKOUT} .lm-bar[data-key='7']")
+            wait_done(page, KNOCKOUT)
+            shots.append(out / "knockout.png")
+            page.locator(KNOCKOUT).screenshot(path=str(shots[-1]))
+        page.close()
+    return shots
+
+
+def measure(page_url: str, chromium: str, n: int, screenshots: Path | None = None) -> dict:
     from playwright.sync_api import sync_playwright
 
     problems = random_problems(n, seed=6)
@@ -71,12 +103,14 @@ def measure(page_url: str, chromium: str, n: int) -> dict:
             wait_done(page, KNOCKOUT)
             knockouts.append(float(page.get_attribute(KNOCKOUT, "data-last-ms")))
         models = page.locator(f"{MULTIPLY} tr[data-model]").count()
+        shots = photograph(browser, page_url, screenshots) if screenshots else []
         browser.close()
     return {
         "models": models,
         "first_answer_ms": first_answer_ms,
         "answer_ms": statistics.median(answers),
         "knockout_ms": statistics.median(knockouts),
+        "screenshots": shots,
     }
 
 
@@ -85,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=ROOT / "models", help="the shipped models' folder")
     parser.add_argument("--n", type=int, default=20, help="answers and knockouts timed (default 20)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"))
+    parser.add_argument("--screenshots", type=Path, default=None, help="photograph the widgets in use into this folder")
     args = parser.parse_args(argv)
     if not args.chromium:
         parser.error("Chromium not found: install it (Debian: apt-get install chromium) or pass --chromium PATH")
@@ -94,11 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         page = write_explorable_page(
             args.models, ROOT / "book" / "_vendor", site, [explorable("multiply"), explorable("knockout", model="aux")]
         )
-        result = measure(page.as_uri(), args.chromium, args.n)
+        result = measure(page.as_uri(), args.chromium, args.n, args.screenshots)
     print(f"headless Chromium, file:// page, {result['models']} models, onnxruntime-web (WebAssembly, 1 thread)")
     print(f"page load to first answer:  {result['first_answer_ms']:8.0f} ms")
     print(f"median per answer (all {result['models']} models): {result['answer_ms']:8.1f} ms   (n={args.n})")
     print(f"median per knockout:        {result['knockout_ms']:8.1f} ms   (n={args.n})")
+    for shot in result["screenshots"]:
+        print(f"screenshot: {shot}")
     return 0
 
 

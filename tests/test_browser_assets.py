@@ -1,13 +1,21 @@
 """longmul.browser_assets: the classic script that carries an exported model to a web page."""
 
 import base64
+import importlib.util
 import json
 import shutil
+import types
 from pathlib import Path
 
 import pytest
 
-from longmul.browser_assets import model_script, write_explorable_page, write_model_script, write_site_models
+from longmul.browser_assets import (
+    SITE_MODELS,
+    model_script,
+    write_explorable_page,
+    write_model_script,
+    write_site_models,
+)
 from longmul.explorables import explorable
 from longmul.onnx_export import EXPORT_RECORD, ONNX_MODEL
 from longmul.shipped import MODEL_LABELS
@@ -62,11 +70,30 @@ def test_the_explorable_page_carries_its_assets(exported, tmp_path):
         "onnxruntime/ort.wasm.min.js",
         "longmul/longmul-models.js",
         "longmul.css",
-        "models/index.js",
-        "models/sft.js",
+        f"{SITE_MODELS}/index.js",
+        f"{SITE_MODELS}/sft.js",
     ):
         assert (tmp_path / "site" / "_static" / path).is_file(), path
     with pytest.raises(FileNotFoundError, match="vendor_assets.py"):
         write_explorable_page(models, tmp_path / "no-vendor", tmp_path / "other", [])
     with pytest.raises(ValueError, match="no shipped model"):
         write_explorable_page(tmp_path / "empty", ROOT / "book" / "_vendor", tmp_path / "third", [])
+
+
+def test_the_books_sphinx_extension_serves_the_shipped_models(exported, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("longmul_sphinx", ROOT / "book" / "_ext" / "longmul_sphinx.py")
+    extension = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(extension)
+    shutil.copytree(exported, tmp_path / "models" / "sft")
+    monkeypatch.setenv("LONGMUL_MODELS", "models")  # relative: to the book's source folder
+    app = types.SimpleNamespace(srcdir=str(tmp_path), outdir=str(tmp_path / "_build" / "html"))
+    config = types.SimpleNamespace(html_static_path=["book/_vendor"])
+    (tmp_path / "_build" / "longmul_models" / SITE_MODELS).mkdir(parents=True)
+    (tmp_path / "_build" / "longmul_models" / SITE_MODELS / "old.js").write_text("left from an earlier build")
+    extension.write_browser_models(app, config)
+    static = tmp_path / "_build" / "longmul_models"
+    assert config.html_static_path == ["book/_vendor", str(static)]
+    assert sorted(p.name for p in (static / SITE_MODELS).iterdir()) == ["index.js", "sft.js"]
+    monkeypatch.setenv("LONGMUL_MODELS", str(tmp_path / "nothing"))
+    with pytest.raises(RuntimeError, match="no shipped model"):
+        extension.write_browser_models(app, config)

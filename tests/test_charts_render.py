@@ -81,11 +81,19 @@ def test_the_books_sphinx_extension_puts_the_build_in_site_mode(monkeypatch):
     spec.loader.exec_module(extension)
 
     class App:
+        def __init__(self):
+            self.scripts = []
+
         def connect(self, *args, **kwargs):
             pass
 
-    extension.setup(App())
+        def add_js_file(self, name, **kwargs):
+            self.scripts.append(name)
+
+    app = App()
+    extension.setup(app)
     assert os.environ[MODE_VARIABLE] == SITE_MODE
+    assert app.scripts == ["longmul/longmul-explorables.js"]  # every page may hold an explorable
     monkeypatch.delenv(MODE_VARIABLE)
 
 

@@ -4,8 +4,8 @@
   build starts makes ``longmul.charts.render`` write each chart as HTML that the site's own vega
   bundle draws (elsewhere it returns a vega-lite mimebundle for Jupyter's renderer).
 * The models run in the reader's browser: at the start of the build the shipped models' ONNX exports are
-  written as scripts into ``_build/longmul_models/models/`` (``longmul.browser_assets.write_site_models``,
-  from ``$LONGMUL_MODELS`` or ``models/``), which the site serves as ``_static/models/``; every page
+  written as scripts into ``_build/longmul_models/longmul-models/`` (``longmul.browser_assets.write_site_models``,
+  from ``$LONGMUL_MODELS`` or ``models/``), which the site serves as ``_static/longmul-models/``; every page
   lists ``longmul/longmul-explorables.js``, which loads them only on a page with an explorable.
 * Drop duplicate ``<script>`` tags. sphinx-thebe registers an inline script (``const THEBE_JS_URL``)
   that Sphinx 7.4 emits twice (once registered with filename ``None``, once with ``''``, which its
@@ -16,7 +16,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+
+from longmul.browser_assets import SITE_MODELS, write_site_models
 
 
 def _script_key(script) -> tuple[str, str]:
@@ -40,14 +43,13 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
 
 
 def write_browser_models(app, config) -> None:
-    from longmul.browser_assets import write_site_models
-
     root = Path(app.srcdir)
     models_dir = Path(os.environ.get("LONGMUL_MODELS") or root / "models")
     if not models_dir.is_absolute():
         models_dir = root / models_dir
     static = Path(app.outdir).parent / "longmul_models"
-    index = write_site_models(models_dir, static / "models")
+    shutil.rmtree(static, ignore_errors=True)  # no model left over from an earlier build
+    index = write_site_models(models_dir, static / SITE_MODELS)
     if not index:
         raise RuntimeError(f"no shipped model with an ONNX export in {models_dir}: the explorables need them")
     config.html_static_path.append(str(static))

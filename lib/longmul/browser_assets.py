@@ -28,6 +28,8 @@ from .onnx_runtime import load_onnx
 from .shipped import MODEL_LABELS, shipped_dir
 
 INDEX_SCRIPT = "index.js"
+# Where a site keeps the model scripts, under _static/ (not "models": the book excludes that name).
+SITE_MODELS = "longmul-models"
 
 
 def model_script(model_dir: str | Path, name: str) -> str:
@@ -119,7 +121,7 @@ def write_explorable_page(
         else:
             static.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
-    if not write_site_models(models_dir, static / "models"):
+    if not write_site_models(models_dir, static / SITE_MODELS):
         raise ValueError(f"{models_dir} has no shipped model to put on the page")
     body = "\n".join(e._repr_html_() for e in explorables)
     page = out / "index.html"

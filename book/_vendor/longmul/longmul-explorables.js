@@ -11,7 +11,7 @@
  *             renormalised) and shows the new answer and the change of the digit's logit.
  *
  * When an explorable comes near the viewport, the script loads onnxruntime-web, longmul-models.js and
- * the models (written by longmul.browser_assets.write_site_models into _static/models/) by adding
+ * the models (written by longmul.browser_assets.write_site_models into _static/longmul-models/) by adding
  * classic <script> tags, which work from file:// as from a web server; nothing is fetched from
  * anywhere but the site. Each widget reports its state in data-state ("loading", "busy", "ready",
  * "error") and, once it has answered, the time of its first answer since the page started loading in
@@ -50,7 +50,7 @@
     if (index === null) {
       index = (async () => {
         for (const path of RUNTIME) await loadScript(path);
-        await loadScript("models/index.js");
+        await loadScript("longmul-models/index.js");
         const entries = globalThis.LONGMUL_MODEL_INDEX || [];
         if (!entries.length) throw new Error("this site ships no models (see longmul.browser_assets.write_site_models)");
         return entries;
@@ -67,7 +67,7 @@
         const entries = await loadIndex();
         const entry = entries.find((e) => e.name === name);
         if (!entry) throw new Error(`this site has no model named ${name}`);
-        await loadScript("models/" + entry.file);
+        await loadScript("longmul-models/" + entry.file);
         return globalThis.longmulModels.loadShipped(name);
       })();
       model.catch(() => models.delete(name));
