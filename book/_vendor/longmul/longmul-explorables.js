@@ -228,8 +228,24 @@
         return out;
       });
       if (!answers) return;
-      this.table.replaceChildren(this.render(a, b, answers));
+      this.table.replaceChildren(this.render(a, b, answers), ...this.notes(answers));
       this.status.textContent = `${a} × ${b}: ${answers.length} models answered in this page in ${this.root.dataset.lastMs} ms.`;
+    }
+
+    /* What a reader should know about a model before trusting its row: unfinished, or still writing CoT. */
+    about(entry) {
+      const parts = [
+        entry.snapshot ? `a snapshot at ${entry.steps.toLocaleString("en")} training steps of a run still in training` : null,
+        entry.cotTokens ? `writes ${entry.cotTokens} chain-of-thought tokens before its answer` : null,
+      ].filter(Boolean);
+      return parts.length ? `${entry.label}: ${parts.join("; ")}.` : null;
+    }
+
+    notes(answers) {
+      return answers
+        .map(([entry]) => this.about(entry))
+        .filter(Boolean)
+        .map((text) => el("p", { class: "lm-caption" }, "* " + text));
     }
 
     render(a, b, answers) {
@@ -245,11 +261,10 @@
       );
       const rows = answers.map(([entry, answer]) => {
         const right = answer.correct.filter(Boolean).length;
-        const about = [entry.snapshot ? `snapshot at ${entry.steps.toLocaleString("en")} steps` : null, entry.cotTokens ? `writes ${entry.cotTokens} chain-of-thought tokens first` : null].filter(Boolean);
         return el(
           "tr",
           { "data-model": entry.name },
-          el("th", { scope: "row" }, entry.label, about.length ? el("small", {}, about.join("; ")) : null),
+          el("th", { scope: "row" }, entry.label + (this.about(entry) ? " *" : "")),
           order.map((k) => {
             const digit = answer.digits[k];
             const p = answer.probabilities[k];
