@@ -85,15 +85,15 @@ def training_memory(config: ModelConfig, batch_size: int, seq_len: int, ema: boo
 
 def matmul_flops_per_second(size: int = 2048, seconds: float = 1.0) -> float:
     """FLOPs per second of a ``size``-square float32 matmul on the CPU, with torch's threads as they are
-    set now: the best of repeated timings over about ``seconds`` (after a warm-up), so that a busy
-    machine's pauses count less."""
+    set now: the best of timings repeated for about ``seconds`` (at least one, after a warm-up), so that
+    a busy machine's pauses count less."""
     import torch
 
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
     torch.mm(a, b, out=out)  # warm-up: threads started, pages touched
     best, spent = float("inf"), 0.0
-    while spent < seconds:
+    while spent == 0.0 or spent < seconds:
         start = time.perf_counter()
         torch.mm(a, b, out=out)
         took = time.perf_counter() - start
