@@ -196,8 +196,7 @@ class Trainer:
         self.probe = None
         if config.recipe == "aux":
             self.probe = AuxProbe(aux_input_dim(config, self.model_config), self.layout.n_c).to(self.device)
-        # What a step runs forward: on several ranks under DDP, which averages the gradients in backward.
-        self.trained = ranks.wrap(TrainedModules(self.model, self.probe), self.device)
+        self.trained = TrainedModules(self.model, self.probe)  # what a step runs forward (see data_parallel)
         self.optimizer = make_optimizer(self.parameters(), config)
         self.ema = self.fresh_ema()
         # The same generators on every rank: each draws the global batch and takes its rows of it.
@@ -247,6 +246,19 @@ class Trainer:
     def set_weights(self, values: list[torch.Tensor]) -> None:
         for p, v in zip(self.model.parameters(), values, strict=True):
             p.copy_(v)
+
+    @contextmanager
+    def data_parallel(self):
+        """Train under DDP (which averages the ranks' gradients in backward) while the block runs; no
+        change in one process. DDP is dropped when the block ends, before the process group is left:
+        torch's gloo group, destroyed later by DDP's last reference, can deadlock waiting for its
+        threads (seen at the end of runs here)."""
+        plain = self.trained
+        self.trained = self.ranks.wrap(plain, self.device)
+        try:
+            yield
+        finally:
+            self.trained = plain
 
     def parameters(self) -> list[torch.nn.Parameter]:
         params = list(self.model.parameters())
@@ -494,7 +506,11 @@ class Trainer:
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         # Rank 0 writes the history; the other ranks' rows (the same global values) go nowhere.
-        with open(self.history_path if ranks.main else os.devnull, "a") as history, stop_on_signals() as stop:
+        with (
+            open(self.history_path if ranks.main else os.devnull, "a") as history,
+            stop_on_signals() as stop,
+            self.data_parallel(),
+        ):
             try:
                 while self.step < end:
                     if ranks.any(stop.requested):  # torchrun passes a signal on to every rank, not all at one step
