@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from conftest import tiny_config
+from longmul import distributed
+from longmul.cli import main
 from longmul.distributed import Ranks, process_group, relaunch
 from longmul.train import TrainConfig, Trainer, start_session, train
 
@@ -53,7 +55,9 @@ def rank_main(out: Path, runs: dict) -> None:
     average) to ``RUN/rank{r}.safetensors``."""
     with process_group("cpu") as ranks:
         for name, overrides in runs.items():
-            trainer = start_session(run_config(overrides), out / name, resume=False, command="pytest ranks", ranks=ranks)
+            trainer = start_session(
+                run_config(overrides), out / name, resume=False, command="pytest ranks", ranks=ranks
+            )
             trainer.run()
             held = {f"param.{i}": p.detach().clone() for i, p in enumerate(trainer.parameters())}
             held |= {f"ema.{i}": a.clone() for i, a in enumerate(trainer.ema or [])}
@@ -64,7 +68,10 @@ def launch(command: list[str], out: Path, env: dict | None = None) -> subprocess
     """Start ``command`` with its output in ``out/launch.out`` and ``out/launch.err``."""
     out.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        command, stdout=open(out / "launch.out", "w"), stderr=open(out / "launch.err", "w"), env=env or os.environ.copy()
+        command,
+        stdout=open(out / "launch.out", "w"),
+        stderr=open(out / "launch.err", "w"),
+        env=env or os.environ.copy(),
     )
 
 
@@ -162,7 +169,13 @@ def test_a_killed_rank_stops_the_other_and_the_run_resumes_in_one_process(tmp_pa
     assert [r["step"] for r in rows] == list(range(1, step + 4))
     assert rows[:step] == [r for r in logged if r["step"] <= step]  # nothing checkpointed is lost
     assert rows_of(resumed, "resume") == [
-        {"kind": "resume", "step": step, "examples": step * 16, "changed": {"max_steps": [100_000, step + 3]}, "world_size": 1}
+        {
+            "kind": "resume",
+            "step": step,
+            "examples": step * 16,
+            "changed": {"max_steps": [100_000, step + 3]},
+            "world_size": 1,
+        }
     ]
     sessions = json.loads((resumed / "training.json").read_text())["sessions"]
     assert [s["hardware"].get("world_size") for s in sessions] == [2, None]
@@ -190,6 +203,25 @@ def test_nproc_under_torchrun_must_be_torchrun_s_count(monkeypatch):
     assert relaunch(2, ["train"]) is None  # this process is one of the 2 ranks: it trains
     with pytest.raises(ValueError, match="--nproc 4: torchrun started 2"):
         relaunch(4, ["train"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--recipe", "sft", "--d-model", "0"], "--d-model"),
+        (["--batch-size", "0", "--recipe", "sft"], "--batch-size"),
+        ([], "give a recipe file"),
+    ],
+)
+def test_nproc_checks_the_options_before_starting_any_process(monkeypatch, tmp_path, capsys, flags, message):
+    def started(*args):
+        raise AssertionError("torchrun was started for options this process could refuse")
+
+    monkeypatch.setattr(distributed, "relaunch", started)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--nproc", "2", *flags, "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 if __name__ == "__main__":

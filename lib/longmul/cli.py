@@ -238,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    # Check everything this process can check before --nproc starts N processes that would each fail.
+    if args.recipe_file is not None:
+        _check_recipe_file_flags(args)
+    elif args.recipe is None:
+        raise ValueError("give a recipe file (longmul train RECIPE_FILE --out DIR) or --recipe")
+    else:
+        config = _train_config(args)
     if args.nproc is not None:
         from .distributed import relaunch
 
@@ -246,31 +253,39 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise SystemExit(status)
     if args.recipe_file is not None:
         return _train_recipe_file(args)
-    if args.recipe is None:
-        raise ValueError("give a recipe file (longmul train RECIPE_FILE --out DIR) or --recipe")
     from .train import train
 
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
-    config = TrainConfig(**values)
-    try:
-        config.validate()
-    except OptionError as err:
-        raise ValueError(f"--{err.option.replace('_', '-')}: {err}") from None
     command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = train(config, args.out, resume=args.resume, command=command, keep_checkpoint=not args.drop_checkpoint)
     if path is not None:  # None: a rank other than 0 of a torchrun session
         print(json.dumps(json.loads((path / "metrics.json").read_text()), indent=2))
 
 
-def _train_recipe_file(args: argparse.Namespace) -> None:
-    from .train import train_recipe_file
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The validated training options of ``longmul train --recipe …``."""
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    try:
+        config.validate()
+    except OptionError as err:
+        raise ValueError(f"--{err.option.replace('_', '-')}: {err}") from None
+    return config
 
-    flags = sorted(getattr(args, "given_options", frozenset()) - {"--progress"})
+
+def _check_recipe_file_flags(args: argparse.Namespace) -> None:
+    from .recipe_file import read_recipe_file
+
+    flags = sorted(getattr(args, "given_options", frozenset()) - {"--progress", "--nproc"})
     if flags:
         raise ValueError(
             f"{args.recipe_file} holds the training options: {', '.join(flags)} cannot be given with it "
             "(edit a copy of the file instead)"
         )
+    read_recipe_file(args.recipe_file)  # a malformed file is refused here, naming the file
+
+
+def _train_recipe_file(args: argparse.Namespace) -> None:
+    from .train import train_recipe_file
+
     command = "longmul " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path = train_recipe_file(
         args.recipe_file,
