@@ -118,6 +118,11 @@
     return [...product].reverse().map(Number); // c0 (units) first
   }
 
+  /* Scroll the horizontally scrolling `box` so that `item` sits in its middle (the page does not move). */
+  function centre(box, item) {
+    if (item) box.scrollLeft = item.offsetLeft - box.offsetLeft - (box.clientWidth - item.offsetWidth) / 2;
+  }
+
   const headName = (layer, head) => `L${layer + 1}H${head}`; // layers from 1, as in chapter 3
 
   /* Names of the positions of a decoded sequence: a0…, *, b0…, ||, chain of thought, ####, c0…, <eos>. */
@@ -464,6 +469,7 @@
         return el("div", { class: "lm-column" }, bar, label);
       });
       this.bars.replaceChildren(el("div", { class: "lm-sequence" }, columns));
+      centre(this.bars, columns[query]); // on a narrow screen the row scrolls: keep the query in sight
       this.chips.replaceChildren(
         ...(this.knockouts.length ? ["Knocked out: "] : []),
         ...this.knockouts.map((ko, i) =>
@@ -476,6 +482,7 @@
       );
       if (!this.knockouts.length) {
         this.answers.replaceChildren(this.renderAnswers(intact, null, null, k));
+        centre(this.answers, this.answers.querySelector("td.lm-chosen"));
         this.status.textContent = `No knockouts: the intact model's answer.`;
         return;
       }
@@ -483,6 +490,7 @@
       const effect = await this.run(async () => (await loadModel(this.model.value)).knockoutEffect(intact.a, intact.b, knockouts));
       if (!effect) return;
       this.answers.replaceChildren(this.renderAnswers(intact, effect.knocked, effect.logitChange, k));
+      centre(this.answers, this.answers.querySelector("td.lm-chosen"));
       const change = effect.logitChange[k];
       this.status.textContent =
         change === null
