@@ -66,3 +66,16 @@ def test_a_step_within_the_memory_cap_is_accepted_and_the_batch_named_fits(d_mod
         TrainConfig(d_model=d_model, n_layers=n_layers, batch_size=max(1, fits), ema_decay=config.ema_decay).validate()
     else:
         assert error.value.option == "d_model" and need.state > MAX_TRAINING_GIB * 2**30
+
+
+def test_a_run_larger_than_the_memory_free_now_is_refused_naming_the_flag(tmp_path, monkeypatch):
+    from conftest import tiny_config
+    from longmul import train as train_module
+
+    monkeypatch.setattr(train_module, "available_memory", lambda device: 2**20)  # 1 MiB free
+    with pytest.raises(
+        ValueError, match=r"--batch-size: .* over the 1 MiB free on this machine's cpu now, .* at most about"
+    ):
+        train_module.Trainer(tiny_config(), tmp_path, "pytest")
+    monkeypatch.setattr(train_module, "available_memory", lambda device: None)  # cannot tell: no check
+    train_module.Trainer(tiny_config(), tmp_path / "other", "pytest")

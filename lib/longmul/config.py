@@ -52,6 +52,12 @@ class OptionError(ValueError):
         self.option = option
 
 
+def _gib(size: int) -> str:
+    """Bytes as GiB to two significant figures or more (384, 2.5, 0.0041)."""
+    gib = size / 2**30
+    return f"{gib:,.0f}" if gib >= 10 else f"{gib:.2g}"
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -241,24 +247,28 @@ class TrainConfig:
             raise OptionError("dropout", f"dropout must be in [0, 1), got {self.dropout}")
 
     def _check_training_memory(self, model_config: ModelConfig) -> None:
-        """A training step's estimated memory within :data:`MAX_TRAINING_GIB`: a model too large for it
-        names d_model; one whose activations take it over names batch_size, with the batch that fits."""
+        """A training step's estimated memory within :data:`MAX_TRAINING_GIB` (any machine's limit)."""
+        self.check_memory(model_config, MAX_TRAINING_GIB * 2**30, f"the cap of {MAX_TRAINING_GIB} GiB")
+
+    def check_memory(self, model_config: ModelConfig, limit: int, limit_name: str) -> None:
+        """``OptionError`` if a training step's estimated memory (:func:`longmul.cost.training_memory`) is
+        over ``limit`` bytes (``limit_name`` says what that limit is): a model too large for it names
+        d_model; one whose activations take it over names batch_size, with the batch that fits."""
         from .cost import training_memory
 
         need = training_memory(model_config, self.batch_size, model_config.layout.max_len, ema=self.ema_decay > 0)
-        cap = MAX_TRAINING_GIB * 2**30
-        if need.state > cap:
+        if need.state > limit:
             raise OptionError(
                 "d_model",
                 f"this model's weights, gradients and optimizer state alone need an estimated "
-                f"{need.state / 2**30:,.0f} GiB, over the cap of {MAX_TRAINING_GIB} GiB: lower d_model or n_layers",
+                f"{_gib(need.state)} GiB, over {limit_name}: lower d_model or n_layers",
             )
-        if need.total > cap:
-            fits = int((cap - need.state) / (need.activations / self.batch_size))
+        if need.total > limit:
+            fits = int((limit - need.state) / (need.activations / self.batch_size))
             raise OptionError(
                 "batch_size",
-                f"a training step at batch size {self.batch_size:,} needs an estimated {need.total / 2**30:,.0f} GiB, "
-                f"over the cap of {MAX_TRAINING_GIB} GiB, which allows this model a batch of at most about {fits:,}",
+                f"a training step at batch size {self.batch_size:,} needs an estimated {_gib(need.total)} GiB, "
+                f"over {limit_name}, which allows this model a batch of at most about {fits:,}",
             )
 
     def _check_types(self) -> None:

@@ -18,16 +18,23 @@ layer norm, a 4×-wide MLP), a final layer norm, and an LM head tied to the toke
   2022, count that many *bytes* in 16-bit training; eager float32 attention keeps more copies). On the
   CPU it came out 1.1-1.6× the measured peak of a step (widths 128-768, 2-6 layers, 4×4 and 8×8).
 * :func:`matmul_flops_per_second` measures the machine's limit for MFU: a large float32 matmul.
+* :func:`available_memory` is what the device has free now (the kernel's ``MemAvailable`` on the CPU),
+  which ``longmul train`` compares with :func:`training_memory` before it builds the model.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
+
     from .model import ModelConfig
+
+MEMINFO = Path("/proc/meminfo")
 
 FLOAT_BYTES = 4  # float32: weights, gradients, optimizer state and activations
 
@@ -99,3 +106,19 @@ def matmul_flops_per_second(size: int = 2048, seconds: float = 1.0) -> float:
         took = time.perf_counter() - start
         best, spent = min(best, took), spent + took
     return 2 * size**3 / best
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a training step on ``device`` now: on a CUDA device what the driver reports free,
+    on the CPU the kernel's estimate of memory available without swapping (``MemAvailable``); None where
+    it cannot be told (another OS, another accelerator)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu" or not MEMINFO.is_file():
+        return None
+    for line in MEMINFO.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024  # the file counts kB
+    return None

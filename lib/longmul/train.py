@@ -50,7 +50,8 @@ from transformers import GPT2LMHeadModel
 
 from . import __version__
 from .checkpoint import find_checkpoint, load_checkpoint, load_optimizer_tensors, save_checkpoint
-from .config import RECIPES, RESUME_MUTABLE, TrainConfig
+from .config import RECIPES, RESUME_MUTABLE, OptionError, TrainConfig
+from .cost import available_memory
 from .datasets import evaluation_problems, icot_problems
 from .distributed import SINGLE, Ranks, process_group
 from .evaluate import evaluate_pairs
@@ -190,6 +191,7 @@ class Trainer:
         ranks.rows(config.batch_size)  # a batch the ranks cannot share evenly: refused before any file is written
         self.device = ranks.device(pick_device(config.device))
         self.model_config = config.model_config()
+        self._check_memory_free()
         self.layout: Layout = self.model_config.layout
         self.model = build_model(self.model_config, seed=config.seed).to(self.device)
         self.model.train()
@@ -246,6 +248,19 @@ class Trainer:
     def set_weights(self, values: list[torch.Tensor]) -> None:
         for p, v in zip(self.model.parameters(), values, strict=True):
             p.copy_(v)
+
+    def _check_memory_free(self) -> None:
+        """Refuse, naming the flag, a run whose training step would not fit in the memory free on its
+        device now (validate() only caps it at what any machine could hold)."""
+        free = available_memory(self.device)
+        if free is None:
+            return
+        amount = f"{free / 2**30:,.1f} GiB" if free >= 2**30 else f"{free / 2**20:,.0f} MiB"
+        where = f"the {amount} free on this machine's {self.device.type} now"
+        try:
+            self.config.check_memory(self.model_config, free, where)
+        except OptionError as err:
+            raise ValueError(f"--{err.option.replace('_', '-')}: {err}") from None
 
     @contextmanager
     def data_parallel(self):
