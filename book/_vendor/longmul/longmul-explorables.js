@@ -157,6 +157,26 @@
       this.message.textContent = text || "";
     }
 
+    /* The two operand boxes, opening on the settings' problem. */
+    makeOperandBoxes() {
+      const box = (name, label) =>
+        el("input", { name, inputmode: "numeric", autocomplete: "off", size: 6, "aria-label": label, value: this.settings[name] });
+      this.a = box("a", "first number");
+      this.b = box("b", "second number");
+    }
+
+    /* The typed operands, or null once the widget has said what is wrong with them. */
+    readOperands() {
+      const bad = operandProblem(this.a.value) || operandProblem(this.b.value);
+      if (bad) {
+        this.say(bad);
+        this.setState("invalid");
+        return null;
+      }
+      this.say("");
+      return [this.a.value.trim(), this.b.value.trim()];
+    }
+
     /* Run `work` (async), showing its failure in the widget; marks the widget busy meanwhile. */
     async run(work) {
       this.setState("busy");
@@ -180,8 +200,7 @@
   class MultiplyWidget extends Widget {
     constructor(root, settings) {
       super(root, settings);
-      this.a = el("input", { name: "a", inputmode: "numeric", autocomplete: "off", size: 6, "aria-label": "first number", value: settings.a });
-      this.b = el("input", { name: "b", inputmode: "numeric", autocomplete: "off", size: 6, "aria-label": "second number", value: settings.b });
+      this.makeOperandBoxes();
       const form = el(
         "form",
         { class: "lm-controls", onsubmit: (event) => (event.preventDefault(), this.answer()) },
@@ -218,15 +237,9 @@
 
     async answer() {
       if (!this.entries) return;
-      const bad = operandProblem(this.a.value) || operandProblem(this.b.value);
-      if (bad) {
-        this.say(bad);
-        this.root.dataset.state = "invalid";
-        return;
-      }
-      this.say("");
-      const a = this.a.value.trim();
-      const b = this.b.value.trim();
+      const operands = this.readOperands();
+      if (!operands) return;
+      const [a, b] = operands;
       const answers = await this.run(async () => {
         const out = [];
         for (const entry of this.entries) out.push([entry, await (await loadModel(entry.name)).multiply(a, b)]);
@@ -301,8 +314,7 @@
       this.knockouts = [];
       this.query = null; // null: the position that predicts the chosen digit
       this.model = el("select", { name: "model", "aria-label": "model", onchange: () => this.reset() });
-      this.a = el("input", { name: "a", inputmode: "numeric", autocomplete: "off", size: 6, "aria-label": "first number", value: settings.a });
-      this.b = el("input", { name: "b", inputmode: "numeric", autocomplete: "off", size: 6, "aria-label": "second number", value: settings.b });
+      this.makeOperandBoxes();
       this.digit = el(
         "select",
         { name: "digit", "aria-label": "output digit", onchange: () => ((this.query = null), this.show()) },
@@ -361,15 +373,9 @@
       this.knockouts = [];
       this.query = null;
       this.intact = null;
-      const bad = operandProblem(this.a.value) || operandProblem(this.b.value);
-      if (bad) {
-        this.say(bad);
-        this.root.dataset.state = "invalid";
-        return;
-      }
-      this.say("");
-      const a = this.a.value.trim();
-      const b = this.b.value.trim();
+      const operands = this.readOperands();
+      if (!operands) return;
+      const [a, b] = operands;
       const intact = await this.run(async () => (await loadModel(this.model.value)).multiply(a, b));
       if (!intact) return;
       this.intact = intact;
