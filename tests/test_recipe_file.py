@@ -432,27 +432,43 @@ def _replay(name: str, steps: int, out: Path) -> tuple[list[dict], list[dict]]:
     return replayed, shipped
 
 
-def _compare(replayed: list[dict], shipped: list[dict]) -> None:
-    """Pass if the rows are equal; xfail, naming the first row that differs, if the replay left the
-    shipped history only by float32 rounding there (a machine whose kernels round otherwise: from
-    that step on the runs drift apart); fail on anything else (another data stream, schedule, model)."""
+def _capabilities(name: str) -> str:
+    """The torch CPU capabilities (vector ISA) the shipped model's CPU sessions recorded."""
+    recorded = {
+        s["hardware"].get("cpu_capability", "unrecorded")
+        for s in _records(name)[0]["sessions"]
+        if s.get("hardware", {}).get("device") == "cpu"
+    }
+    return ", ".join(sorted(recorded))
+
+
+def _compare(name: str, replayed: list[dict], shipped: list[dict]) -> None:
+    """Pass if the rows are equal; xfail, naming the first row that differs and both machines' vector
+    ISA, if the replay left the shipped history only by float32 rounding there (kernels that sum in
+    another number of lanes round otherwise; from that step on the runs drift apart); fail on
+    anything else (another data stream, schedule, model)."""
     assert [(r["kind"], r["step"]) for r in replayed] == [(r["kind"], r["step"]) for r in shipped]
     for mine, theirs in zip(replayed, shipped, strict=True):
         if mine == theirs:
             continue
         assert _rounding_only(mine, theirs), f"step {theirs['step']}: {mine} != {theirs}"
-        loss = "loss" if "loss" in theirs else "val_exact_match"
         pytest.xfail(
             f"not bit-equal on this machine: the {theirs['kind']} row of step {theirs['step']} differs by float32 "
-            f"rounding only ({loss} {mine[loss]!r} here, {theirs[loss]!r} shipped); the same data and schedule"
+            f"rounding only, in {_differing_keys(mine, theirs)}; torch's CPU capability is "
+            f"{torch.backends.cpu.get_cpu_capability()} here and {_capabilities(name)} in the shipped "
+            "sessions' records; the same data and schedule"
         )
+
+
+def _differing_keys(mine: dict, theirs: dict) -> str:
+    return ", ".join(key for key in theirs if mine[key] != theirs[key])
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_replaying_the_first_step_reproduces_the_first_history_row(name, tmp_path):
     """The CI-sized replay: the first logged row (step 1, which also logs the per-digit gradient norms)."""
     replayed, shipped = _replay(name, 1, tmp_path / name)
-    _compare(replayed, shipped)
+    _compare(name, replayed, shipped)
 
 
 @pytest.mark.slow
@@ -461,4 +477,4 @@ def test_replaying_the_first_2000_steps_reproduces_the_shipped_history(name, tmp
     """About 2,000 × (0.5 to 2) s on one core; run with `pytest -m slow tests/test_recipe_file.py`."""
     replayed, shipped = _replay(name, 2000, tmp_path / name)
     assert len(shipped) == 23  # 21 train rows (steps 1, 100, …, 2,000) and 2 eval rows (1,000 and 2,000)
-    _compare(replayed, shipped)
+    _compare(name, replayed, shipped)

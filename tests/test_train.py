@@ -63,6 +63,15 @@ def test_same_seed_same_result_and_other_seed_differs(tmp_path):
     assert not torch.equal(weights[0], weights[2])
 
 
+def test_each_session_records_the_cpu_and_the_vector_isa_its_rounding_depends_on(tmp_path):
+    out = train(tiny_config(max_steps=2), tmp_path / "run", command="pytest")
+    (session,) = json.loads((out / "training.json").read_text())["sessions"]
+    hardware = session["hardware"]
+    assert hardware["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert hardware["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE128", "NEON"}
+    assert isinstance(hardware["cpu_model"], str) and hardware["cpu_model"]
+
+
 def test_running_sums_batch_matches_problem():
     rng = np.random.default_rng(0)
     pairs = np.stack([rng.integers(1000, 10000, 50), rng.integers(1000, 10000, 50)], 1)

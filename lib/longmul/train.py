@@ -68,10 +68,26 @@ from .shipped import SNAPSHOT_DIR
 from .task import random_problems, sample_operands
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name as the kernel reports it ("AMD EPYC", "Intel(R) Xeon(R) …"); the
+    processor architecture where there is no /proc/cpuinfo."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware_description(device: torch.device) -> dict:
     info = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model_name(),
+        # The vector width torch's CPU kernels use (AVX2, AVX512, …): reductions sum in that many
+        # lanes, so two machines with another capability round the same step differently.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,  # a run resumed on another machine may change it
