@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from longmul.analysis.probes import (
+    DEFAULT_ALPHAS,
     PAPER_SITE,
     collect_activations,
     fit_probes,
@@ -46,6 +50,33 @@ def test_probe_recovers_a_linear_target_and_finds_nothing_in_noise():
     np.testing.assert_allclose(result.y_test, y[result.test_index])
     assert result.predictions["linear"].shape == (150, 3)
     assert np.abs(result.predictions["linear"] - result.y_test).mean() < 0.2
+
+
+def test_probes_are_what_standard_scaler_and_ridgecv_fit():
+    features, y = synthetic(N=300, noise=5.0)
+    result = fit_probes(features, y, seed=2)
+    train = np.setdiff1d(np.arange(300), result.test_index)
+    for site, x in features.items():
+        for k in range(3):
+            reference = make_pipeline(StandardScaler(), RidgeCV(alphas=DEFAULT_ALPHAS)).fit(x[train, k], y[train, k])
+            assert result.metric(site, "alpha")[k] == reference[-1].alpha_
+            expected = reference.predict(x[result.test_index, k])
+            np.testing.assert_allclose(result.predictions[site][:, k], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_the_controls_sharing_features_equal_separate_fits(tiny, pairs):
+    results = probe_with_controls(tiny, pairs, sites=[PAPER_SITE], seed=3)  # none and shuffled fitted together
+    for shuffle, control in ((False, "none"), (True, "shuffled")):
+        alone = probe_running_sums(tiny, pairs, sites=[PAPER_SITE], seed=3, shuffle_targets=shuffle)
+        for row, row_alone in zip(results[control].rows, alone.rows, strict=True):
+            numbers = ("mae", "r2", "exact")
+            assert {key: row[key] for key in numbers} == pytest.approx(
+                {key: row_alone[key] for key in numbers}, abs=1e-9
+            )
+            assert {key: v for key, v in row.items() if key not in numbers} == {
+                key: v for key, v in row_alone.items() if key not in numbers
+            }
+        np.testing.assert_allclose(results[control].predictions[PAPER_SITE], alone.predictions[PAPER_SITE], atol=1e-9)
 
 
 def test_probe_on_a_shuffled_target_explains_nothing():
@@ -141,7 +172,13 @@ def test_probes_read_the_position_predicting_c_k(tiny):
 
 
 def test_unknown_sites_are_refused(tiny, pairs):
-    bad = ("blocks.2.hook_resid_pre", "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.attn.hook_z[4]", "resid")
+    bad = (
+        "blocks.2.hook_resid_pre",
+        "blocks.0.attn.hook_pattern",
+        "blocks.0.attn.hook_z",
+        "blocks.0.attn.hook_z[4]",
+        "resid",
+    )
     for site in bad:
         with pytest.raises(ValueError, match="unknown site"):
             collect_activations(tiny, pairs[:2], [site])

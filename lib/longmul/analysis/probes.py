@@ -6,15 +6,16 @@ long-range dependency needs it there: ``c_k = ĉ_k mod 10`` and the carry it pas
 
 For every *site* (an activation: each layer's ``resid_pre``, ``attn_out``, ``resid_mid``,
 ``resid_post``, optionally each head's ``hook_z``) and every answer position ``k``, a ridge regression
-(scikit-learn) maps the activation at the position predicting ``c_k`` to ``ĉ_k``. It is fitted on a
+maps the activation at the position predicting ``c_k`` to ``ĉ_k``. It is fitted on a
 training split of the problems and scored on the held-out rest: mean absolute error in units of ĉ and
 R². Each model is probed on its **own** activations, on its own teacher-forced sequence (see
 :func:`longmul.evaluate.teacher_forced_batch`). The paper reports the site after layer 2's attention,
 before its MLP: ``blocks.1.hook_resid_mid`` here (:data:`PAPER_SITE`).
 
 The features are standardised and the ridge penalty is picked per probe from :data:`DEFAULT_ALPHAS`
-by efficient leave-one-out cross-validation on the training split (``RidgeCV``). The target needs no
-scaling: a closed-form ridge fit is equivariant to it.
+by efficient leave-one-out cross-validation on the training split, as scikit-learn's ``RidgeCV`` picks
+it (:mod:`longmul.analysis.ridge`: one decomposition per site and position serves every penalty and
+every control's target). The target needs no scaling: a closed-form ridge fit is equivariant to it.
 
 Controls (:func:`probe_with_controls`): the same probes on a shuffled target (ĉ permuted across
 problems, so nothing is there to find: R² ≈ 0 or below) and on an untrained model of the same shape
@@ -29,10 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error, r2_score
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from transformers import GPT2LMHeadModel
 
 from ..hooks import hook_names
@@ -41,6 +39,7 @@ from ..task import Problem
 from ..train import running_sums_batch
 from .attribution import analysis_pairs
 from .passes import teacher_forced_passes
+from .ridge import RidgeFit, fit_ridge_cv
 
 PAPER_SITE = "blocks.1.hook_resid_mid"  # "layer 2, after attention, before its MLP"
 SITE_HOOKS = ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "hook_resid_post")
@@ -112,7 +111,7 @@ class ProbeResult:
     y_test: np.ndarray  # (n_test, n_c) true ĉ_k of the held-out problems (shuffled for that control)
     predictions: dict[str, np.ndarray]  # site → (n_test, n_c) the probes' predictions on them
     test_index: np.ndarray  # (n_test,) which of the input problems were held out
-    probes: dict[tuple[str, int], Pipeline]  # (site, k) → the fitted scaler + ridge
+    probes: dict[tuple[str, int], RidgeFit]  # (site, k) → the fitted standardisation + ridge
 
     def metric(self, site: str, name: str = "mae") -> np.ndarray:
         """``name`` ("mae", "r2", "exact" or "alpha") of ``site``'s probes for k = 0 … n_c-1: (n_c,)."""
@@ -137,12 +136,26 @@ def fit_probes(
     The split is a permutation drawn with ``seed``; ``control`` only labels the rows. Besides MAE and R²,
     each row has ``exact``: the share of held-out problems whose reading, rounded, is the target itself
     (for ĉ_k, then also its digit c_k = ĉ_k mod 10)."""
-    targets = np.asarray(targets, dtype=np.float64)
-    if targets.ndim != 2:
-        raise ValueError(f"targets must be (N, n_c), got shape {targets.shape}")
+    return _fit_probe_sets(features, {control: targets}, test_fraction, seed, alphas)[control]
+
+
+def _fit_probe_sets(
+    features: Mapping[str, np.ndarray],
+    targets_by_control: Mapping[str, np.ndarray],
+    test_fraction: float,
+    seed: int,
+    alphas: Sequence[float],
+) -> dict[str, ProbeResult]:
+    """:func:`fit_probes` of the same features for several target sets (control → (N, n_c)) at once:
+    each site and position's training features are decomposed once for all of them
+    (:func:`longmul.analysis.ridge.fit_ridge_cv`)."""
+    controls = list(targets_by_control)
+    stacked = np.stack([np.asarray(targets_by_control[c], dtype=np.float64) for c in controls], axis=-1)
+    if stacked.ndim != 3:
+        raise ValueError(f"targets must be (N, n_c), got shape {stacked.shape[:-1]}")
     if not features:
         raise ValueError("no features given")
-    N, n_c = targets.shape
+    N, n_c, _ = stacked.shape  # (N, n_c, controls)
     for site, x in features.items():
         if x.ndim != 3 or x.shape[:2] != (N, n_c):
             raise ValueError(f"features of {site!r} must be (N={N}, n_c={n_c}, d), got shape {x.shape}")
@@ -150,32 +163,39 @@ def fit_probes(
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
     n_test = round(N * test_fraction)
     if n_test < 2 or N - n_test < 2:
-        raise ValueError(f"{N} problems are too few: train and test splits need at least 2 each (got {N - n_test} and {n_test})")
+        raise ValueError(
+            f"{N} problems are too few: train and test splits need at least 2 each (got {N - n_test} and {n_test})"
+        )
     order = np.random.default_rng(seed).permutation(N)
     test, train = order[:n_test], order[n_test:]
-    rows, predictions, probes = [], {}, {}
+    results = {c: ProbeResult([], stacked[test, :, i], {}, test, {}) for i, c in enumerate(controls)}
     for site, x in features.items():
-        predicted = np.empty((n_test, n_c))  # (n_test, n_c)
+        predicted = np.empty((n_test, n_c, len(controls)))  # (n_test, n_c, controls)
+        fits = []
         for k in range(n_c):
-            probe = make_pipeline(StandardScaler(), RidgeCV(alphas=tuple(alphas)))
-            probe.fit(x[train, k].astype(np.float64), targets[train, k])
-            predicted[:, k] = probe.predict(x[test, k].astype(np.float64))
-            rows.append(
-                {
-                    "site": site,
-                    "k": k,
-                    "mae": float(mean_absolute_error(targets[test, k], predicted[:, k])),
-                    "r2": float(r2_score(targets[test, k], predicted[:, k])),
-                    "exact": float((np.rint(predicted[:, k]) == targets[test, k]).mean()),
-                    "alpha": float(probe[-1].alpha_),
-                    "n_train": len(train),
-                    "n_test": n_test,
-                    "control": control,
-                }
-            )
-            probes[(site, k)] = probe
-        predictions[site] = predicted
-    return ProbeResult(rows, targets[test], predictions, test, probes)
+            fit = fit_ridge_cv(x[train, k], stacked[train, k], alphas)  # every control's target at once
+            predicted[:, k] = fit.predict(x[test, k])  # (n_test, controls)
+            fits.append(fit)
+        for i, control in enumerate(controls):
+            result, truth = results[control], stacked[test, :, i]  # (n_test, n_c)
+            for k, fit in enumerate(fits):
+                reading = predicted[:, k, i]  # (n_test,)
+                result.rows.append(
+                    {
+                        "site": site,
+                        "k": k,
+                        "mae": float(mean_absolute_error(truth[:, k], reading)),
+                        "r2": float(r2_score(truth[:, k], reading)),
+                        "exact": float((np.rint(reading) == truth[:, k]).mean()),
+                        "alpha": float(fit.alpha[i]),
+                        "n_train": len(train),
+                        "n_test": n_test,
+                        "control": control,
+                    }
+                )
+                result.probes[(site, k)] = fit.target(i)
+            result.predictions[site] = predicted[:, :, i]
+    return results
 
 
 def _shuffled(targets: np.ndarray, seed: int) -> np.ndarray:
@@ -253,11 +273,8 @@ def probe_with_controls(
     pairs, sites, features, targets = _activations_and_targets(model, problems, n_problems, sites, seed, batch_size)
     shuffled = _shuffled(targets, seed)
     twin_features = collect_activations(untrained_like(model, seed), pairs, sites, batch_size)
-    return {
-        "none": fit_probes(features, targets, test_fraction, seed, alphas, "none"),
-        "shuffled": fit_probes(features, shuffled, test_fraction, seed, alphas, "shuffled"),
-        "untrained": fit_probes(twin_features, targets, test_fraction, seed, alphas, "untrained"),
-    }
+    fitted = _fit_probe_sets(features, {"none": targets, "shuffled": shuffled}, test_fraction, seed, alphas)
+    return fitted | {"untrained": fit_probes(twin_features, targets, test_fraction, seed, alphas, "untrained")}
 
 
 def predict_running_sums(
