@@ -6,7 +6,8 @@ import torch
 
 from longmul import pass_cache
 from longmul.analysis.attention import mean_attention, teacher_forced_scores
-from longmul.analysis.passes import teacher_forced_passes
+from longmul.analysis.geometry import activations_at
+from longmul.analysis.passes import share_passes, teacher_forced_passes
 from longmul.hooks import run_with_cache
 from longmul.model import PRESETS, build_model
 from longmul.pass_cache import PassCache, pairs_digest, weights_digest
@@ -95,6 +96,24 @@ def test_names_an_entry_lacks_are_computed_and_added(cache, model, pairs):
     assert len(calls) == 2 and len(cache) == 1
     assert both.keys() == [a, b]
     assert both[a] is first[a] and both[b] is second[b]
+
+
+def test_a_shared_pass_serves_every_later_subset_of_its_names(cache, model, pairs, monkeypatch):
+    names = ["blocks.0.hook_attn_out", "blocks.0.attn.hook_result", "ln_final.hook_normalized"]
+    share_passes(model, pairs, names, batch_size=16)
+    calls = count_forward_passes(model)
+    heads = activations_at(model, pairs, names[:2], k=2, batch_size=16)
+    final = activations_at(model, pairs, names[2:], k=1, batch_size=16)
+    assert calls == [] and cache.hits == 2
+    monkeypatch.setattr(pass_cache, "PASS_CACHE", PassCache(0))  # off: each call runs its own pass
+    for name in names[:2]:
+        np.testing.assert_array_equal(heads[name], activations_at(model, pairs, [name], k=2, batch_size=16)[name])
+    np.testing.assert_array_equal(
+        final[names[2]], activations_at(model, pairs, names[2:], k=1, batch_size=16)[names[2]]
+    )
+    before = len(calls)
+    share_passes(model, pairs, names, batch_size=16)  # the cache is off: it would keep nothing
+    assert len(calls) == before
 
 
 def test_knockouts_and_unfinished_passes_are_not_cached(cache, model, pairs):

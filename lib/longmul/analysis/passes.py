@@ -70,6 +70,21 @@ def teacher_forced_passes(
         store.put(key, kept)
 
 
+def share_passes(
+    model: GPT2LMHeadModel,
+    problems: np.ndarray | Sequence[Problem],
+    names: Iterable[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> None:
+    """Run ``model``'s clean pass over ``problems`` once now, keeping every one of ``names`` in the pass
+    cache, so that analyses of the same problems (at the same ``batch_size``) that read different subsets
+    of them all get them from there: one forward pass instead of one per subset. Does nothing while the
+    cache is off."""
+    if pass_cache.PASS_CACHE.enabled:
+        for _ in teacher_forced_passes(model, problems, names, batch_size=batch_size):
+            pass
+
+
 def _run_passes(
     model: GPT2LMHeadModel, pairs: np.ndarray, names: list[str], knockouts: list[Knockout], batch_size: int
 ) -> Iterator[tuple[Batch, torch.Tensor, ActivationCache]]:
