@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from longmul.analysis import attribution
 from longmul.analysis.attribution import (
     logit_attribution,
     problem_attribution,
     replacement_digits,
 )
+from longmul.evaluate import teacher_forced_batch
 from longmul.model import PRESETS, ModelConfig, build_model, gpt2_config
 from longmul.sequences import ANSWER_ID, DIGIT_ID0, VOCAB, Layout
 from longmul.task import Problem, sample_operands
@@ -139,6 +141,32 @@ def test_deterministic_in_seed_and_independent_of_batch_size(tiny):
     assert not np.allclose(a.matrix, c.matrix)
     assert np.isfinite(a.matrix).all() and (a.sem > 0).all()
     assert tiny.training  # restored: build_model returns a model in training mode
+
+
+@pytest.mark.parametrize("cot_tokens, position_skip", [(0, 0), (6, 40)])
+def test_recomputing_from_the_replaced_digit_gives_the_whole_passes_logits(cot_tokens, position_skip):
+    model = build_model(PRESETS["tiny"], seed=3).eval()
+    model.config.longmul_cot_tokens, model.config.longmul_position_skip = cot_tokens, position_skip
+    batch = teacher_forced_batch(model, sample_operands(np.random.default_rng(4), 20))
+    assert attribution._recomputable(model, batch)
+    with torch.no_grad():
+        clean, layers = attribution._answer_logits_from(model, batch, batch.input_ids, 0, None)  # (B, n_c, V)
+        torch.testing.assert_close(clean, attribution._answer_logits(model, batch, batch.input_ids), rtol=0, atol=1e-5)
+        for position in [LAYOUT.a_position(i) for i in range(4)] + [LAYOUT.b_position(j) for j in range(4)]:
+            ids = batch.input_ids.clone()  # (B, T)
+            ids[:, position] = DIGIT_ID0 + (ids[:, position] - DIGIT_ID0 + 1) % 10
+            partial, _ = attribution._answer_logits_from(model, batch, ids, position, layers)
+            whole = attribution._answer_logits(model, batch, ids)
+            assert not torch.allclose(whole, clean)
+            torch.testing.assert_close(partial, whole, rtol=0, atol=1e-5)
+
+
+def test_the_recomputed_attribution_equals_whole_passes(tiny, monkeypatch):
+    recomputed = logit_attribution(tiny, n_problems=30, seed=5)
+    monkeypatch.setattr(attribution, "_recomputable", lambda *_: False)
+    whole = logit_attribution(tiny, n_problems=30, seed=5)
+    np.testing.assert_allclose(recomputed.matrix, whole.matrix, atol=1e-5)
+    np.testing.assert_array_equal(recomputed.accuracy, whole.accuracy)
 
 
 def test_random_replacement_averages_to_the_exhaustive_one(tiny):

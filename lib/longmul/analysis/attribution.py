@@ -11,6 +11,9 @@ For output digit ``c_k`` and operand digit ``x`` (one of ``a_0 … a_{n_a-1}, b_
 A model that computes ``c_k`` from ``x`` shows a large drop; one that ignores ``x`` shows none. A
 single forward pass of the whole teacher-forced sequence scores every ``c_k`` at once: the model is
 causal, so the logits at the position predicting ``c_k`` see exactly the prefix before ``c_k``.
+A replaced digit changes nothing before its position: each corrupted run reuses the clean run's
+queries, keys and values there and finishes only the answer positions in the last layer (the same
+logits as a whole forward pass, at about 60% of its cost).
 
 Everything is vectorised over problems and deterministic in ``seed``: the replacement digits are drawn
 for all problems up front, so the result does not depend on ``batch_size``.
@@ -29,6 +32,7 @@ from ..evaluate import teacher_forced_batch
 from ..model import model_config_of
 from ..sequences import DIGIT_ID0, Batch, Layout, operand_digits, pairs_for_layout
 from ..task import Problem, sample_operands
+from .knockouts import _check_model, _finish, _project, _qkv, _scores, _softmax
 
 DEFAULT_PROBLEMS = 1_000
 
@@ -114,16 +118,21 @@ class _Baseline:
     predicted: torch.Tensor  # (B, n_c, 1) token the model predicts for each c_k
     logit: torch.Tensor  # (B, n_c) its logit
     correct: np.ndarray  # (B, n_c) whether that token is the right digit
+    layers: list[dict[str, torch.Tensor]] | None = None  # per layer: the clean q, k, v (B, H, T, d_head)
 
 
 def _baseline(model: GPT2LMHeadModel, pairs: np.ndarray) -> _Baseline:
     batch = teacher_forced_batch(model, pairs)
     logits = _answer_logits(model, batch, batch.input_ids)  # (B, n_c, V)
+    return _scored(batch, logits)
+
+
+def _scored(batch: Batch, logits: torch.Tensor, layers: list | None = None) -> _Baseline:
     predicted = logits.argmax(-1, keepdim=True)  # (B, n_c, 1)
-    rows = torch.arange(len(pairs))[:, None]  # (B, 1)
+    rows = torch.arange(len(batch.input_ids))[:, None]  # (B, 1)
     targets = batch.labels[rows, batch.answer_positions]  # (B, n_c): the token after each position is c_k
     correct = (predicted[..., 0].cpu() == targets).numpy()
-    return _Baseline(batch, predicted, logits.gather(-1, predicted)[..., 0], correct)
+    return _Baseline(batch, predicted, logits.gather(-1, predicted)[..., 0], correct, layers)
 
 
 def _logit_drop(model: GPT2LMHeadModel, clean: _Baseline, positions: np.ndarray, new_digits: np.ndarray) -> np.ndarray:
@@ -132,8 +141,63 @@ def _logit_drop(model: GPT2LMHeadModel, clean: _Baseline, positions: np.ndarray,
     rows = torch.arange(len(positions))  # (B,)
     corrupted_ids = clean.batch.input_ids.clone()  # (B, T)
     corrupted_ids[rows, torch.from_numpy(positions)] = DIGIT_ID0 + torch.from_numpy(new_digits)
-    corrupted = _answer_logits(model, clean.batch, corrupted_ids).gather(-1, clean.predicted)[..., 0]  # (B, n_c)
+    answers = clean.batch.answer_positions[0]  # (n_c,)
+    if clean.layers is not None and (positions == positions[0]).all() and positions[0] <= int(answers.min()):
+        logits = _answer_logits_from(model, clean.batch, corrupted_ids, int(positions[0]), clean.layers)[0]
+    else:
+        logits = _answer_logits(model, clean.batch, corrupted_ids)
+    corrupted = logits.gather(-1, clean.predicted)[..., 0]  # (B, n_c)
     return (clean.logit - corrupted).cpu().numpy()
+
+
+def _recomputable(model: GPT2LMHeadModel, batch: Batch) -> bool:
+    """Whether :func:`_answer_logits_from` computes what the model does: a GPT-2 it supports, no padding,
+    and the answer at the same positions in every row."""
+    if not isinstance(model, GPT2LMHeadModel):
+        return False
+    try:
+        _check_model(model)
+    except ValueError:
+        return False
+    return bool(batch.attention_mask.all()) and bool((batch.answer_positions == batch.answer_positions[0]).all())
+
+
+def _answer_logits_from(
+    model: GPT2LMHeadModel, batch: Batch, input_ids: torch.Tensor, start: int, clean: list | None
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """Logits at the positions predicting c_0 … c_{n_c-1} (B, n_c, V) of ``input_ids``, which equal the
+    sequences of the ``clean`` run (per layer: its q, k, v) before position ``start`` (``clean=None``,
+    ``start=0``: the clean run itself, whose per-layer state is returned too).
+
+    A token changed at ``start`` changes nothing before it (attention is causal), and only the answer
+    positions' logits are read. So every layer computes its rows from ``start`` on and keeps the clean
+    rows before; the last layer finishes (attention output, MLP) the answer positions only. The layer
+    norms, projections and MLP treat rows one by one; the attention products run over all T queries and
+    keys with the clean rows spliced in, the same shapes as in the whole forward pass. Written with the
+    blocks' own submodules as :mod:`longmul.analysis.knockouts` does, it gives the whole pass's logits
+    (tests/test_analysis_attribution.py checks 1e-5; on the book's models they are the same bits)."""
+    device = next(model.parameters()).device
+    blocks, n_heads = model.transformer.h, model.config.n_head
+    answers = batch.answer_positions[0].to(device)  # (n_c,) the same in every row of a layout
+    ids = input_ids[:, start:].to(device)  # (B, R)
+    x = model.transformer.wte(ids) + model.transformer.wpe(batch.position_ids[:, start:].to(device))  # (B, R, d)
+    layers = []
+    for index, block in enumerate(blocks):
+        q, k, v = _qkv(block, x, n_heads)  # (B, H, R, d_head) each
+        if clean is not None:
+            q, k, v = (
+                torch.cat([clean[index][n][..., :start, :], new], dim=-2) for n, new in (("q", q), ("k", k), ("v", v))
+            )
+        layers.append({"q": q, "k": k, "v": v})
+        T = q.shape[-2]
+        future = torch.ones(T, T, dtype=torch.bool, device=device).triu(1)  # (T, T)
+        z = torch.matmul(_softmax(_scores(block, q, k), future, in_place=True), v)  # (B, H, T, d_head)
+        if index + 1 < len(blocks):
+            x = _finish(block, x, _project(block, z[..., start:, :]))  # (B, R, d)
+        else:
+            x = _finish(block, x[:, answers - start], _project(block, z[..., answers, :]))  # (B, n_c, d)
+    logits = model.lm_head(model.transformer.ln_f(x)).float()  # (B, n_c, V)
+    return logits, layers
 
 
 def _labelled(matrix: np.ndarray, sem: np.ndarray, correct: np.ndarray, n_samples: int, layout: Layout) -> Attribution:
@@ -183,7 +247,11 @@ def logit_attribution(
         correct = np.empty((len(pairs), layout.n_c), dtype=bool)  # (N, n_c)
         for start in range(0, len(pairs), batch_size):
             rows = slice(start, start + batch_size)
-            clean = _baseline(model, pairs[rows])
+            batch = teacher_forced_batch(model, pairs[rows])
+            if _recomputable(model, batch):  # keep the clean layers: each replacement recomputes from its position
+                clean = _scored(batch, *_answer_logits_from(model, batch, batch.input_ids, 0, None))
+            else:
+                clean = _scored(batch, _answer_logits(model, batch, batch.input_ids))
             correct[rows] = clean.correct
             for slot, position in enumerate(positions):
                 at = np.full(len(clean.correct), position)  # (B,)
